@@ -1,0 +1,1 @@
+//! Flevum benchmark helpers.

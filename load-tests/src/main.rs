@@ -1,0 +1,2 @@
+//! Flevum load generator.
+fn main() {}

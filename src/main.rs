@@ -1,0 +1,2 @@
+//! Flevum binary.
+fn main() {}
