@@ -6,10 +6,18 @@
 
 #![deny(unsafe_code)]
 
+pub mod codec;
+pub mod error;
 pub mod frames;
 pub mod handshake;
 pub mod record;
 
+pub use codec::{
+    DeviceMessage, MAX_MESSAGE_BYTES, MAX_RECORDS_PER_DATAGRAM, RecordLimits, decode_datagram,
+    decode_frame_binary, decode_frame_json, decode_message, encode_datagram, encode_frame_binary,
+    encode_frame_json, encode_message, message_len,
+};
+pub use error::{DecodeError, RecordError};
 pub use frames::{
     Alert, AlertKind, CheckpointInfo, CourseSummary, Delta, FanFrame, GroupKind, GroupView,
     RiderInfo, RiderStatus, RiderView, Severity, Snapshot,
