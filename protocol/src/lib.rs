@@ -23,14 +23,23 @@ pub use frames::{
     RiderInfo, RiderStatus, RiderView, Severity, Snapshot,
 };
 pub use handshake::{Ack, Hello, Refusal, RefusalReason, Welcome};
-pub use record::{PositionBatch, PositionRecord, RecordFlags};
+pub use record::{ArchivedPositionRecord, PositionBatch, PositionRecord, RecordFlags};
 
-/// The protocol version spoken by this build, sent in `Hello` and checked on every decode.
+/// The protocol version spoken by this build, sent first in every message body, datagram and
+/// binary frame, and checked on every decode.
 ///
-/// Evolution rule: a change that keeps every archived layout byte-compatible (new optional frame
-/// field handled by JSON only, a new alert kind appended at the end) keeps the version; any change
-/// to an archived layout (record size, field order, enum order) bumps it, and the engine keeps
-/// accepting the previous version for one release.
+/// Rule for evolving it:
+/// 1. A change that leaves every byte layout as it is (a new JSON-only frame field with a serde
+///    default, a doc change) keeps the version.
+/// 2. Any change to a binary layout (the 32-byte record, an rkyv archived type: field added,
+///    removed, reordered or retyped, an enum variant added anywhere, including at the end) bumps
+///    the version by one.
+/// 3. After a bump the engine keeps decoding the previous version for at least one release (a
+///    decoder per supported version), and refuses older ones with `UnsupportedVersion`, so
+///    devices in the field can upgrade before the old layout is dropped.
+/// 4. The fuzz targets in `protocol/fuzz/` (run with `cargo +nightly fuzz run decode_datagram`,
+///    `decode_message`, `decode_frame_binary`, `decode_frame_json`) and the round-trip tests must
+///    cover the new layout before it ships.
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// ALPN identifier negotiated on every device QUIC connection.
