@@ -233,7 +233,7 @@ fn aligned(bytes: &[u8]) -> AlignedVec {
 /// Encodes a device message as `[u32 LE body length][u16 LE version][rkyv archive]`.
 pub fn encode_message(msg: &DeviceMessage) -> Vec<u8> {
     // Serialising owned in-memory values into a Vec cannot fail for these types.
-    let archive = rkyv::to_bytes::<rancor::Error>(msg).map_or_else(|_| AlignedVec::new(), |a| a);
+    let archive = rkyv::to_bytes::<rancor::Error>(msg).unwrap_or_else(|_| AlignedVec::new());
     let body_len = archive.len() + 2;
     let mut out = Vec::with_capacity(4 + body_len);
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
@@ -356,7 +356,7 @@ pub fn decode_frame_json(bytes: &[u8]) -> Result<FanFrame, DecodeError> {
 
 /// Encodes a fan frame in the compact binary form: `[u16 LE version][rkyv archive]`.
 pub fn encode_frame_binary(frame: &FanFrame) -> Bytes {
-    let archive = rkyv::to_bytes::<rancor::Error>(frame).map_or_else(|_| AlignedVec::new(), |a| a);
+    let archive = rkyv::to_bytes::<rancor::Error>(frame).unwrap_or_else(|_| AlignedVec::new());
     let mut out = Vec::with_capacity(2 + archive.len());
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     out.extend_from_slice(&archive);
