@@ -1,7 +1,10 @@
-//! Spatial index of the course segments (placeholder: linear scan; to become an rstar R-tree).
+//! Spatial index of the course segments: an `rstar` R-tree bulk-loaded once per course.
 //!
 //! Owns candidate lookup: which course segments lie near a projected point. Does not choose among
 //! candidates; that is the matcher's job.
+
+use rstar::RTree;
+use rstar::primitives::{GeomWithData, Line};
 
 use super::course::Course;
 
@@ -16,17 +19,28 @@ pub struct Candidate {
     pub lateral_m: f64,
 }
 
-/// The course with its segments indexed for nearest-segment queries.
+/// The course with its segments in an R-tree for nearest-segment queries.
 #[derive(Debug, Clone)]
 pub struct CourseIndex {
     /// The indexed course.
     course: Course,
+    /// Segments in the local frame, carrying their index.
+    tree: RTree<GeomWithData<Line<[f64; 2]>, usize>>,
 }
 
 impl CourseIndex {
     /// Indexes a course.
     pub fn new(course: Course) -> Self {
-        CourseIndex { course }
+        let items = course
+            .points()
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| GeomWithData::new(Line::new([w[0].x, w[0].y], [w[1].x, w[1].y]), i))
+            .collect();
+        CourseIndex {
+            tree: RTree::bulk_load(items),
+            course,
+        }
     }
 
     /// The indexed course.
@@ -34,28 +48,60 @@ impl CourseIndex {
         &self.course
     }
 
+    /// Calls `f` for every segment within `radius_m` of the local point `(x, y)`, without
+    /// allocating.
+    pub fn for_each_candidate(&self, x: f64, y: f64, radius_m: f64, mut f: impl FnMut(Candidate)) {
+        let segments = self.course.segments();
+        for item in self
+            .tree
+            .locate_within_distance([x, y], radius_m * radius_m)
+        {
+            let seg = &segments[item.data];
+            let (distance_m, lateral_m) = seg.project(x, y);
+            f(Candidate {
+                segment: item.data,
+                distance_m,
+                lateral_m,
+            });
+        }
+    }
+
     /// Every segment within `radius_m` of the local point `(x, y)`.
     pub fn candidates(&self, x: f64, y: f64, radius_m: f64) -> Vec<Candidate> {
-        let pts = self.course.points();
         let mut out = Vec::new();
-        for (segment, w) in pts.windows(2).enumerate() {
-            let (a, b) = (&w[0], &w[1]);
-            let (dx, dy) = (b.x - a.x, b.y - a.y);
-            let len2 = dx * dx + dy * dy;
-            let t = if len2 > 0.0 {
-                (((x - a.x) * dx + (y - a.y) * dy) / len2).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            let lateral_m = (x - (a.x + dx * t)).hypot(y - (a.y + dy * t));
-            if lateral_m <= radius_m {
-                out.push(Candidate {
-                    segment,
-                    distance_m: a.distance_m + (b.distance_m - a.distance_m) * t,
-                    lateral_m,
-                });
-            }
-        }
+        self.for_each_candidate(x, y, radius_m, |c| out.push(c));
         out
+    }
+
+    /// The segment nearest to `(x, y)` anywhere on the course.
+    pub fn nearest(&self, x: f64, y: f64) -> Option<Candidate> {
+        let item = self.tree.nearest_neighbor(&[x, y])?;
+        let (distance_m, lateral_m) = self.course.segments()[item.data].project(x, y);
+        Some(Candidate {
+            segment: item.data,
+            distance_m,
+            lateral_m,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_and_back_offers_both_legs() {
+        let course = Course::from_points(
+            "oab",
+            &[(45.0, 7.0, None), (45.01, 7.0, None), (45.0, 7.00002, None)],
+        )
+        .unwrap();
+        let index = CourseIndex::new(course);
+        let (x, y) = index.course().project(45.005, 7.00001);
+        let mut c = index.candidates(x, y, 20.0);
+        c.sort_by_key(|c| c.segment);
+        assert_eq!(c.len(), 2);
+        assert!(c[0].distance_m < 1000.0 && c[1].distance_m > 1000.0);
+        assert_eq!(index.nearest(x, y).map(|c| c.lateral_m < 1.0), Some(true));
     }
 }

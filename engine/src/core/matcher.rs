@@ -1,8 +1,12 @@
-//! Course-constrained map matching of one rider's fixes (placeholder: nearest candidate).
+//! Course-constrained map matching of one rider's fixes.
 //!
-//! Owns the choice of a position along the course for each fix and the off-course judgement. Does
-//! not rank riders or compute gaps; the race state does.
+//! Owns the choice of a position along the course for each fix and the off-course judgement: a
+//! forward filter whose transition model is one-dimensional (expected progress = speed × elapsed
+//! time, a small allowed backtrack) plus a heading term, so out-and-back legs and laps resolve
+//! without routing; the R-tree is consulted only to acquire or re-acquire a rider. Does not rank
+//! riders or compute gaps; the race state does.
 
+use super::course::Segment;
 use super::{CourseIndex, Millis};
 use flevum_protocol::PositionRecord;
 
@@ -27,11 +31,11 @@ impl From<&PositionRecord> for Fix {
     fn from(r: &PositionRecord) -> Self {
         Fix {
             time_ms: r.time_ms,
-            lat: f64::from(r.lat_e7) * 1e-7,
-            lon: f64::from(r.lon_e7) * 1e-7,
-            accuracy_m: (r.accuracy_dm != u16::MAX).then(|| f64::from(r.accuracy_dm) / 10.0),
-            speed_mps: (r.speed_cms != u16::MAX).then(|| f64::from(r.speed_cms) / 100.0),
-            heading_deg: (r.heading_cdeg != u16::MAX).then(|| f64::from(r.heading_cdeg) / 100.0),
+            lat: r.lat_deg(),
+            lon: r.lon_deg(),
+            accuracy_m: r.accuracy_m(),
+            speed_mps: r.speed_mps(),
+            heading_deg: r.heading_deg(),
         }
     }
 }
@@ -43,22 +47,41 @@ pub struct MatcherConfig {
     pub off_course_exit_m: f64,
     /// Lateral distance below which an off-course rider counts as back, metres.
     pub off_course_reentry_m: f64,
-    /// How long a rider must stay beyond the exit threshold to be off course, ms.
+    /// How long a rider must stay beyond the exit threshold to be off course (and within the
+    /// re-entry threshold to be back), ms.
     pub off_course_min_ms: Millis,
     /// Fixes with worse accuracy than this are not used for the off-course judgement, metres.
     pub max_accuracy_for_off_course_m: f64,
-    /// Search radius for candidates, metres.
+    /// Farthest a fix may lie from the course and still move the rider's progress, metres.
     pub search_radius_m: f64,
+    /// Fastest plausible progress along the course, m/s (bounds the transition window).
+    pub max_speed_mps: f64,
+    /// How far progress may move backwards between fixes (GPS noise), metres.
+    pub backtrack_m: f64,
+    /// Assumed accuracy when a fix carries none, metres.
+    pub default_accuracy_m: f64,
+    /// Consecutive unmatched fixes after which the matcher searches the whole course again.
+    pub research_after: u32,
+    /// Gap between fixes after which the matcher searches the whole course again, ms.
+    pub research_after_gap_ms: Millis,
+    /// Weight of the heading term (cost of riding exactly against a segment's direction).
+    pub heading_weight: f64,
 }
 
 impl Default for MatcherConfig {
     fn default() -> Self {
         MatcherConfig {
-            off_course_exit_m: 100.0,
-            off_course_reentry_m: 50.0,
-            off_course_min_ms: 30_000,
+            off_course_exit_m: 75.0,
+            off_course_reentry_m: 40.0,
+            off_course_min_ms: 20_000,
             max_accuracy_for_off_course_m: 50.0,
             search_radius_m: 150.0,
+            max_speed_mps: 30.0,
+            backtrack_m: 30.0,
+            default_accuracy_m: 10.0,
+            research_after: 3,
+            research_after_gap_ms: 15 * 60 * 1000,
+            heading_weight: 6.0,
         }
     }
 }
@@ -78,8 +101,35 @@ pub struct MatchedFix {
     pub confidence: f32,
     /// True while the rider is judged off course.
     pub off_course: bool,
-    /// False when no candidate was found and `distance_m` is carried over from the last match.
+    /// False when the fix was too far from any plausible course position; `distance_m` is then
+    /// carried over from the last match.
     pub matched: bool,
+}
+
+/// The last confident match: the prior of the transition model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Anchor {
+    /// Event time of the match.
+    time_ms: Millis,
+    /// Raw (unclamped) distance along the course, metres.
+    distance_m: f64,
+    /// Matched segment.
+    segment: usize,
+}
+
+/// The best candidate of one search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Choice {
+    /// Segment index.
+    segment: usize,
+    /// Distance along the course, metres.
+    distance_m: f64,
+    /// Lateral offset, metres.
+    lateral_m: f64,
+    /// Total cost (lower is better).
+    cost: f64,
+    /// Cost of the best candidate on another part of the course, for the confidence.
+    runner_up: f64,
 }
 
 /// Per-rider matching state. Cheap to clone so callers can keep checkpoints for late-fix replays.
@@ -87,14 +137,41 @@ pub struct MatchedFix {
 pub struct Matcher {
     /// Tuning.
     config: MatcherConfig,
-    /// Last output, the prior for the next fix.
+    /// Last output, returned by [`Matcher::last`].
     last: Option<MatchedFix>,
+    /// Last confident match (the transition prior).
+    anchor: Option<Anchor>,
+    /// Previous fix time and local position, to derive a heading when the fix has none.
+    prev_fix: Option<(Millis, f64, f64)>,
+    /// Smoothed progress speed along the course, m/s.
+    speed_mps: f64,
+    /// Consecutive fixes that matched nothing.
+    unmatched_run: u32,
+    /// Whether the rider is currently judged off course.
+    off_course: bool,
+    /// Since when the rider has been beyond the exit (or, while off, within the re-entry) threshold.
+    threshold_since: Option<Millis>,
+    /// Distance reported to consumers (held against small backward noise).
+    reported_m: f64,
+    /// Consecutive fixes whose raw progress lay well behind the reported one.
+    behind_run: u32,
 }
 
 impl Matcher {
     /// A matcher with no history.
     pub fn new(config: MatcherConfig) -> Self {
-        Matcher { config, last: None }
+        Matcher {
+            config,
+            last: None,
+            anchor: None,
+            prev_fix: None,
+            speed_mps: 0.0,
+            unmatched_run: 0,
+            off_course: false,
+            threshold_since: None,
+            reported_m: 0.0,
+            behind_run: 0,
+        }
     }
 
     /// The last match, if any.
@@ -102,41 +179,354 @@ impl Matcher {
         self.last.as_ref()
     }
 
+    /// Smoothed progress speed along the course, m/s.
+    pub fn speed_mps(&self) -> f64 {
+        self.speed_mps
+    }
+
     /// Matches one fix, in event-time order.
     pub fn match_fix(&mut self, index: &CourseIndex, fix: &Fix) -> MatchedFix {
-        let (x, y) = index.course().project(fix.lat, fix.lon);
-        let best = index
-            .candidates(x, y, self.config.search_radius_m)
-            .into_iter()
-            .min_by(|a, b| a.lateral_m.total_cmp(&b.lateral_m));
-        let out = match (best, self.last) {
-            (Some(c), _) => MatchedFix {
-                time_ms: fix.time_ms,
-                distance_m: c.distance_m,
-                lateral_m: c.lateral_m,
-                segment: c.segment,
-                confidence: 0.5,
-                off_course: c.lateral_m > self.config.off_course_exit_m,
-                matched: true,
-            },
-            (None, Some(prev)) => MatchedFix {
-                time_ms: fix.time_ms,
-                matched: false,
-                off_course: true,
-                lateral_m: self.config.search_radius_m,
-                ..prev
-            },
-            (None, None) => MatchedFix {
-                time_ms: fix.time_ms,
-                distance_m: 0.0,
-                lateral_m: self.config.search_radius_m,
-                segment: 0,
-                confidence: 0.0,
-                off_course: true,
-                matched: false,
-            },
+        let course = index.course();
+        let (x, y) = course.project(fix.lat, fix.lon);
+        let accuracy = fix
+            .accuracy_m
+            .unwrap_or(self.config.default_accuracy_m)
+            .clamp(3.0, 200.0);
+        let heading = fix
+            .heading_deg
+            .filter(|_| fix.speed_mps.is_none_or(|s| s > 1.5))
+            .or_else(|| {
+                let (t0, x0, y0) = self.prev_fix?;
+                let moved = (x - x0).hypot(y - y0);
+                (moved > 8.0 && fix.time_ms - t0 <= 30_000)
+                    .then(|| (x - x0).atan2(y - y0).to_degrees().rem_euclid(360.0))
+            });
+        self.prev_fix = Some((fix.time_ms, x, y));
+
+        let windowed = self.anchor.filter(|a| {
+            self.unmatched_run < self.config.research_after
+                && fix.time_ms - a.time_ms <= self.config.research_after_gap_ms
+        });
+        let choice = match windowed {
+            Some(anchor) => self.search_window(index, anchor, fix, x, y, accuracy, heading),
+            None => self.search_global(index, fix, x, y, accuracy, heading),
+        };
+
+        let matched =
+            choice.is_some_and(|c| c.lateral_m <= self.config.search_radius_m.max(3.0 * accuracy));
+        let lateral_m = match choice {
+            Some(c) => c.lateral_m,
+            None => index.nearest(x, y).map_or(f64::INFINITY, |c| c.lateral_m),
+        };
+        self.judge_off_course(fix.time_ms, lateral_m, accuracy);
+
+        let out = match choice.filter(|_| matched) {
+            Some(c) => {
+                self.unmatched_run = 0;
+                if let Some(a) = self.anchor {
+                    let dt = (fix.time_ms - a.time_ms) as f64 / 1000.0;
+                    if dt > 0.5 {
+                        let observed = ((c.distance_m - a.distance_m) / dt)
+                            .clamp(0.0, self.config.max_speed_mps);
+                        let measured = fix
+                            .speed_mps
+                            .unwrap_or(observed)
+                            .min(self.config.max_speed_mps);
+                        // Trust the device's Doppler speed, nudged by observed progress.
+                        let target = 0.7 * measured + 0.3 * observed;
+                        let alpha = (dt / 20.0).clamp(0.2, 1.0);
+                        self.speed_mps += alpha * (target - self.speed_mps);
+                    }
+                } else if let Some(s) = fix.speed_mps {
+                    self.speed_mps = s.min(self.config.max_speed_mps);
+                }
+                self.anchor = Some(Anchor {
+                    time_ms: fix.time_ms,
+                    distance_m: c.distance_m,
+                    segment: c.segment,
+                });
+                self.report(c.distance_m, accuracy);
+                let fit = (-0.5 * (c.lateral_m / accuracy.max(5.0)).powi(2)).exp();
+                let margin = ((c.runner_up - c.cost) / 4.0).clamp(0.0, 1.0);
+                MatchedFix {
+                    time_ms: fix.time_ms,
+                    distance_m: self.reported_m,
+                    lateral_m: c.lateral_m,
+                    segment: c.segment,
+                    confidence: (fit.max(0.05) * (0.5 + 0.5 * margin)) as f32,
+                    off_course: self.off_course,
+                    matched: true,
+                }
+            }
+            None => {
+                self.unmatched_run = self.unmatched_run.saturating_add(1);
+                MatchedFix {
+                    time_ms: fix.time_ms,
+                    distance_m: self.reported_m,
+                    lateral_m,
+                    segment: self.anchor.map_or(0, |a| a.segment),
+                    confidence: 0.0,
+                    off_course: self.off_course,
+                    matched: false,
+                }
+            }
         };
         self.last = Some(out);
         out
+    }
+
+    /// Holds the reported distance against backward noise; follows a sustained backtrack.
+    fn report(&mut self, raw_m: f64, accuracy: f64) {
+        let noise = (2.0 * accuracy).clamp(self.config.backtrack_m, 100.0);
+        if raw_m >= self.reported_m || self.last.is_none() {
+            self.reported_m = raw_m;
+            self.behind_run = 0;
+        } else if self.reported_m - raw_m > noise {
+            self.behind_run += 1;
+            if self.behind_run >= 3 {
+                self.reported_m = raw_m;
+                self.behind_run = 0;
+            }
+        } else {
+            self.behind_run = 0;
+        }
+    }
+
+    /// Off course needs `off_course_min_ms` beyond the exit threshold; back needs the same time
+    /// within the re-entry threshold. Fixes with poor accuracy neither start nor end either state.
+    fn judge_off_course(&mut self, now: Millis, lateral_m: f64, accuracy: f64) {
+        if accuracy > self.config.max_accuracy_for_off_course_m {
+            return;
+        }
+        let beyond = if self.off_course {
+            lateral_m < self.config.off_course_reentry_m
+        } else {
+            lateral_m > self.config.off_course_exit_m
+        };
+        if !beyond {
+            self.threshold_since = None;
+            return;
+        }
+        let since = *self.threshold_since.get_or_insert(now);
+        // A rider coming back is believed sooner than one leaving: half the minimum duration.
+        let needed = if self.off_course {
+            self.config.off_course_min_ms / 2
+        } else {
+            self.config.off_course_min_ms
+        };
+        if now - since >= needed {
+            self.off_course = !self.off_course;
+            self.threshold_since = None;
+        }
+    }
+
+    /// Heading cost of riding along `seg` with `heading` (0 aligned, `2 × weight` opposite).
+    fn heading_cost(&self, seg: &Segment, heading: Option<f64>) -> f64 {
+        match heading {
+            Some(h) if seg.plane_len > 0.0 => {
+                let (hs, hc) = h.to_radians().sin_cos();
+                self.config.heading_weight * (1.0 - (hs * seg.ux + hc * seg.uy))
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Forward search within the progress window allowed by the transition model.
+    #[allow(clippy::too_many_arguments)]
+    fn search_window(
+        &self,
+        index: &CourseIndex,
+        anchor: Anchor,
+        fix: &Fix,
+        x: f64,
+        y: f64,
+        accuracy: f64,
+        heading: Option<f64>,
+    ) -> Option<Choice> {
+        let course = index.course();
+        let dt = ((fix.time_ms - anchor.time_ms) as f64 / 1000.0).max(0.0);
+        let speed = fix
+            .speed_mps
+            .unwrap_or(self.speed_mps)
+            .min(self.config.max_speed_mps);
+        let lo = anchor.distance_m - self.config.backtrack_m - accuracy;
+        let hi = anchor.distance_m + self.config.max_speed_mps * dt + 2.0 * accuracy + 20.0;
+        let expected = anchor.distance_m + speed * dt;
+        let sigma_p = 15.0 + accuracy + 0.3 * speed * dt;
+        let sigma_l = accuracy.max(5.0);
+        let mut best: Option<Choice> = None;
+        let mut consider = |segment: usize, seg: &Segment| {
+            let (d, lateral) = seg.project(x, y);
+            let d = d.clamp(lo, hi);
+            let cost = (lateral / sigma_l).powi(2)
+                + ((d - expected) / sigma_p).powi(2)
+                + self.heading_cost(seg, heading);
+            match &mut best {
+                Some(b) if cost >= b.cost => b.runner_up = b.runner_up.min(cost),
+                _ => {
+                    let runner_up = best.map_or(f64::INFINITY, |b| b.cost);
+                    best = Some(Choice {
+                        segment,
+                        distance_m: d,
+                        lateral_m: lateral,
+                        cost,
+                        runner_up,
+                    });
+                }
+            }
+        };
+        let first = course.segment_at(lo.max(0.0)).min(anchor.segment);
+        let last = course.segment_at(hi);
+        let segments = course.segments();
+        if last - first <= 256 {
+            for (i, seg) in segments.iter().enumerate().take(last + 1).skip(first) {
+                consider(i, seg);
+            }
+        } else {
+            // A long gap: only segments near the fix can win, so ask the R-tree for them.
+            let radius = self.config.search_radius_m.max(3.0 * accuracy);
+            index.for_each_candidate(x, y, radius, |c| {
+                if (lo..=hi).contains(&c.distance_m) {
+                    consider(c.segment, &segments[c.segment]);
+                }
+            });
+        }
+        best
+    }
+
+    /// Acquisition (first fix, or after losing the rider): the R-tree's candidates near the fix,
+    /// chosen by lateral offset and heading, with a soft preference for plausible progress.
+    fn search_global(
+        &self,
+        index: &CourseIndex,
+        fix: &Fix,
+        x: f64,
+        y: f64,
+        accuracy: f64,
+        heading: Option<f64>,
+    ) -> Option<Choice> {
+        let course = index.course();
+        let segments = course.segments();
+        let radius = (3.0 * accuracy + 30.0).clamp(60.0, self.config.search_radius_m.max(60.0));
+        let sigma_l = accuracy.max(5.0);
+        let length = course.length_m().max(1.0);
+        let mut best: Option<Choice> = None;
+        index.for_each_candidate(x, y, radius, |c| {
+            let seg = &segments[c.segment];
+            let prior = match self.anchor {
+                Some(a) => {
+                    let dt = ((fix.time_ms - a.time_ms) as f64 / 1000.0).max(0.0);
+                    let lo = a.distance_m - self.config.backtrack_m - accuracy;
+                    let hi = a.distance_m + self.config.max_speed_mps * dt + 100.0;
+                    if c.distance_m < lo {
+                        2.0 + (lo - c.distance_m) / 500.0
+                    } else if c.distance_m > hi {
+                        2.0 + (c.distance_m - hi) / 500.0
+                    } else {
+                        0.0
+                    }
+                }
+                // No history: a rider is more likely early in the course than late.
+                None => 1.0 * c.distance_m / length,
+            };
+            let cost = (c.lateral_m / sigma_l).powi(2) + self.heading_cost(seg, heading) + prior;
+            match &mut best {
+                Some(b) if cost >= b.cost => {
+                    if (c.distance_m - b.distance_m).abs() > 50.0 {
+                        b.runner_up = b.runner_up.min(cost);
+                    }
+                }
+                _ => {
+                    let runner_up = best
+                        .filter(|b| (c.distance_m - b.distance_m).abs() > 50.0)
+                        .map_or(f64::INFINITY, |b| b.cost);
+                    best = Some(Choice {
+                        segment: c.segment,
+                        distance_m: c.distance_m,
+                        lateral_m: c.lateral_m,
+                        cost,
+                        runner_up,
+                    });
+                }
+            }
+        });
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Course;
+
+    /// A 2 km north-bound leg and back on a parallel road 8 m east.
+    fn out_and_back() -> CourseIndex {
+        let pts = [
+            (45.0, 7.0, None),
+            (45.018, 7.0, None),
+            (45.018, 7.0001, None),
+            (45.0, 7.0001, None),
+        ];
+        CourseIndex::new(Course::from_points("oab", &pts).unwrap())
+    }
+
+    fn fix(t_s: i64, lat: f64, lon: f64, heading: f64) -> Fix {
+        Fix {
+            time_ms: 1_700_000_000_000 + t_s * 1000,
+            lat,
+            lon,
+            accuracy_m: Some(5.0),
+            speed_mps: Some(8.0),
+            heading_deg: Some(heading),
+        }
+    }
+
+    #[test]
+    fn return_leg_is_matched_to_the_return_leg() {
+        let index = out_and_back();
+        let mut m = Matcher::new(MatcherConfig::default());
+        let up = m.match_fix(&index, &fix(0, 45.009, 7.00002, 0.0));
+        assert!(up.distance_m < 2000.0, "{up:?}");
+        let down = m.match_fix(&index, &fix(260, 45.009, 7.00008, 180.0));
+        assert!(down.distance_m > 2000.0, "{down:?}");
+        assert!(
+            (down.distance_m - (2000.0 + 8.0 + 1000.0)).abs() < 30.0,
+            "{down:?}"
+        );
+    }
+
+    #[test]
+    fn a_single_far_jump_does_not_move_progress() {
+        let index = out_and_back();
+        let mut m = Matcher::new(MatcherConfig::default());
+        let a = m.match_fix(&index, &fix(0, 45.005, 7.0, 0.0));
+        let jump = m.match_fix(&index, &fix(5, 45.015, 7.01, 0.0));
+        assert!(!jump.matched);
+        assert_eq!(jump.distance_m, a.distance_m);
+        assert!(!jump.off_course);
+    }
+
+    #[test]
+    fn off_course_needs_the_minimum_duration_and_comes_back() {
+        let index = out_and_back();
+        let mut m = Matcher::new(MatcherConfig::default());
+        m.match_fix(&index, &fix(0, 45.001, 7.0, 0.0));
+        // 200 m west of the road for 30 s.
+        let mut flagged_at = None;
+        for t in 1..=30 {
+            let r = m.match_fix(&index, &fix(t, 45.001 + t as f64 * 1e-5, 6.99745, 0.0));
+            if r.off_course && flagged_at.is_none() {
+                flagged_at = Some(t);
+            }
+        }
+        assert_eq!(flagged_at, Some(21));
+        let mut back_at = None;
+        for t in 31..=60 {
+            let r = m.match_fix(&index, &fix(t, 45.001 + t as f64 * 1e-5, 7.0, 0.0));
+            if !r.off_course && back_at.is_none() {
+                back_at = Some(t);
+            }
+        }
+        assert_eq!(back_at, Some(41));
     }
 }

@@ -5,9 +5,10 @@
 
 pub mod course;
 pub mod course_index;
+pub mod geodesy;
 pub mod matcher;
 
-pub use course::{Checkpoint, Course, CourseError, CoursePoint};
+pub use course::{Checkpoint, Course, CourseError, CoursePoint, Segment};
 pub use course_index::CourseIndex;
 pub use matcher::{Fix, MatchedFix, Matcher, MatcherConfig};
 
