@@ -66,6 +66,11 @@ pub struct MatcherConfig {
     pub research_after_gap_ms: Millis,
     /// Weight of the heading term (cost of riding exactly against a segment's direction).
     pub heading_weight: f64,
+    /// Standard deviation of the rider's acceleration along the course, m/s² (process noise of
+    /// the progress filter).
+    pub accel_noise_mps2: f64,
+    /// Standard deviation of a device's Doppler speed, m/s.
+    pub speed_noise_mps: f64,
 }
 
 impl Default for MatcherConfig {
@@ -82,6 +87,8 @@ impl Default for MatcherConfig {
             research_after: 3,
             research_after_gap_ms: 15 * 60 * 1000,
             heading_weight: 6.0,
+            accel_noise_mps2: 0.5,
+            speed_noise_mps: 0.5,
         }
     }
 }
@@ -106,15 +113,96 @@ pub struct MatchedFix {
     pub matched: bool,
 }
 
-/// The last confident match: the prior of the transition model.
+/// The progress filter: a constant-velocity Kalman filter on (distance along course, speed),
+/// the prior of the transition model.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Anchor {
-    /// Event time of the match.
+struct Progress {
+    /// Event time of the last update.
     time_ms: Millis,
-    /// Raw (unclamped) distance along the course, metres.
+    /// Filtered distance along the course, metres.
     distance_m: f64,
-    /// Matched segment.
+    /// Filtered speed along the course, m/s.
+    speed_mps: f64,
+    /// Covariance of (distance, speed).
+    cov: [[f64; 2]; 2],
+    /// Segment of the last match.
     segment: usize,
+}
+
+impl Progress {
+    /// Starts a filter at a measured distance.
+    fn start(
+        time_ms: Millis,
+        distance_m: f64,
+        speed_mps: f64,
+        sigma_m: f64,
+        segment: usize,
+    ) -> Self {
+        Progress {
+            time_ms,
+            distance_m,
+            speed_mps,
+            cov: [[sigma_m * sigma_m, 0.0], [0.0, 9.0]],
+            segment,
+        }
+    }
+
+    /// The state predicted at `time_ms`: (distance, speed, covariance).
+    fn predict(&self, time_ms: Millis, accel_sigma: f64) -> (f64, f64, [[f64; 2]; 2]) {
+        let dt = ((time_ms - self.time_ms) as f64 / 1000.0).max(0.0);
+        let q = accel_sigma * accel_sigma;
+        let p = self.cov;
+        let p00 = p[0][0] + dt * (p[1][0] + p[0][1]) + dt * dt * p[1][1] + q * dt.powi(3) / 3.0;
+        let p01 = p[0][1] + dt * p[1][1] + q * dt * dt / 2.0;
+        let p11 = p[1][1] + q * dt;
+        (
+            self.distance_m + self.speed_mps * dt,
+            self.speed_mps,
+            [[p00, p01], [p01, p11]],
+        )
+    }
+
+    /// Predicts to `time_ms`, then fuses a distance measurement and optionally a speed one.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        time_ms: Millis,
+        accel_sigma: f64,
+        measured_m: f64,
+        sigma_m: f64,
+        speed: Option<(f64, f64)>,
+        max_speed: f64,
+        segment: usize,
+    ) {
+        let (mut d, mut v, mut p) = self.predict(time_ms, accel_sigma);
+        // Distance measurement: H = [1, 0].
+        let s = p[0][0] + sigma_m * sigma_m;
+        let (k0, k1) = (p[0][0] / s, p[1][0] / s);
+        let innovation = measured_m - d;
+        d += k0 * innovation;
+        v += k1 * innovation;
+        p = [
+            [(1.0 - k0) * p[0][0], (1.0 - k0) * p[0][1]],
+            [p[1][0] - k1 * p[0][0], p[1][1] - k1 * p[0][1]],
+        ];
+        // Speed measurement: H = [0, 1].
+        if let Some((measured_v, sigma_v)) = speed {
+            let s = p[1][1] + sigma_v * sigma_v;
+            let (k0, k1) = (p[0][1] / s, p[1][1] / s);
+            let innovation = measured_v - v;
+            d += k0 * innovation;
+            v += k1 * innovation;
+            p = [
+                [p[0][0] - k0 * p[1][0], p[0][1] - k0 * p[1][1]],
+                [(1.0 - k1) * p[1][0], (1.0 - k1) * p[1][1]],
+            ];
+        }
+        self.time_ms = time_ms;
+        self.distance_m = d;
+        self.speed_mps = v.clamp(0.0, max_speed);
+        self.cov = p;
+        self.segment = segment;
+    }
 }
 
 /// The best candidate of one search.
@@ -139,12 +227,10 @@ pub struct Matcher {
     config: MatcherConfig,
     /// Last output, returned by [`Matcher::last`].
     last: Option<MatchedFix>,
-    /// Last confident match (the transition prior).
-    anchor: Option<Anchor>,
+    /// The progress filter (the transition prior); None until the rider is acquired.
+    progress: Option<Progress>,
     /// Previous fix time and local position, to derive a heading when the fix has none.
     prev_fix: Option<(Millis, f64, f64)>,
-    /// Smoothed progress speed along the course, m/s.
-    speed_mps: f64,
     /// Consecutive fixes that matched nothing.
     unmatched_run: u32,
     /// Whether the rider is currently judged off course.
@@ -163,9 +249,8 @@ impl Matcher {
         Matcher {
             config,
             last: None,
-            anchor: None,
+            progress: None,
             prev_fix: None,
-            speed_mps: 0.0,
             unmatched_run: 0,
             off_course: false,
             threshold_since: None,
@@ -181,7 +266,7 @@ impl Matcher {
 
     /// Smoothed progress speed along the course, m/s.
     pub fn speed_mps(&self) -> f64 {
-        self.speed_mps
+        self.progress.map_or(0.0, |p| p.speed_mps)
     }
 
     /// Matches one fix, in event-time order.
@@ -203,7 +288,7 @@ impl Matcher {
             });
         self.prev_fix = Some((fix.time_ms, x, y));
 
-        let windowed = self.anchor.filter(|a| {
+        let windowed = self.progress.filter(|a| {
             self.unmatched_run < self.config.research_after
                 && fix.time_ms - a.time_ms <= self.config.research_after_gap_ms
         });
@@ -215,37 +300,56 @@ impl Matcher {
         let matched =
             choice.is_some_and(|c| c.lateral_m <= self.config.search_radius_m.max(3.0 * accuracy));
         let lateral_m = match choice {
-            Some(c) => c.lateral_m,
-            None => index.nearest(x, y).map_or(f64::INFINITY, |c| c.lateral_m),
+            Some(c) if windowed.is_some() => c.lateral_m,
+            _ => self.lateral_near_progress(index, fix, x, y),
         };
         self.judge_off_course(fix.time_ms, lateral_m, accuracy);
 
         let out = match choice.filter(|_| matched) {
             Some(c) => {
-                self.unmatched_run = 0;
-                if let Some(a) = self.anchor {
-                    let dt = (fix.time_ms - a.time_ms) as f64 / 1000.0;
-                    if dt > 0.5 {
-                        let observed = ((c.distance_m - a.distance_m) / dt)
-                            .clamp(0.0, self.config.max_speed_mps);
-                        let measured = fix
-                            .speed_mps
-                            .unwrap_or(observed)
-                            .min(self.config.max_speed_mps);
-                        // Trust the device's Doppler speed, nudged by observed progress.
-                        let target = 0.7 * measured + 0.3 * observed;
-                        let alpha = (dt / 20.0).clamp(0.2, 1.0);
-                        self.speed_mps += alpha * (target - self.speed_mps);
-                    }
-                } else if let Some(s) = fix.speed_mps {
-                    self.speed_mps = s.min(self.config.max_speed_mps);
+                // A match far from the fix (a parallel road after a long gap, or a rider drifting
+                // off course) moves progress but counts towards a global re-search.
+                if c.lateral_m <= (3.0 * accuracy).max(40.0) {
+                    self.unmatched_run = 0;
+                } else {
+                    self.unmatched_run = self.unmatched_run.saturating_add(1);
                 }
-                self.anchor = Some(Anchor {
-                    time_ms: fix.time_ms,
-                    distance_m: c.distance_m,
-                    segment: c.segment,
+                // Beyond the exit threshold the projection says little about progress.
+                let sigma_m = if c.lateral_m > self.config.off_course_exit_m {
+                    accuracy.max(5.0) + c.lateral_m
+                } else {
+                    accuracy.max(5.0)
+                };
+                let doppler = fix.speed_mps.map(|v| {
+                    (
+                        v.min(self.config.max_speed_mps),
+                        self.config.speed_noise_mps,
+                    )
                 });
-                self.report(c.distance_m, accuracy);
+                match (&mut self.progress, windowed) {
+                    (Some(p), Some(_)) => p.update(
+                        fix.time_ms,
+                        self.config.accel_noise_mps2,
+                        c.distance_m,
+                        sigma_m,
+                        doppler,
+                        self.config.max_speed_mps,
+                        c.segment,
+                    ),
+                    (progress, _) => {
+                        let speed = doppler
+                            .map_or_else(|| progress.map_or(0.0, |p| p.speed_mps), |(v, _)| v);
+                        *progress = Some(Progress::start(
+                            fix.time_ms,
+                            c.distance_m,
+                            speed,
+                            sigma_m,
+                            c.segment,
+                        ));
+                    }
+                }
+                let filtered = self.progress.map_or(c.distance_m, |p| p.distance_m);
+                self.report(filtered, accuracy);
                 let fit = (-0.5 * (c.lateral_m / accuracy.max(5.0)).powi(2)).exp();
                 let margin = ((c.runner_up - c.cost) / 4.0).clamp(0.0, 1.0);
                 MatchedFix {
@@ -264,7 +368,7 @@ impl Matcher {
                     time_ms: fix.time_ms,
                     distance_m: self.reported_m,
                     lateral_m,
-                    segment: self.anchor.map_or(0, |a| a.segment),
+                    segment: self.progress.map_or(0, |a| a.segment),
                     confidence: 0.0,
                     off_course: self.off_course,
                     matched: false,
@@ -320,6 +424,26 @@ impl Matcher {
         }
     }
 
+    /// Distance from the fix to the part of the course the rider can plausibly be on (the whole
+    /// course before the rider is acquired), for the off-course judgement.
+    fn lateral_near_progress(&self, index: &CourseIndex, fix: &Fix, x: f64, y: f64) -> f64 {
+        let nearest = || index.nearest(x, y).map_or(f64::INFINITY, |c| c.lateral_m);
+        let Some(p) = self.progress else {
+            return nearest();
+        };
+        let course = index.course();
+        let dt = ((fix.time_ms - p.time_ms) as f64 / 1000.0).max(0.0);
+        let first = course.segment_at(p.distance_m - 500.0);
+        let last = course.segment_at(p.distance_m + self.config.max_speed_mps * dt + 500.0);
+        if last - first > 4096 {
+            return nearest();
+        }
+        course.segments()[first..=last]
+            .iter()
+            .map(|seg| seg.project(x, y).1)
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// Heading cost of riding along `seg` with `heading` (0 aligned, `2 × weight` opposite).
     fn heading_cost(&self, seg: &Segment, heading: Option<f64>) -> f64 {
         match heading {
@@ -336,7 +460,7 @@ impl Matcher {
     fn search_window(
         &self,
         index: &CourseIndex,
-        anchor: Anchor,
+        anchor: Progress,
         fix: &Fix,
         x: f64,
         y: f64,
@@ -345,14 +469,10 @@ impl Matcher {
     ) -> Option<Choice> {
         let course = index.course();
         let dt = ((fix.time_ms - anchor.time_ms) as f64 / 1000.0).max(0.0);
-        let speed = fix
-            .speed_mps
-            .unwrap_or(self.speed_mps)
-            .min(self.config.max_speed_mps);
+        let (expected, _, cov) = anchor.predict(fix.time_ms, self.config.accel_noise_mps2);
         let lo = anchor.distance_m - self.config.backtrack_m - accuracy;
         let hi = anchor.distance_m + self.config.max_speed_mps * dt + 2.0 * accuracy + 20.0;
-        let expected = anchor.distance_m + speed * dt;
-        let sigma_p = 15.0 + accuracy + 0.3 * speed * dt;
+        let sigma_p = 10.0 + cov[0][0].max(0.0).sqrt() + accuracy;
         let sigma_l = accuracy.max(5.0);
         let mut best: Option<Choice> = None;
         let mut consider = |segment: usize, seg: &Segment| {
@@ -413,22 +533,27 @@ impl Matcher {
         let mut best: Option<Choice> = None;
         index.for_each_candidate(x, y, radius, |c| {
             let seg = &segments[c.segment];
-            let prior = match self.anchor {
+            let (prior, outside) = match self.progress {
                 Some(a) => {
                     let dt = ((fix.time_ms - a.time_ms) as f64 / 1000.0).max(0.0);
                     let lo = a.distance_m - self.config.backtrack_m - accuracy;
                     let hi = a.distance_m + self.config.max_speed_mps * dt + 100.0;
                     if c.distance_m < lo {
-                        2.0 + (lo - c.distance_m) / 500.0
+                        (2.0 + (lo - c.distance_m) / 500.0, true)
                     } else if c.distance_m > hi {
-                        2.0 + (c.distance_m - hi) / 500.0
+                        (2.0 + (c.distance_m - hi) / 500.0, true)
                     } else {
-                        0.0
+                        (0.0, false)
                     }
                 }
                 // No history: a rider is more likely early in the course than late.
-                None => 1.0 * c.distance_m / length,
+                None => (c.distance_m / length, false),
             };
+            // Far from where the rider can be, only a close fit may re-acquire (a rider cutting a
+            // switchback is not on the later hairpin).
+            if outside && c.lateral_m > 2.0 * sigma_l {
+                return;
+            }
             let cost = (c.lateral_m / sigma_l).powi(2) + self.heading_cost(seg, heading) + prior;
             match &mut best {
                 Some(b) if cost >= b.cost => {
