@@ -14,3 +14,5 @@ pub use matcher::{Fix, MatchedFix, Matcher, MatcherConfig};
 
 /// Milliseconds since the Unix epoch: the one time unit of the core.
 pub type Millis = i64;
+pub mod race;
+pub use race::{AdminCommand, FixRejection, Race, RaceConfig, RaceOutput};

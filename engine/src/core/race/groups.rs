@@ -1,0 +1,208 @@
+//! Groups of riders and their identity over time.
+//!
+//! Owns turning an ordered list of riders and the time gaps between neighbours into groups (a gap
+//! above the threshold starts a new group), keeping each group's id stable from tick to tick by
+//! rider overlap, and naming roles (breakaway, peloton, chasers, stragglers). Does not compute
+//! gaps or raise alerts.
+
+use std::collections::BTreeMap;
+
+use flevum_protocol::GroupKind;
+
+use crate::core::Millis;
+
+/// A group as tracked over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackedGroup {
+    /// Stable id.
+    pub id: u32,
+    /// Riders, front first.
+    pub riders: Vec<u32>,
+    /// Role.
+    pub kind: GroupKind,
+    /// Distance of the front rider, metres.
+    pub head_distance_m: f64,
+    /// Time gap of the group's head to the tail of the group ahead, ms.
+    pub gap_to_ahead_ms: Option<i64>,
+    /// Time gap of the group's head to the race leader, ms.
+    pub gap_to_leader_ms: Option<i64>,
+    /// When this id first appeared.
+    pub since_ms: Millis,
+}
+
+/// Keeps group ids stable across ticks.
+#[derive(Debug, Clone, Default)]
+pub struct GroupTracker {
+    /// Next id to hand out.
+    next_id: u32,
+    /// Groups of the last tick, front first.
+    current: Vec<TrackedGroup>,
+}
+
+/// One rider in road order with the gap to the rider ahead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoadPosition {
+    /// Rider.
+    pub rider_id: u32,
+    /// Distance along course, metres.
+    pub distance_m: f64,
+    /// Time gap to the rider directly ahead, ms (None for the first).
+    pub gap_to_ahead_ms: Option<i64>,
+    /// Time gap to the road leader, ms.
+    pub gap_to_leader_ms: Option<i64>,
+}
+
+impl GroupTracker {
+    /// Groups of the last update, front first.
+    pub fn groups(&self) -> &[TrackedGroup] {
+        &self.current
+    }
+
+    /// Forms groups from riders in road order (front first) and matches them to the previous ones.
+    pub fn update(&mut self, now: Millis, road: &[RoadPosition], threshold_ms: i64) {
+        let mut formed: Vec<Vec<RoadPosition>> = Vec::new();
+        for p in road {
+            match (formed.last_mut(), p.gap_to_ahead_ms) {
+                (Some(g), Some(gap)) if gap <= threshold_ms => g.push(*p),
+                _ => formed.push(vec![*p]),
+            }
+        }
+        // Overlap of every (new, old) pair; greedily give each old id to its best new group.
+        let previous_of: BTreeMap<u32, usize> = self
+            .current
+            .iter()
+            .enumerate()
+            .flat_map(|(gi, g)| g.riders.iter().map(move |&r| (r, gi)))
+            .collect();
+        let mut pairs: Vec<(usize, usize, usize)> = Vec::new(); // (overlap, new, old)
+        for (ni, g) in formed.iter().enumerate() {
+            let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+            for p in g {
+                if let Some(&oi) = previous_of.get(&p.rider_id) {
+                    *counts.entry(oi).or_default() += 1;
+                }
+            }
+            pairs.extend(counts.into_iter().map(|(oi, c)| (c, ni, oi)));
+        }
+        // Largest overlap first; ties by road order of the new group, then the old one.
+        pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut new_id: Vec<Option<(u32, Millis)>> = vec![None; formed.len()];
+        let mut old_taken = vec![false; self.current.len()];
+        for (_, ni, oi) in pairs {
+            if new_id[ni].is_none() && !old_taken[oi] {
+                new_id[ni] = Some((self.current[oi].id, self.current[oi].since_ms));
+                old_taken[oi] = true;
+            }
+        }
+        let mut next: Vec<TrackedGroup> = formed
+            .iter()
+            .zip(new_id)
+            .map(|(g, id)| {
+                let (id, since_ms) = id.unwrap_or_else(|| {
+                    self.next_id += 1;
+                    (self.next_id, now)
+                });
+                TrackedGroup {
+                    id,
+                    riders: g.iter().map(|p| p.rider_id).collect(),
+                    kind: GroupKind::Stragglers,
+                    head_distance_m: g[0].distance_m,
+                    gap_to_ahead_ms: g[0].gap_to_ahead_ms,
+                    gap_to_leader_ms: g[0].gap_to_leader_ms,
+                    since_ms,
+                }
+            })
+            .collect();
+        classify(&mut next);
+        self.current = next;
+    }
+}
+
+/// Names roles: the largest group is the peloton (the front-most on a tie), the first group ahead
+/// of it the breakaway, other groups ahead or groups of three or more behind are chasers, the rest
+/// stragglers.
+fn classify(groups: &mut [TrackedGroup]) {
+    let Some(peloton) = groups
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.riders.len().cmp(&b.1.riders.len()).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+    else {
+        return;
+    };
+    for (i, g) in groups.iter_mut().enumerate() {
+        g.kind = if i == peloton {
+            GroupKind::Peloton
+        } else if i == 0 {
+            GroupKind::Breakaway
+        } else if i < peloton || g.riders.len() >= 3 {
+            GroupKind::Chasers
+        } else {
+            GroupKind::Stragglers
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn road(gaps: &[(u32, i64)]) -> Vec<RoadPosition> {
+        let mut d = 10_000.0;
+        gaps.iter()
+            .enumerate()
+            .map(|(i, &(rider_id, gap))| {
+                d -= gap as f64 / 100.0;
+                RoadPosition {
+                    rider_id,
+                    distance_m: d,
+                    gap_to_ahead_ms: (i > 0).then_some(gap),
+                    gap_to_leader_ms: Some(0),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ids_survive_and_splits_get_new_ids() {
+        let mut t = GroupTracker::default();
+        t.update(
+            0,
+            &road(&[
+                (1, 0),
+                (2, 500),
+                (3, 400),
+                (4, 30_000),
+                (5, 300),
+                (6, 300),
+                (7, 200),
+            ]),
+            1000,
+        );
+        let g = t.groups();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].kind, GroupKind::Breakaway);
+        assert_eq!(g[1].kind, GroupKind::Peloton);
+        let (bid, pid) = (g[0].id, g[1].id);
+        // Rider 3 is dropped from the breakaway; the peloton keeps its id.
+        t.update(
+            1000,
+            &road(&[
+                (1, 0),
+                (2, 500),
+                (3, 5000),
+                (4, 30_000),
+                (5, 300),
+                (6, 300),
+                (7, 200),
+            ]),
+            1000,
+        );
+        let g = t.groups();
+        assert_eq!(g.len(), 3);
+        assert_eq!((g[0].id, g[2].id), (bid, pid));
+        assert_ne!(g[1].id, bid);
+        assert_eq!(g[1].since_ms, 1000);
+        assert_eq!(g[1].kind, GroupKind::Chasers);
+    }
+}

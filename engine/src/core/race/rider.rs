@@ -1,0 +1,234 @@
+//! One rider's track in event time: the time-ordered fix log, matcher checkpoints for re-matching
+//! after late fixes, and the passage log that time gaps are read from.
+//!
+//! Owns duplicate and impossible-speed checks against neighbouring fixes and the recomputation
+//! from an insertion point. Does not rank, group or alert; the race does.
+
+use std::collections::BTreeSet;
+
+use flevum_protocol::PositionRecord;
+
+use super::config::RiderConfig;
+use crate::core::geodesy::geodesic_distance_m;
+use crate::core::{CourseIndex, Fix, MatchedFix, Matcher, MatcherConfig, Millis};
+
+/// Fixes between two saved matcher states.
+const CHECKPOINT_EVERY: usize = 32;
+
+/// An applied fix with its match.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredFix {
+    /// What the device sent.
+    pub record: PositionRecord,
+    /// Where it lies on the course.
+    pub matched: MatchedFix,
+}
+
+/// Why applying a fix failed (after it was accepted into the pending buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyError {
+    /// The implied speed from a neighbouring fix is impossible for the sport.
+    ImpossibleSpeed,
+}
+
+/// One rider's event-time state.
+#[derive(Debug, Clone)]
+pub struct RiderTrack {
+    /// Registration.
+    pub info: RiderConfig,
+    /// Applied fixes in time order.
+    fixes: Vec<StoredFix>,
+    /// Matcher state before fix `i`, for every `i` that is a multiple of `CHECKPOINT_EVERY`.
+    checkpoints: Vec<Matcher>,
+    /// Matcher state after the last applied fix.
+    matcher: Matcher,
+    /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
+    seen: BTreeSet<u32>,
+    /// Accepted fixes waiting for the watermark, in arrival order.
+    pending: Vec<PositionRecord>,
+    /// Passage log: (distance along course, time), distance non-decreasing.
+    passages: Vec<(f64, Millis)>,
+    /// Fastest plausible speed, m/s.
+    max_speed_mps: f64,
+}
+
+impl RiderTrack {
+    /// A rider with no fixes.
+    pub fn new(info: RiderConfig, matcher: MatcherConfig, max_speed_mps: f64) -> Self {
+        RiderTrack {
+            info,
+            fixes: Vec::new(),
+            checkpoints: Vec::new(),
+            matcher: Matcher::new(matcher.clone()),
+            seen: BTreeSet::new(),
+            pending: Vec::new(),
+            passages: Vec::new(),
+            max_speed_mps,
+        }
+    }
+
+    /// Records a sequence number; false if it was seen before.
+    pub fn first_sighting(&mut self, seq: u32) -> bool {
+        self.seen.insert(seq)
+    }
+
+    /// Queues an accepted fix until the watermark passes it.
+    pub fn queue(&mut self, record: PositionRecord) {
+        self.pending.push(record);
+    }
+
+    /// Takes the queued fixes at or before `watermark`, in time then sequence order.
+    pub fn take_due(&mut self, watermark: Millis) -> Vec<PositionRecord> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let (mut due, rest): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|r| r.time_ms <= watermark);
+        self.pending = rest;
+        due.sort_by_key(|r| (r.time_ms, r.seq));
+        due
+    }
+
+    /// Applies one fix in time order (late fixes re-match everything after them).
+    pub fn apply(&mut self, index: &CourseIndex, record: PositionRecord) -> Result<(), ApplyError> {
+        let at = self
+            .fixes
+            .partition_point(|f| (f.record.time_ms, f.record.seq) <= (record.time_ms, record.seq));
+        let plausible = |other: &StoredFix| {
+            let dt = (record.time_ms - other.record.time_ms).abs() as f64 / 1000.0;
+            let d = geodesic_distance_m(
+                record.lat_deg(),
+                record.lon_deg(),
+                other.record.lat_deg(),
+                other.record.lon_deg(),
+            );
+            // GPS noise allowance of 50 m on top of the speed limit.
+            d <= self.max_speed_mps * dt + 50.0
+        };
+        if (at > 0 && !plausible(&self.fixes[at - 1]))
+            || (at < self.fixes.len() && !plausible(&self.fixes[at]))
+        {
+            return Err(ApplyError::ImpossibleSpeed);
+        }
+        let placeholder = StoredFix {
+            record,
+            matched: MatchedFix {
+                time_ms: record.time_ms,
+                distance_m: 0.0,
+                lateral_m: 0.0,
+                segment: 0,
+                confidence: 0.0,
+                off_course: false,
+                matched: false,
+            },
+        };
+        if at == self.fixes.len() {
+            if at % CHECKPOINT_EVERY == 0 {
+                self.checkpoints.push(self.matcher.clone());
+            }
+            let matched = self.matcher.match_fix(index, &Fix::from(&record));
+            self.fixes.push(StoredFix {
+                matched,
+                ..placeholder
+            });
+            self.push_passage(matched);
+        } else {
+            self.fixes.insert(at, placeholder);
+            self.rematch_from(index, at);
+        }
+        Ok(())
+    }
+
+    /// Re-runs the matcher from the last checkpoint at or before `from`.
+    fn rematch_from(&mut self, index: &CourseIndex, from: usize) {
+        let c = from / CHECKPOINT_EVERY;
+        self.checkpoints.truncate(c + 1);
+        self.matcher = self.checkpoints[c].clone();
+        let start = c * CHECKPOINT_EVERY;
+        for i in start..self.fixes.len() {
+            if i % CHECKPOINT_EVERY == 0 && i / CHECKPOINT_EVERY >= self.checkpoints.len() {
+                self.checkpoints.push(self.matcher.clone());
+            }
+            let fix = Fix::from(&self.fixes[i].record);
+            self.fixes[i].matched = self.matcher.match_fix(index, &fix);
+        }
+        // Rebuild the passage log from the first fix that changed.
+        let first_time = self.fixes[start].record.time_ms;
+        let keep = self.passages.partition_point(|p| p.1 < first_time);
+        self.passages.truncate(keep);
+        for i in start..self.fixes.len() {
+            let m = self.fixes[i].matched;
+            self.push_passage(m);
+        }
+    }
+
+    fn push_passage(&mut self, m: MatchedFix) {
+        if !m.matched {
+            return;
+        }
+        let d = self
+            .passages
+            .last()
+            .map_or(m.distance_m, |p| p.0.max(m.distance_m));
+        self.passages.push((d, m.time_ms));
+    }
+
+    /// When the rider passed `distance_m` (interpolated), if they have.
+    pub fn time_at(&self, distance_m: f64) -> Option<Millis> {
+        let i = self.passages.partition_point(|p| p.0 < distance_m);
+        if i >= self.passages.len() {
+            return None;
+        }
+        if i == 0 {
+            return Some(self.passages[0].1);
+        }
+        let (a, b) = (self.passages[i - 1], self.passages[i]);
+        let span = b.0 - a.0;
+        let t = if span > 0.0 {
+            (distance_m - a.0) / span
+        } else {
+            1.0
+        };
+        Some(a.1 + ((b.1 - a.1) as f64 * t).round() as Millis)
+    }
+
+    /// Distance reached at time `t` (the passage log read the other way).
+    pub fn distance_at(&self, t: Millis) -> Option<f64> {
+        let i = self.passages.partition_point(|p| p.1 <= t);
+        (i > 0).then(|| self.passages[i - 1].0)
+    }
+
+    /// The last applied fix.
+    pub fn last(&self) -> Option<&StoredFix> {
+        self.fixes.last()
+    }
+
+    /// The last passage: (distance, time).
+    pub fn last_passage(&self) -> Option<(f64, Millis)> {
+        self.passages.last().copied()
+    }
+
+    /// Smoothed speed along the course, m/s.
+    pub fn speed_mps(&self) -> f64 {
+        self.matcher.speed_mps()
+    }
+
+    /// Number of applied fixes.
+    pub fn fix_count(&self) -> usize {
+        self.fixes.len()
+    }
+
+    /// Median interval between the last few fixes, ms (the device's own reporting interval).
+    pub fn report_interval_ms(&self) -> Option<Millis> {
+        let n = self.fixes.len();
+        if n < 3 {
+            return None;
+        }
+        let mut gaps: Vec<Millis> = self.fixes[n.saturating_sub(9)..]
+            .windows(2)
+            .map(|w| w[1].record.time_ms - w[0].record.time_ms)
+            .collect();
+        gaps.sort_unstable();
+        Some(gaps[gaps.len() / 2])
+    }
+}
