@@ -94,9 +94,60 @@ fn main() -> ExitCode {
         Command::Serve { .. } => {
             not_yet("serve lands with the QUIC ingest and gateway (issues 5, 6)")
         }
-        Command::Simulate { .. } => not_yet("simulate lands with the race engine (issue 4)"),
+        Command::Simulate {
+            course,
+            riders,
+            seed,
+            connect: None,
+        } => report(simulate(&course, riders, seed)),
+        Command::Simulate {
+            connect: Some(_), ..
+        } => not_yet("--connect drives riders over QUIC, which lands with the ingest (issue 5)"),
         Command::Replay { .. } => not_yet("replay lands with the journal (issue 5)"),
     }
+}
+
+/// Prints an error chain and fails, or succeeds.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flevum: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `flevum simulate`: a simulated race on a course, through the engine, with a summary.
+fn simulate(course: &std::path::Path, riders: u32, seed: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use flevum_engine::core::{Course, CourseIndex};
+    use flevum_engine::simulator::{SimConfig, Simulation, run_offline};
+    let loaded = Course::from_gpx_file(course)
+        .with_context(|| format!("loading course {}", course.display()))?;
+    let index = CourseIndex::new(loaded);
+    eprintln!(
+        "simulating {riders} riders on {:.1} km (seed {seed})…",
+        index.course().length_m() / 1000.0
+    );
+    let config = SimConfig {
+        riders: riders.max(1),
+        seed,
+        ..SimConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let run = run_offline(
+        Simulation::new(index, config),
+        "simulated",
+        "Simulated race",
+        1000,
+    )?;
+    println!("{run}");
+    eprintln!(
+        "simulated and tracked in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Says that a subcommand is not available yet and fails.

@@ -7,4 +7,5 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+pub mod simulator;
 pub mod testkit;

@@ -321,13 +321,17 @@ impl RaceConfig {
             }
         }
         let a = &self.alerts;
-        if a.gap_thresholds_s.iter().any(|g| !(*g > 0.0)) {
+        if a.gap_thresholds_s.iter().any(|g| g.is_nan() || *g <= 0.0) {
             err(
                 "alerts.gap_thresholds_s",
                 "thresholds must be positive".into(),
             );
         }
-        if !(a.cooldown_s >= 0.0) || !(a.stopped_after_s > 0.0) || !(a.breakaway_min_gap_s > 0.0) {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !(positive(a.cooldown_s) || a.cooldown_s == 0.0)
+            || !positive(a.stopped_after_s)
+            || !positive(a.breakaway_min_gap_s)
+        {
             err("alerts", "durations and gaps must be positive".into());
         }
         if errors.is_empty() {

@@ -59,21 +59,38 @@ impl GroupTracker {
     }
 
     /// Forms groups from riders in road order (front first) and matches them to the previous ones.
+    ///
+    /// GPS noise makes gaps inside a bunch flicker around the threshold, so splitting has
+    /// hysteresis: two riders who were together last tick part only when the gap exceeds the
+    /// threshold by a further threshold (at least 1 s); riders apart join again at the threshold.
     pub fn update(&mut self, now: Millis, road: &[RoadPosition], threshold_ms: i64) {
-        let mut formed: Vec<Vec<RoadPosition>> = Vec::new();
-        for p in road {
-            match (formed.last_mut(), p.gap_to_ahead_ms) {
-                (Some(g), Some(gap)) if gap <= threshold_ms => g.push(*p),
-                _ => formed.push(vec![*p]),
-            }
-        }
-        // Overlap of every (new, old) pair; greedily give each old id to its best new group.
         let previous_of: BTreeMap<u32, usize> = self
             .current
             .iter()
             .enumerate()
             .flat_map(|(gi, g)| g.riders.iter().map(move |&r| (r, gi)))
             .collect();
+        let split_margin = threshold_ms.max(1000);
+        let mut formed: Vec<Vec<RoadPosition>> = Vec::new();
+        for p in road {
+            let together_before = |g: &Vec<RoadPosition>| {
+                g.last()
+                    .and_then(|a| previous_of.get(&a.rider_id))
+                    .is_some()
+                    && g.last().and_then(|a| previous_of.get(&a.rider_id))
+                        == previous_of.get(&p.rider_id)
+            };
+            match (formed.last_mut(), p.gap_to_ahead_ms) {
+                (Some(g), Some(gap))
+                    if gap <= threshold_ms
+                        || (together_before(g) && gap <= threshold_ms + split_margin) =>
+                {
+                    g.push(*p)
+                }
+                _ => formed.push(vec![*p]),
+            }
+        }
+        // Overlap of every (new, old) pair; greedily give each old id to its best new group.
         let mut pairs: Vec<(usize, usize, usize)> = Vec::new(); // (overlap, new, old)
         for (ni, g) in formed.iter().enumerate() {
             let mut counts: BTreeMap<usize, usize> = BTreeMap::new();

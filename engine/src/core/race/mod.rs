@@ -224,8 +224,10 @@ pub struct Race {
     leader: Option<(u32, Millis)>,
     /// Leader last announced.
     announced_leader: Option<u32>,
-    /// Breakaway group ids announced and not yet caught.
-    breakaways: BTreeSet<u32>,
+    /// Breakaway group ids announced and not yet caught, with their riders.
+    breakaways: BTreeMap<u32, Vec<u32>>,
+    /// Every group id ever announced as a breakaway (a group is announced once).
+    ever_breakaways: BTreeSet<u32>,
     /// Which side of each gap threshold a breakaway was on: (group, threshold index) → above.
     gap_sides: BTreeMap<(u32, usize), bool>,
     /// Checkpoints whose first passage was announced.
@@ -234,8 +236,15 @@ pub struct Race {
     finish_order: Vec<(u32, Millis)>,
     /// Crash sites announced: (distance, time).
     crash_sites: Vec<(f64, Millis)>,
+    /// Riders seen stopping and not yet announced: rider → when first seen stopped.
+    pending_stops: BTreeMap<u32, Millis>,
     /// Groups first seen splitting from a parent: new group → (parent, since).
     pending_splits: BTreeMap<u32, u32>,
+}
+
+/// Rounds a time to the nearest 100 ms (fans see tenths of a second).
+fn round_100(ms: i64) -> i64 {
+    (ms + 50).div_euclid(100) * 100
 }
 
 impl Race {
@@ -302,12 +311,14 @@ impl Race {
             cooldowns: BTreeMap::new(),
             leader: None,
             announced_leader: None,
-            breakaways: BTreeSet::new(),
+            breakaways: BTreeMap::new(),
+            ever_breakaways: BTreeSet::new(),
             gap_sides: BTreeMap::new(),
             checkpoints_announced: BTreeSet::new(),
             finish_order: Vec::new(),
             crash_sites: Vec::new(),
             pending_splits: BTreeMap::new(),
+            pending_stops: BTreeMap::new(),
         })
     }
 
@@ -470,7 +481,7 @@ impl Race {
             .map(|&id| (id, self.status_of(id, watermark)))
             .collect();
         self.update_finishers(now, &statuses);
-        let road = self.road_order(&statuses);
+        let road = self.road_order(&statuses, watermark);
         self.groups.update(
             now,
             &road,
@@ -571,8 +582,14 @@ impl Race {
     }
 
     /// Riders on the road (racing, stopped, off course), front first, with cycling time gaps.
-    fn road_order(&self, statuses: &BTreeMap<u32, RiderStatus>) -> Vec<RoadPosition> {
-        let mut on_road: Vec<(u32, f64, Millis)> = statuses
+    /// Riders report at different moments, so the order compares everyone at one reference time
+    /// (the watermark), projecting each rider from their last fix at their own speed.
+    fn road_order(
+        &self,
+        statuses: &BTreeMap<u32, RiderStatus>,
+        watermark: Millis,
+    ) -> Vec<RoadPosition> {
+        let mut on_road: Vec<(u32, f64, f64, Millis)> = statuses
             .iter()
             .filter(|(_, s)| {
                 matches!(
@@ -581,18 +598,19 @@ impl Race {
                 )
             })
             .filter_map(|(&id, _)| {
-                let (d, t) = self.riders.get(&id)?.last_passage()?;
-                Some((id, d, t))
+                let r = self.riders.get(&id)?;
+                let (d, t) = r.last_passage()?;
+                Some((id, r.distance_projected(watermark)?, d, t))
             })
             .collect();
         on_road.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let leader = on_road.first().and_then(|l| self.riders.get(&l.0));
         let mut out = Vec::with_capacity(on_road.len());
-        for (i, &(id, d, t)) in on_road.iter().enumerate() {
-            let gap_to = |ahead: u32| {
-                self.riders
-                    .get(&ahead)
-                    .and_then(|r| r.time_at(d))
+        for (i, &(id, _, d, t)) in on_road.iter().enumerate() {
+            // Cycling gap: how long ago the rider ahead passed the place this rider was last seen.
+            let gap_to = |ahead: Option<&RiderTrack>| {
+                ahead
+                    .and_then(|r| r.time_at_or_projected(d))
                     .map(|passed| (t - passed).max(0))
             };
             out.push(RoadPosition {
@@ -601,9 +619,9 @@ impl Race {
                 gap_to_ahead_ms: if i == 0 {
                     None
                 } else {
-                    gap_to(on_road[i - 1].0)
+                    gap_to(self.riders.get(&on_road[i - 1].0))
                 },
-                gap_to_leader_ms: leader.and_then(|l| l.time_at(d)).map(|p| (t - p).max(0)),
+                gap_to_leader_ms: gap_to(leader),
             });
         }
         out
@@ -736,15 +754,27 @@ impl Race {
         self.stop_alerts(now, newly_stopped, statuses);
     }
 
-    /// Announces stops; several riders stopped at the same place within the crash window are one
-    /// possible crash.
+    /// Announces stops, held for a few seconds so that several riders stopped at the same place
+    /// within the crash window become one possible-crash alert instead of separate stops.
     fn stop_alerts(
         &mut self,
         now: Millis,
         newly: Vec<(u32, f64, Millis)>,
         statuses: &BTreeMap<u32, RiderStatus>,
     ) {
-        if newly.is_empty() {
+        for (id, _, _) in newly {
+            self.pending_stops.entry(id).or_insert(now);
+        }
+        self.pending_stops
+            .retain(|id, _| statuses.get(id) == Some(&RiderStatus::Stopped));
+        let hold = 10_000;
+        let due: Vec<u32> = self
+            .pending_stops
+            .iter()
+            .filter(|(_, seen)| now - **seen >= hold)
+            .map(|(id, _)| *id)
+            .collect();
+        if due.is_empty() {
             return;
         }
         let radius = self.config.alerts.crash_radius_m;
@@ -753,29 +783,38 @@ impl Race {
             .iter()
             .filter(|(_, s)| **s == RiderStatus::Stopped)
             .filter_map(|(&id, _)| {
-                let r = self.riders.get(&id)?;
-                let (d, t) = r.last_passage()?;
-                Some((id, d, t))
+                let (d, _) = self.riders.get(&id)?.last_passage()?;
+                let seen = self
+                    .pending_stops
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(now - window - 1);
+                Some((id, d, seen))
             })
             .collect();
-        for (id, d, t) in newly {
-            if self.announced.get(&id).is_some_and(|a| a.stop_announced) {
+        for id in due {
+            let Some(&(_, d, seen)) = stopped.iter().find(|s| s.0 == id) else {
+                continue;
+            };
+            if !self.pending_stops.contains_key(&id) {
                 continue;
             }
             let cluster: Vec<u32> = stopped
                 .iter()
-                .filter(|(_, d2, t2)| (d2 - d).abs() <= radius && (t2 - t).abs() <= window + 60_000)
+                .filter(|(_, d2, s2)| (d2 - d).abs() <= radius && (s2 - seen).abs() <= window)
                 .map(|(i, _, _)| *i)
                 .collect();
+            for r in &cluster {
+                self.pending_stops.remove(r);
+                self.announced.entry(*r).or_default().stop_announced = true;
+            }
+            self.pending_stops.remove(&id);
             let known_site = self
                 .crash_sites
                 .iter()
                 .any(|(cd, ct)| (cd - d).abs() <= radius && now - ct < 10 * 60_000);
             if cluster.len() >= 2 && !known_site {
                 self.crash_sites.push((d, now));
-                for r in &cluster {
-                    self.announced.entry(*r).or_default().stop_announced = true;
-                }
                 self.raise(
                     now,
                     AlertKind::PossibleCrash,
@@ -785,7 +824,6 @@ impl Race {
                     None,
                 );
             } else if !known_site {
-                self.announced.entry(id).or_default().stop_announced = true;
                 self.raise(
                     now,
                     AlertKind::RiderStopped,
@@ -794,8 +832,6 @@ impl Race {
                     Severity::Notable,
                     Some(("stopped", u64::from(id))),
                 );
-            } else {
-                self.announced.entry(id).or_default().stop_announced = true;
             }
         }
     }
@@ -808,27 +844,45 @@ impl Race {
             .iter()
             .find(|g| g.kind == GroupKind::Peloton)
             .cloned();
-        // Time since each group's head passed the peloton head's position.
-        let gaps: BTreeMap<u32, i64> = groups
-            .iter()
-            .filter_map(|g| {
-                let p = peloton.as_ref()?;
-                let (pd, pt) = self.riders.get(p.riders.first()?)?.last_passage()?;
-                let passed = self.riders.get(g.riders.first()?)?.time_at(pd)?;
-                Some((g.id, pt - passed))
-            })
-            .collect();
+        // Time since each group's head passed the peloton head's position (the gap on TV), and
+        // the daylight: since the group's last rider passed it.
+        let mut gaps: BTreeMap<u32, i64> = BTreeMap::new();
+        let mut daylight: BTreeMap<u32, i64> = BTreeMap::new();
+        if let Some(p) = peloton.as_ref()
+            && let Some((pd, pt)) = p
+                .riders
+                .first()
+                .and_then(|r| self.riders.get(r)?.last_passage())
+        {
+            for g in &groups {
+                let passed = |r: Option<&u32>| self.riders.get(r?)?.time_at(pd);
+                if let Some(head) = passed(g.riders.first()) {
+                    gaps.insert(g.id, pt - head);
+                }
+                if let Some(tail) = passed(g.riders.last()) {
+                    daylight.insert(g.id, pt - tail);
+                }
+            }
+        }
         let gap_to_peloton = |g: &groups::TrackedGroup| gaps.get(&g.id).copied();
-        // Breakaways: announced once they have held their gap for the confirmation time.
+        let on_road = road.len().max(1);
+        // Near the line the race is a sprint, not a breakaway story.
+        let length = self.index.course().length_m();
+        let racing_finale = !self.finish_order.is_empty();
+        // Breakaways: a small group with daylight to the peloton for the confirmation time.
         for g in &groups {
-            if g.kind != GroupKind::Breakaway || self.breakaways.contains(&g.id) {
+            if g.kind != GroupKind::Breakaway
+                || self.ever_breakaways.contains(&g.id)
+                || racing_finale
+                || g.head_distance_m > length - 3000.0
+                || g.riders.len() * 4 > on_road
+            {
                 continue;
             }
-            if let Some(gap) = gap_to_peloton(g)
-                && gap >= min_gap
-                && now - g.since_ms >= confirm
-            {
-                self.breakaways.insert(g.id);
+            if daylight.get(&g.id).is_some_and(|d| *d >= min_gap) && now - g.since_ms >= confirm {
+                let gap = gap_to_peloton(g).unwrap_or_default();
+                self.ever_breakaways.insert(g.id);
+                self.breakaways.insert(g.id, g.riders.clone());
                 self.raise(
                     now,
                     AlertKind::BreakawayFormed {
@@ -842,50 +896,80 @@ impl Race {
                 );
             }
         }
-        // Caught: an announced breakaway no longer ahead of the peloton.
-        let caught: Vec<u32> = self
+        // An announced breakaway whose id is gone passes its story to the group holding most of its
+        // riders; it is caught when that group is the peloton or its daylight is gone.
+        let announced: Vec<(u32, Vec<u32>)> = self
             .breakaways
             .iter()
-            .copied()
-            .filter(|id| {
-                !groups.iter().any(|g| {
-                    g.id == *id
-                        && matches!(g.kind, GroupKind::Breakaway | GroupKind::Chasers)
-                        && gap_to_peloton(g).is_some_and(|gap| gap > 0)
-                })
-            })
+            .map(|(k, v)| (*k, v.clone()))
             .collect();
-        for id in caught {
-            self.breakaways.remove(&id);
-            self.gap_sides.retain(|(g, _), _| *g != id);
-            let km = peloton.as_ref().map_or(0.0, |p| p.head_distance_m / 1000.0);
-            let riders = peloton
-                .as_ref()
-                .map(|p| p.riders.iter().take(3).copied().collect())
-                .unwrap_or_default();
-            self.raise(
-                now,
-                AlertKind::BreakawayCaught { group_id: id },
-                riders,
-                km,
-                Severity::Notable,
-                Some(("caught", u64::from(id))),
-            );
+        for (id, riders) in announced {
+            let successor = groups
+                .iter()
+                .max_by_key(|g| {
+                    (
+                        g.riders.iter().filter(|r| riders.contains(r)).count(),
+                        std::cmp::Reverse(g.id),
+                    )
+                })
+                .filter(|g| g.riders.iter().any(|r| riders.contains(r)));
+            let Some(succ) = successor else {
+                self.breakaways.remove(&id);
+                continue;
+            };
+            let caught = succ.kind == GroupKind::Peloton
+                || daylight.get(&succ.id).is_none_or(|d| *d < min_gap / 2);
+            if caught && !racing_finale {
+                self.breakaways.remove(&id);
+                self.gap_sides.retain(|(g, _), _| *g != id);
+                let riders = peloton
+                    .as_ref()
+                    .map(|p| p.riders.iter().take(3).copied().collect())
+                    .unwrap_or_default();
+                self.raise(
+                    now,
+                    AlertKind::BreakawayCaught { group_id: id },
+                    riders,
+                    succ.head_distance_m / 1000.0,
+                    Severity::Notable,
+                    Some(("caught", u64::from(id))),
+                );
+            } else if succ.id != id {
+                self.breakaways.remove(&id);
+                self.ever_breakaways.insert(succ.id);
+                let sides: Vec<((u32, usize), bool)> = self
+                    .gap_sides
+                    .iter()
+                    .filter(|((g, _), _)| *g == id)
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                for ((_, i), v) in sides {
+                    self.gap_sides.insert((succ.id, i), v);
+                }
+                self.gap_sides.retain(|(g, _), _| *g != id);
+                self.breakaways.insert(succ.id, succ.riders.clone());
+            } else {
+                self.breakaways.insert(id, succ.riders.clone());
+            }
         }
         // Gap thresholds, with 5 s of hysteresis.
         let thresholds = self.config.alerts.gap_thresholds_s.clone();
-        let announced = self.breakaways.clone();
-        for g in groups.iter().filter(|g| announced.contains(&g.id)) {
+        let announced: BTreeSet<u32> = self.breakaways.keys().copied().collect();
+        for g in groups
+            .iter()
+            .filter(|g| announced.contains(&g.id) && !racing_finale)
+        {
             let Some(gap) = gap_to_peloton(g) else {
                 continue;
             };
             for (i, th) in thresholds.iter().enumerate() {
                 let th_ms = (th * 1000.0) as i64;
+                let hysteresis = (th_ms / 10).max(5_000);
                 let key = (g.id, i);
                 let above = match self.gap_sides.get(&key) {
                     None => gap >= th_ms,
-                    Some(true) => gap > th_ms - 5_000,
-                    Some(false) => gap >= th_ms + 5_000,
+                    Some(true) => gap > th_ms - hysteresis,
+                    Some(false) => gap >= th_ms + hysteresis,
                 };
                 let before = self.gap_sides.insert(key, above);
                 if before.is_some_and(|b| b != above) {
@@ -1003,6 +1087,10 @@ impl Race {
     }
 
     fn leader_alerts(&mut self, now: Millis, road: &[RoadPosition]) {
+        // Once somebody has won, the race has no new leaders.
+        if !self.finish_order.is_empty() {
+            return;
+        }
         let current = road.first().map(|p| p.rider_id);
         match (self.leader, current) {
             (Some((id, _)), Some(c)) if id == c => {}
@@ -1013,7 +1101,22 @@ impl Race {
             && self.announced_leader != Some(id)
             && now - since >= 5_000
         {
+            // Riders swapping turns at the front of one group is not news.
+            let group_of = |r: u32| {
+                self.groups
+                    .groups()
+                    .iter()
+                    .find(|g| g.riders.contains(&r))
+                    .map(|g| g.id)
+            };
             let previous = self.announced_leader;
+            if let Some(p) = previous
+                && group_of(p).is_some()
+                && group_of(p) == group_of(id)
+            {
+                self.announced_leader = Some(id);
+                return;
+            }
             self.announced_leader = Some(id);
             let km = road.first().map_or(0.0, |p| p.distance_m / 1000.0);
             self.raise(
@@ -1114,8 +1217,8 @@ impl Race {
             rank,
             gap_to_leader_ms: finish_gap
                 .or(road.and_then(|p| p.gap_to_leader_ms))
-                .map(|g| g / 100 * 100),
-            gap_to_ahead_ms: road.and_then(|p| p.gap_to_ahead_ms).map(|g| g / 100 * 100),
+                .map(round_100),
+            gap_to_ahead_ms: road.and_then(|p| p.gap_to_ahead_ms).map(round_100),
             group_id: group,
             status,
             last_fix_ms,
@@ -1161,8 +1264,8 @@ impl Race {
                 kind: g.kind,
                 riders: g.riders.clone(),
                 head_distance_m: g.head_distance_m.round(),
-                gap_to_ahead_ms: g.gap_to_ahead_ms.map(|v| v / 100 * 100),
-                gap_to_leader_ms: g.gap_to_leader_ms.map(|v| v / 100 * 100),
+                gap_to_ahead_ms: g.gap_to_ahead_ms.map(round_100),
+                gap_to_leader_ms: g.gap_to_leader_ms.map(round_100),
             })
             .collect();
         (views, groups)

@@ -192,6 +192,25 @@ impl RiderTrack {
         Some(a.1 + ((b.1 - a.1) as f64 * t).round() as Millis)
     }
 
+    /// When the rider passed (or, at their current speed, will pass) `distance_m`; projects at
+    /// most 30 s beyond the last fix.
+    pub fn time_at_or_projected(&self, distance_m: f64) -> Option<Millis> {
+        if let Some(t) = self.time_at(distance_m) {
+            return Some(t);
+        }
+        let (d, t) = self.last_passage()?;
+        let v = self.speed_mps();
+        let ahead_s = (distance_m - d) / v;
+        (v > 0.5 && ahead_s <= 30.0).then(|| t + (ahead_s * 1000.0) as Millis)
+    }
+
+    /// Distance at `t`, projected from the last fix at the current speed (at most 30 s ahead).
+    pub fn distance_projected(&self, t: Millis) -> Option<f64> {
+        let (d, last) = self.last_passage()?;
+        let dt = ((t - last) as f64 / 1000.0).clamp(0.0, 30.0);
+        Some(d + self.speed_mps() * dt)
+    }
+
     /// Distance reached at time `t` (the passage log read the other way).
     pub fn distance_at(&self, t: Millis) -> Option<f64> {
         let i = self.passages.partition_point(|p| p.1 <= t);
