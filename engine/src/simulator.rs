@@ -349,9 +349,11 @@ impl Simulation {
         v.clamp(3.0, 19.0)
     }
 
-    /// True once every rider has finished or stopped moving for good.
+    /// True once every rider has finished and their devices have reported for a minute after.
     pub fn finished(&self) -> bool {
-        self.riders.iter().all(|r| r.mode == Mode::Finished)
+        self.riders
+            .iter()
+            .all(|r| r.finish_ms.is_some_and(|f| self.now >= f + 60_000))
     }
 
     /// True finish time of a rider.

@@ -3,4 +3,5 @@
 //! Each area has its own module; `support` holds the shared helpers (real-data paths, fixtures).
 
 mod matching;
+mod race;
 mod support;

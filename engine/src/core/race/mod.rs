@@ -639,8 +639,13 @@ impl Race {
         new.sort_unstable();
         let length_km = self.index.course().length_m() / 1000.0;
         for (t, id) in new {
-            self.finish_order.push((id, t));
-            let position = self.finish_order.len() as u32;
+            // Riders report at different moments, so a finish seen later may have happened
+            // earlier: the order is by finish time; the alert carries the position known now.
+            let at = self
+                .finish_order
+                .partition_point(|(other, ft)| (*ft, *other) < (t, id));
+            self.finish_order.insert(at, (id, t));
+            let position = at as u32 + 1;
             self.announced.entry(id).or_default().finished = Some(position);
             let severity = if position <= 3 {
                 Severity::Notable

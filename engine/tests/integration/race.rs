@@ -1,0 +1,263 @@
+//! Golden race tests: a simulated 150-rider race on the real 128 km RAGBRAI course replayed through
+//! the core must tell the scripted story (breakaway, crash, off-course rider, finish order), keep
+//! cycling time gaps within 1 s of the truth, and give byte-identical output however the fixes
+//! arrive within the reorder window.
+
+use flevum_engine::core::race::{AdminCommand, RaceConfig, RiderConfig};
+use flevum_engine::core::{Course, CourseIndex, Race, RaceOutput};
+use flevum_engine::simulator::{OfflineRun, SimConfig, Simulation, run_offline};
+use flevum_protocol::{AlertKind, FanFrame, PositionRecord, encode_frame_json};
+use sha2::{Digest, Sha256};
+
+use crate::support::real_data;
+
+fn ragbrai() -> Option<CourseIndex> {
+    let path = real_data("course_ragbrai_day4_gravel_128km.gpx")?;
+    Some(CourseIndex::new(Course::from_gpx_file(path).unwrap()))
+}
+
+/// SHA-256 of every output, encoded as fans would receive it.
+fn digest(run: &OfflineRun) -> String {
+    let mut h = Sha256::new();
+    for out in &run.outputs {
+        let frame = match out {
+            RaceOutput::Delta(d) => FanFrame::Delta(d.clone()),
+            RaceOutput::Alert(a) => FanFrame::Alert(a.clone()),
+        };
+        h.update(encode_frame_json(&frame));
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn golden_run(index: CourseIndex, delivery_seed: u64) -> OfflineRun {
+    let config = SimConfig {
+        riders: 150,
+        seed: 7,
+        delivery_seed,
+        ..SimConfig::default()
+    };
+    run_offline(
+        Simulation::new(index, config),
+        "ragbrai",
+        "RAGBRAI golden",
+        1000,
+    )
+    .unwrap()
+}
+
+#[test]
+fn golden_ragbrai_race_tells_the_story_and_is_deterministic() {
+    let Some(index) = ragbrai() else { return };
+    let run = golden_run(index.clone(), 1);
+    let roles = run.sim.roles().clone();
+    let alerts = run.alerts();
+    eprintln!("{run}");
+
+    // The breakaway: one formed alert naming the scripted attackers.
+    let formed: Vec<_> = alerts
+        .iter()
+        .filter(|a| matches!(a.kind, AlertKind::BreakawayFormed { .. }))
+        .collect();
+    assert!(!formed.is_empty(), "no breakaway alert");
+    let mut named = formed[0].riders.clone();
+    named.sort_unstable();
+    let mut scripted = roles.breakaway.clone();
+    scripted.sort_unstable();
+    assert_eq!(named, scripted, "breakaway riders");
+    assert_eq!(
+        formed.len(),
+        1,
+        "the breakaway is announced once: {formed:?}"
+    );
+
+    // The crash: one possible-crash alert with every crashed rider.
+    let crashes: Vec<_> = alerts
+        .iter()
+        .filter(|a| matches!(a.kind, AlertKind::PossibleCrash))
+        .collect();
+    assert_eq!(crashes.len(), 1, "{crashes:?}");
+    for r in &roles.crashed {
+        assert!(crashes[0].riders.contains(r), "crashed rider {r} missing");
+    }
+
+    // The off-course rider, and nobody else.
+    let off: Vec<u32> = alerts
+        .iter()
+        .filter(|a| matches!(a.kind, AlertKind::OffCourse { .. }))
+        .flat_map(|a| a.riders.clone())
+        .collect();
+    assert_eq!(off, vec![roles.off_course.unwrap()]);
+
+    // The finish: everybody finishes, the top five are the truth's, and riders the truth separates
+    // by three seconds or more are in the true order (fixes come every 5 s, so a finish time is
+    // interpolated to about a second).
+    let order = run.race.finish_order().to_vec();
+    assert_eq!(order.len(), 150);
+    let truth = run.sim.finish_order();
+    let mut top: Vec<u32> = order.iter().take(5).map(|(id, _)| *id).collect();
+    let mut true_top: Vec<u32> = truth.iter().take(5).copied().collect();
+    top.sort_unstable();
+    true_top.sort_unstable();
+    assert_eq!(top, true_top);
+    for (i, (a, _)) in order.iter().enumerate().take(20) {
+        for (b, _) in order.iter().skip(i + 1).take(20) {
+            let (ta, tb) = (
+                run.sim.finish_time(*a).unwrap(),
+                run.sim.finish_time(*b).unwrap(),
+            );
+            assert!(
+                ta < tb + 3000,
+                "{a} finished {} s after {b} but is ranked ahead",
+                (ta - tb) / 1000
+            );
+        }
+    }
+
+    // Gaps within 1 s of the truth for 95 % of samples.
+    let accuracy = run.gap_accuracy(1000);
+    assert!(accuracy >= 0.95, "gap accuracy {:.1} %", accuracy * 100.0);
+    assert!(
+        run.race.rejections().is_empty(),
+        "{:?}",
+        run.race.rejections()
+    );
+
+    // Byte-identical when replayed with every live fix arriving at another moment of the window.
+    let shuffled = golden_run(index, 99);
+    assert_eq!(digest(&run), digest(&shuffled));
+}
+
+fn two_riders() -> (CourseIndex, RaceConfig) {
+    let pts: Vec<_> = (0..=100)
+        .map(|i| (45.0 + i as f64 * 0.001, 7.0, Some(100.0)))
+        .collect();
+    let index = CourseIndex::new(Course::from_points("line", &pts).unwrap());
+    let rider = |id: u32| RiderConfig {
+        id,
+        bib: id.to_string(),
+        name: format!("R{id}"),
+        team: String::new(),
+        device_id: format!("d{id}"),
+    };
+    let config = RaceConfig::new(
+        "t",
+        "Two riders",
+        1_750_000_000_000,
+        vec![rider(1), rider(2)],
+    );
+    (index, config)
+}
+
+fn fix(seq: u32, t_s: i64, km: f64) -> PositionRecord {
+    // The course runs due north: 1 km ≈ 0.008993°.
+    PositionRecord::from_degrees(
+        seq,
+        1_750_000_000_000 + t_s * 1000,
+        45.0 + km * 0.008_993,
+        7.0,
+        None,
+        Some(10.0),
+        Some(0.0),
+        Some(5.0),
+    )
+}
+
+#[test]
+fn time_gap_is_when_the_leader_passed_not_distance_over_speed() {
+    let (index, config) = two_riders();
+    let mut race = Race::new(config, index, 1).unwrap();
+    // Rider 1 rides at 10 m/s; rider 2 follows 300 m behind at 10 m/s: 30 s behind.
+    for s in 0..=60 {
+        race.handle_fix(
+            1_750_000_000_000 + s * 1000,
+            1,
+            &fix(s as u32 + 1, s, s as f64 * 0.01),
+        )
+        .unwrap();
+        if s >= 30 {
+            race.handle_fix(
+                1_750_000_000_000 + s * 1000,
+                2,
+                &fix(s as u32 + 1, s, (s - 30) as f64 * 0.01),
+            )
+            .unwrap();
+        }
+    }
+    race.handle_tick(1_750_000_000_000 + 63_000);
+    let gap = race.views()[&2].gap_to_leader_ms.unwrap();
+    assert!((gap - 30_000).abs() <= 500, "gap {gap}");
+}
+
+#[test]
+fn duplicates_future_and_impossible_fixes_are_rejected_and_counted() {
+    let (index, config) = two_riders();
+    let mut race = Race::new(config, index, 1).unwrap();
+    let now = 1_750_000_010_000;
+    race.handle_fix(now, 1, &fix(1, 0, 0.0)).unwrap();
+    assert!(race.handle_fix(now, 1, &fix(1, 0, 0.0)).is_err());
+    assert!(race.handle_fix(now, 1, &fix(2, 3600, 0.0)).is_err());
+    assert!(race.handle_fix(now, 9, &fix(3, 1, 0.0)).is_err());
+    // 5 km in one second.
+    race.handle_fix(now, 1, &fix(4, 1, 5.0)).unwrap();
+    race.handle_tick(now + 5000);
+    let r = race.rejections();
+    use flevum_engine::core::FixRejection::*;
+    assert_eq!(
+        (
+            r[&Duplicate],
+            r[&FromTheFuture],
+            r[&UnknownRider],
+            r[&ImpossibleSpeed]
+        ),
+        (1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn a_late_backfill_recomputes_passages_and_splits() {
+    let (index, mut config) = two_riders();
+    config
+        .checkpoints
+        .push(flevum_engine::core::race::CheckpointConfig {
+            name: "Sprint".into(),
+            km: Some(5.0),
+            lat: None,
+            lon: None,
+        });
+    let mut race = Race::new(config, index, 1).unwrap();
+    let t0 = 1_750_000_000_000;
+    // Live fixes up to 4 km, then a dropout, then live again from 6 km.
+    for s in 0..=400 {
+        if s % 5 == 0 && !(400 / 5 * 5..=400).contains(&s) && s <= 400 {
+            race.handle_fix(t0 + s * 1000, 1, &fix(s as u32 / 5 + 1, s, s as f64 * 0.01))
+                .unwrap();
+        }
+    }
+    for s in (600..=700).step_by(5) {
+        race.handle_fix(t0 + s * 1000, 1, &fix(s as u32 / 5 + 1, s, s as f64 * 0.01))
+            .unwrap();
+    }
+    race.handle_tick(t0 + 703_000);
+    // Passage of 5 km is interpolated across the hole: somewhere between 400 and 600 s.
+    let interpolated = race.splits()[0].passages[0].unwrap();
+    // Backfill: the device's buffered fixes from the dropout arrive late.
+    for s in (405..600).step_by(5) {
+        race.handle_fix(t0 + 710_000, 1, &fix(s as u32 / 5 + 1, s, s as f64 * 0.01))
+            .unwrap();
+    }
+    race.handle_tick(t0 + 713_000);
+    let exact = race.splits()[0].passages[0].unwrap();
+    assert!((exact - (t0 + 500_000)).abs() <= 1000, "{}", exact - t0);
+    assert!(interpolated != exact || (interpolated - (t0 + 500_000)).abs() <= 1000);
+    // Moving the checkpoint after the race recomputes the split from the passage log.
+    race.handle_admin(
+        t0 + 720_000,
+        AdminCommand::MoveCheckpoint {
+            name: "Sprint".into(),
+            distance_m: 3000.0,
+        },
+    )
+    .unwrap();
+    let moved = race.splits()[0].passages[0].unwrap();
+    assert!((moved - (t0 + 300_000)).abs() <= 1000, "{}", moved - t0);
+}
