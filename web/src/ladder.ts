@@ -14,6 +14,7 @@ const TREND_DEADBAND_MS = 2_000;
 export class GapLadder {
   readonly el: HTMLElement;
   private list: HTMLOListElement;
+  private lastSig = '';
   onRider: ((riderId: number) => void) | null = null;
 
   constructor(
@@ -25,6 +26,10 @@ export class GapLadder {
   }
 
   update(groups: GroupView[], riders: Map<number, RiderInfo>, live: boolean): void {
+    // Rebuild only when something visible changed (keeps keyboard focus on the rider buttons).
+    const sig = JSON.stringify([live, groups.map((g) => [g.groupId, g.kind, g.riders, g.gapToAheadMs, g.gapToLeaderMs, this.withTrends && live ? this.trendKey(g) : 0])]);
+    if (sig === this.lastSig) return;
+    this.lastSig = sig;
     const colors = groupColors(groups);
     clear(this.list);
     if (!groups.length) {
@@ -39,8 +44,11 @@ export class GapLadder {
         h('span', { class: 'swatch', style: `background:${color}`, 'aria-hidden': 'true' }),
         h('strong', { text: formatGroupKind(g.kind) }),
         h('span', { class: 'muted', text: ` ${g.riders.length} rider${g.riders.length === 1 ? '' : 's'}` }),
-        h('span', { class: 'ladder-gap', text: g.gapToAheadMs === null ? 'head of race' : formatGap(g.gapToAheadMs) }),
+        h('span', { class: 'ladder-gap', title: 'Gap to the leader', text: g.gapToAheadMs === null ? 'head of race' : formatGap(g.gapToLeaderMs) }),
       );
+      if (g.gapToAheadMs !== null && g.gapToAheadMs !== g.gapToLeaderMs) {
+        head.append(h('span', { class: 'ladder-sub muted', text: `${formatGap(g.gapToAheadMs)} to group ahead` }));
+      }
       if (this.withTrends && live) head.append(this.trend(g));
       const riderBtns = h('div', { class: 'ladder-riders' });
       const shown = g.riders.slice(0, 24);
@@ -59,6 +67,13 @@ export class GapLadder {
       if (g.riders.length > shown.length) riderBtns.append(h('span', { class: 'muted', text: ` +${g.riders.length - shown.length}` }));
       this.list.append(h('li', { class: `ladder-item kind-${g.kind}`, 'data-group-id': g.groupId }, head, riderBtns));
     }
+  }
+
+  private trendKey(g: GroupView): number {
+    const then = this.store.gapAgo(g.groupId, TREND_WINDOW_MS);
+    if (then === undefined || then === null || g.gapToLeaderMs === null) return 0;
+    const d = g.gapToLeaderMs - then;
+    return d > TREND_DEADBAND_MS ? 1 : d < -TREND_DEADBAND_MS ? -1 : 2;
   }
 
   private trend(g: GroupView): HTMLElement {

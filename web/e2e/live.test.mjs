@@ -1,0 +1,210 @@
+// End-to-end browser test of the page (node --test, playwright-core driving /usr/bin/chromium).
+// Server under test: FLEVUM_URL if set; else `$FLEVUM_BIN serve --demo` with FLEVUM_HTTP_ADDR and
+// FLEVUM_INGEST_ADDR on free local ports (waits for /readyz); else the mock server (mock/server.mjs).
+// Screenshots go to e2e/artifacts/ (gitignored). CHROMIUM overrides the browser path.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ARTIFACTS = join(here, 'artifacts');
+const CHROME = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+let base;
+let server; // child process, if we started one
+let context;
+let userDataDir;
+const consoleErrors = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitReady(url, child, ms = 60_000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (child && child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${url} not ready after ${ms} ms`);
+}
+
+function pipeLog(child, name) {
+  child.stdout.on('data', (d) => process.env.E2E_VERBOSE && process.stderr.write(`[${name}] ${d}`));
+  child.stderr.on('data', (d) => process.env.E2E_VERBOSE && process.stderr.write(`[${name}] ${d}`));
+}
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  if (process.env.FLEVUM_URL) {
+    base = process.env.FLEVUM_URL.replace(/\/$/, '');
+  } else if (process.env.FLEVUM_BIN) {
+    const http = await freePort();
+    const ingest = await freePort();
+    server = spawn(process.env.FLEVUM_BIN, ['serve', '--demo'], {
+      env: { ...process.env, FLEVUM_HTTP_ADDR: `127.0.0.1:${http}`, FLEVUM_INGEST_ADDR: `127.0.0.1:${ingest}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    pipeLog(server, 'flevum');
+    base = `http://127.0.0.1:${http}`;
+  } else {
+    const port = await freePort();
+    server = spawn(process.execPath, [join(here, '..', 'mock', 'server.mjs')], {
+      env: { ...process.env, PORT: String(port), MOCK_TICK_MS: '1000', MOCK_SPEEDUP: '10' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    pipeLog(server, 'mock');
+    base = `http://127.0.0.1:${port}`;
+  }
+  await waitReady(`${base}/readyz`, server);
+  userDataDir = mkdtempSync(join(tmpdir(), 'flevum-e2e-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROME,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 1280, height: 900 },
+  });
+});
+
+after(async () => {
+  await context?.close();
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  if (server && server.exitCode === null) {
+    server.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+});
+
+async function newPage(viewport) {
+  const page = await context.newPage();
+  if (viewport) await page.setViewportSize(viewport);
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
+  return page;
+}
+
+/** Picks a live race from the list page, returns its path. */
+async function firstRacePath() {
+  const page = await newPage();
+  await page.goto(`${base}/`);
+  const link = page.locator('[data-testid="race-link"]').first();
+  await link.waitFor({ timeout: 15_000 });
+  const links = await page.locator('[data-testid="race-link"]').evaluateAll((as) =>
+    as.map((a) => ({ href: a.getAttribute('href'), live: a.closest('li')?.className.includes('status-live') ?? false })),
+  );
+  await page.close();
+  const pick = links.find((l) => l.live) ?? links[0];
+  return pick.href.split('?')[0];
+}
+
+let racePath;
+
+test('race list has a race link', async () => {
+  racePath = await firstRacePath();
+  assert.match(racePath, /^\/races\/[^/]+$/);
+});
+
+test('live view: riders appear and move, leaderboard, alerts, follow', async () => {
+  const page = await newPage();
+  await page.goto(`${base}${racePath}`);
+  await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 30_000 });
+  const dots = page.locator('[data-testid="rider-dot"]');
+  await dots.first().waitFor({ timeout: 30_000 });
+  const n = await dots.count();
+  assert.ok(n > 0, 'no rider dots');
+
+  // Zoom in so that even real-time speeds move dots by whole pixels.
+  for (let i = 0; i < 3; i++) {
+    await page.locator('.leaflet-control-zoom-in').click();
+    await page.waitForTimeout(350);
+  }
+  const positions = () =>
+    dots.evaluateAll((els) =>
+      Object.fromEntries(
+        els.map((e) => {
+          const r = e.getBoundingClientRect();
+          return [e.getAttribute('data-rider-id'), [r.x, r.y]];
+        }),
+      ),
+    );
+  await page.screenshot({ path: join(ARTIFACTS, 'live-1.png') });
+  const p1 = await positions();
+  await page.waitForTimeout(6000);
+  await page.screenshot({ path: join(ARTIFACTS, 'live-2.png') });
+  const p2 = await positions();
+  const moved = Object.keys(p1).filter((id) => p2[id] && Math.hypot(p2[id][0] - p1[id][0], p2[id][1] - p1[id][1]) >= 1);
+  assert.ok(moved.length > 0, `no rider dot moved (of ${Object.keys(p1).length})`);
+
+  // Leaderboard rows for the riders on the map.
+  const rowIds = await page.locator('[data-testid="leaderboard-row"]').evaluateAll((rs) => rs.map((r) => r.getAttribute('data-rider-id')));
+  assert.ok(rowIds.length >= n, `leaderboard has ${rowIds.length} rows for ${n} dots`);
+  for (const id of Object.keys(p2)) assert.ok(rowIds.includes(id), `rider ${id} has no leaderboard row`);
+
+  // An alert in the ticker within 60 s.
+  await page.locator('[data-testid="alert-item"]').first().waitFor({ timeout: 60_000 });
+
+  // Follow by clicking a leaderboard row (not the first, to be sure it is the click that counts).
+  const row = page.locator('[data-testid="leaderboard-row"]').nth(Math.min(2, rowIds.length - 1));
+  const id = await row.getAttribute('data-rider-id');
+  await row.locator('td').nth(2).click();
+  await page.locator(`[data-testid="rider-dot"][data-rider-id="${id}"][data-followed="true"]`).waitFor({ timeout: 5_000 });
+  assert.equal(await page.locator('[data-testid="rider-dot"][data-followed="true"]').count(), 1);
+  await page.waitForTimeout(1200);
+  await page.screenshot({ path: join(ARTIFACTS, 'live-followed.png') });
+  await page.close();
+});
+
+test('live view at phone size', async () => {
+  const page = await newPage({ width: 390, height: 844 });
+  await page.goto(`${base}${racePath}`);
+  await page.locator('[data-testid="rider-dot"]').first().waitFor({ timeout: 30_000 });
+  await page.locator('[data-testid="leaderboard-row"]').first().waitFor({ timeout: 10_000 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `page scrolls horizontally by ${overflow}px at 390 wide`);
+  await page.screenshot({ path: join(ARTIFACTS, 'live-phone.png'), fullPage: true });
+  await page.close();
+});
+
+test('console shows alerts and focuses a rider from an alert', async () => {
+  const page = await newPage();
+  await page.goto(`${base}${racePath}/console`);
+  await page.locator('[data-testid="alert-item"]').first().waitFor({ timeout: 60_000 });
+  const withRider = page.locator('[data-testid="alert-item"] .alert-riders button').first();
+  await withRider.waitFor({ timeout: 60_000 });
+  await withRider.click();
+  await page.locator('[data-testid="rider-detail"]').waitFor({ timeout: 5_000 });
+  await page.waitForTimeout(1500);
+  await page.screenshot({ path: join(ARTIFACTS, 'console.png') });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(ARTIFACTS, 'console-phone.png'), fullPage: true });
+  await page.close();
+});
+
+test('no console errors', () => {
+  assert.deepEqual(consoleErrors, []);
+});
