@@ -25,12 +25,12 @@ pub fn index_html() -> &'static [u8] {
 /// A built asset by its path relative to `/assets/`, with its content type.
 pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
     Some(match path {
-        "index-DgVIqaXj.css" => (
-            dist!("assets/index-DgVIqaXj.css"),
+        "index-9w7lEUI8.css" => (
+            dist!("assets/index-9w7lEUI8.css"),
             "text/css; charset=utf-8",
         ),
-        "index-Dx06GvTq.js" => (
-            dist!("assets/index-Dx06GvTq.js"),
+        "index-Bditd7Fj.js" => (
+            dist!("assets/index-Bditd7Fj.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return None,

@@ -19,6 +19,8 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
 
 let base;
 let server; // child process, if we started one
+let startServer; // () => child process, when the test owns the server (for the restart check)
+let allowNetErrors = false; // set while the server is deliberately down
 let context;
 let userDataDir;
 const consoleErrors = [];
@@ -62,19 +64,27 @@ before(async () => {
   } else if (process.env.FLEVUM_BIN) {
     const http = await freePort();
     const ingest = await freePort();
-    server = spawn(process.env.FLEVUM_BIN, ['serve', '--demo'], {
-      env: { ...process.env, FLEVUM_HTTP_ADDR: `127.0.0.1:${http}`, FLEVUM_INGEST_ADDR: `127.0.0.1:${ingest}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    pipeLog(server, 'flevum');
+    startServer = () => {
+      const child = spawn(process.env.FLEVUM_BIN, ['serve', '--demo'], {
+        env: { ...process.env, FLEVUM_HTTP_ADDR: `127.0.0.1:${http}`, FLEVUM_INGEST_ADDR: `127.0.0.1:${ingest}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      pipeLog(child, 'flevum');
+      return child;
+    };
+    server = startServer();
     base = `http://127.0.0.1:${http}`;
   } else {
     const port = await freePort();
-    server = spawn(process.execPath, [join(here, '..', 'mock', 'server.mjs')], {
-      env: { ...process.env, PORT: String(port), MOCK_TICK_MS: '1000', MOCK_SPEEDUP: '10' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    pipeLog(server, 'mock');
+    startServer = () => {
+      const child = spawn(process.execPath, [join(here, '..', 'mock', 'server.mjs')], {
+        env: { ...process.env, PORT: String(port), MOCK_TICK_MS: '1000', MOCK_SPEEDUP: '10' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      pipeLog(child, 'mock');
+      return child;
+    };
+    server = startServer();
     base = `http://127.0.0.1:${port}`;
   }
   await waitReady(`${base}/readyz`, server);
@@ -87,21 +97,29 @@ before(async () => {
   });
 });
 
+async function stopServer() {
+  if (!server || server.exitCode !== null) return;
+  const exited = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  const t = setTimeout(() => server.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
 after(async () => {
   await context?.close();
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
-  if (server && server.exitCode === null) {
-    server.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
-    if (server.exitCode === null) server.kill('SIGKILL');
-  }
+  await stopServer();
 });
 
 async function newPage(viewport) {
   const page = await context.newPage();
   if (viewport) await page.setViewportSize(viewport);
   page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    // While the server is down on purpose, Chromium itself logs the refused connections.
+    if (allowNetErrors && /ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|Failed to load resource/.test(m.text())) return;
+    consoleErrors.push(`${page.url()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
   return page;
@@ -202,6 +220,53 @@ test('console shows alerts and focuses a rider from an alert', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.waitForTimeout(300);
   await page.screenshot({ path: join(ARTIFACTS, 'console-phone.png'), fullPage: true });
+  await page.close();
+});
+
+test('live view reconnects after a server restart without a page reload', { skip: !process.env.FLEVUM_URL ? false : 'server not owned by the test' }, async () => {
+  const page = await newPage();
+  await page.goto(`${base}${racePath}`);
+  const state = page.locator('[data-testid="connection-state"]');
+  await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 30_000 });
+  await page.locator('[data-testid="rider-dot"]').first().waitFor({ timeout: 30_000 });
+  await page.evaluate(() => {
+    window.__sameDocument = true;
+  });
+  allowNetErrors = true;
+  await stopServer();
+  await page.locator('[data-testid="connection-state"][data-state="reconnecting"]').waitFor({ timeout: 15_000 });
+  server = startServer();
+  await waitReady(`${base}/readyz`, server);
+  await page.locator('[data-testid="connection-state"][data-state="live"]').waitFor({ timeout: 30_000 });
+  allowNetErrors = false;
+  assert.equal(await page.evaluate(() => window.__sameDocument === true), true, 'page was reloaded');
+  assert.equal(await state.getAttribute('data-state'), 'live');
+  await page.locator('[data-testid="rider-dot"]').first().waitFor({ timeout: 30_000 });
+  await page.close();
+});
+
+test('finished race: replay slider scrubs rider positions', async (t) => {
+  const races = await (await fetch(`${base}/v1/races`)).json();
+  const fin = races.find((r) => r.status === 'finished');
+  if (!fin) return t.skip('no finished race on this server');
+  const page = await newPage();
+  await page.goto(`${base}/races/${encodeURIComponent(fin.id)}`);
+  await page.locator('[data-testid="rider-dot"]').first().waitFor({ timeout: 30_000 });
+  const slider = page.locator('.replay-slider');
+  await page.waitForFunction(() => Number(document.querySelector('.replay-slider')?.getAttribute('max') ?? 0) > 10, null, { timeout: 30_000 });
+  const pos = () => page.locator('[data-testid="rider-dot"]').first().evaluate((e) => e.getBoundingClientRect().x + ',' + e.getBoundingClientRect().y);
+  await slider.evaluate((el) => {
+    el.value = String(Math.floor(Number(el.max) / 4));
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  });
+  const a = await pos();
+  await slider.evaluate((el) => {
+    el.value = String(Math.floor(Number(el.max) / 2));
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  });
+  const b = await pos();
+  assert.notEqual(a, b, 'scrubbing did not move the riders');
+  await page.screenshot({ path: join(ARTIFACTS, 'replay.png') });
   await page.close();
 });
 

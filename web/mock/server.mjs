@@ -268,6 +268,21 @@ const archive = {
   recentAlerts: [],
 };
 
+// Tracks of the finished race: everyone rides the loop once at their own pace.
+const archiveTracks = new Map(
+  riders.map((r, i) => {
+    const v = course.length / (2.5 * 3_600_000 + i * 4000); // m per ms
+    const pts = [];
+    for (let k = 0; k <= 180; k++) {
+      const t = archive.startMs + k * 60_000;
+      const d = Math.min(course.length * 0.999, v * (t - archive.startMs));
+      const p = pointAt(d);
+      pts.push([p.lon, p.lat, Math.round(eleAt(d)), t, Math.round(d)]);
+    }
+    return [r.riderId, pts];
+  }),
+);
+
 // ---------- HTTP ----------
 const raceList = () => [
   { id: 'demo', name: 'Ronde van Flevoland (mock)', sport: 'cycling', startMs: START_MS, visibility: 'public', status: 'live', riders: riders.length },
@@ -338,7 +353,7 @@ const server = createServer((req, res) => {
       return json(res, 200, list.filter((a) => a.seq > since));
     }
     if ((m = sub.match(/^\/riders\/(\d+)\/track$/))) {
-      const tr = race === 'demo' ? tracks.get(Number(m[1])) : undefined;
+      const tr = (race === 'demo' ? tracks : archiveTracks).get(Number(m[1]));
       if (!tr) return json(res, 404, { error: 'unknown rider' });
       return json(res, 200, {
         type: 'Feature',

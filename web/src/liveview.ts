@@ -12,7 +12,8 @@ import { GapLadder } from './ladder';
 import { Leaderboard } from './leaderboard';
 import { LiveSocket, connectionBadge } from './live';
 import { RaceMap } from './map';
-import { RaceStore } from './store';
+import { RaceStore, type ViewState } from './store';
+import { TrackReplay } from './tracks';
 import type { RaceDetail, ServerConfig } from './types';
 
 const TICKER_MAX = 30;
@@ -55,6 +56,11 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
   let followed: number | null = null;
   let replayIndex: number | null = null; // null = live
   let detail: RaceDetail | null = null;
+  // Replay source: the history received on this page, or the riders' tracks of a finished race.
+  let tracks: TrackReplay | null = null;
+  let tracksTried = false;
+  const replayLength = (): number => (tracks ? tracks.length() : store.historyLength());
+  const replayAt = (i: number): ViewState => (tracks ? tracks.at(i) : store.stateAt(i));
 
   const follow = (id: number | null): void => {
     followed = followed === id ? null : id;
@@ -80,7 +86,7 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
   }
 
   function render(animateMs: number): void {
-    const view = replayIndex === null ? { timeMs: store.timeMs, states: store.states, groups: store.groups } : store.stateAt(replayIndex);
+    const view = replayIndex === null ? { timeMs: store.timeMs, states: store.states, groups: store.groups } : replayAt(replayIndex);
     const colors = groupColors(view.groups);
     map.update(view.states.values(), store.riders, colors, animateMs);
     board.update(view.states, store.riders, view.groups, colors);
@@ -88,7 +94,7 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
     ladder.update(view.groups, store.riders, replayIndex === null);
     elev.update(view.states, store.riders, colors);
     setText(clock, store.startMs ? formatClock(view.timeMs - store.startMs) : '');
-    const n = store.historyLength();
+    const n = replayLength();
     slider.max = String(Math.max(0, n - 1));
     if (replayIndex === null) slider.value = slider.max;
     setText(replayTime, replayIndex === null ? 'live' : formatTimeOfDay(view.timeMs));
@@ -106,7 +112,7 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
 
   slider.addEventListener('input', () => {
     const v = Number(slider.value);
-    replayIndex = v >= store.historyLength() - 1 ? null : v;
+    replayIndex = v >= replayLength() - 1 ? null : v;
     render(0);
   });
   liveBtn.addEventListener('click', () => {
@@ -126,7 +132,20 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
       renderTicker();
     }
   });
-  sock.onTick = () => render(replayIndex === null ? sock.tickIntervalMs : 0);
+  sock.onTick = () => {
+    render(replayIndex === null ? sock.tickIntervalMs : 0);
+    void maybeLoadTracks();
+  };
+
+  async function maybeLoadTracks(): Promise<void> {
+    const finished = detail?.status === 'finished';
+    if (tracksTried || !finished || store.historyLength() > 2) return;
+    tracksTried = true;
+    setText(replayTime, 'loading tracks…');
+    tracks = await TrackReplay.load(race, new Map(store.states));
+    replayIndex = tracks ? 0 : null;
+    render(0);
+  }
   sock.start();
 
   try {
@@ -138,6 +157,7 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
     elev.setProfile(detail.elevation ?? [], detail.lengthM, detail.checkpoints ?? []);
     if (store.riders.size === 0) for (const r of detail.riders ?? []) store.riders.set(r.riderId, r);
     render(0);
+    if (store.snapshot) void maybeLoadTracks();
   } catch {
     // The WebSocket snapshot carries the course; the profile stays empty without the detail.
     const c = store.snapshot?.course;
