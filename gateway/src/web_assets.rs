@@ -25,13 +25,13 @@ pub fn index_html() -> &'static [u8] {
 /// A built asset by its path relative to `/assets/`, with its content type.
 pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
     Some(match path {
-        "index-9w7lEUI8.css" => (
-            dist!("assets/index-9w7lEUI8.css"),
-            "text/css; charset=utf-8",
-        ),
-        "index-Bditd7Fj.js" => (
-            dist!("assets/index-Bditd7Fj.js"),
+        "index-ClnJqNLr.js" => (
+            dist!("assets/index-ClnJqNLr.js"),
             "text/javascript; charset=utf-8",
+        ),
+        "index-av_HeYHk.css" => (
+            dist!("assets/index-av_HeYHk.css"),
+            "text/css; charset=utf-8",
         ),
         _ => return None,
     })

@@ -193,6 +193,12 @@ test('live view: riders appear and move, leaderboard, alerts, follow', async () 
   assert.equal(await page.locator('[data-testid="rider-dot"][data-followed="true"]').count(), 1);
   await page.waitForTimeout(1200);
   await page.screenshot({ path: join(ARTIFACTS, 'live-followed.png') });
+
+  // Following by clicking a dot moves the highlight to that rider.
+  const other = rowIds.find((r) => r !== id);
+  await page.locator(`[data-testid="rider-dot"][data-rider-id="${other}"]`).dispatchEvent('click');
+  await page.locator(`[data-testid="rider-dot"][data-rider-id="${other}"][data-followed="true"]`).waitFor({ timeout: 5_000 });
+  assert.equal(await page.locator(`[data-testid="rider-dot"][data-rider-id="${id}"]`).getAttribute('data-followed'), 'false');
   await page.close();
 });
 
@@ -215,6 +221,12 @@ test('console shows alerts and focuses a rider from an alert', async () => {
   await withRider.waitFor({ timeout: 60_000 });
   await withRider.click();
   await page.locator('[data-testid="rider-detail"]').waitFor({ timeout: 5_000 });
+
+  // Severity filter: "Critical only" leaves only critical alerts (or none).
+  await page.selectOption('#f-sev', 'critical');
+  const sevs = await page.locator('[data-testid="alert-item"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-severity')));
+  assert.ok(sevs.every((x) => x === 'critical'), `non-critical alerts shown: ${sevs}`);
+  await page.selectOption('#f-sev', 'info');
   await page.waitForTimeout(1500);
   await page.screenshot({ path: join(ARTIFACTS, 'console.png') });
   await page.setViewportSize({ width: 390, height: 844 });

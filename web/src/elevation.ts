@@ -23,7 +23,7 @@ export class ElevationProfile {
 
   constructor() {
     this.plot = h('div', { class: 'elev-plot' });
-    this.dotsLayer = h('div', { class: 'elev-dots' });
+    this.dotsLayer = h('div', { class: 'elev-dots', 'aria-hidden': 'true' });
     this.plot.append(this.dotsLayer);
     this.el = h('section', { class: 'panel elevation', 'aria-label': 'Elevation profile' }, h('h2', { text: 'Elevation' }), this.plot);
   }

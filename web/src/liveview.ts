@@ -73,17 +73,18 @@ export async function liveView(root: HTMLElement, race: string, config: ServerCo
   board.onSelect = follow;
   ladder.onRider = follow;
 
+  const followText = h('span');
+  const unfollow = h('button', { type: 'button', class: 'btn small', text: 'Stop following' });
+  unfollow.addEventListener('click', () => follow(followed));
+  followInfo.append(followText, unfollow);
+
   function renderFollowInfo(): void {
-    clear(followInfo);
+    followInfo.hidden = followed === null;
     if (followed === null) return;
     const s = store.states.get(followed);
-    const unfollow = h('button', { type: 'button', class: 'btn small', text: 'Stop following' });
-    unfollow.addEventListener('click', () => follow(followed));
-    followInfo.append(
-      h('span', { text: `Following ${store.riderLabel(followed)}${s ? ` · rank ${s.rank || '–'} · ${s.speedKmh.toFixed(1)} km/h` : ''}` }),
-      unfollow,
-    );
+    setText(followText, `Following ${store.riderLabel(followed)}${s ? ` · rank ${s.rank || '–'} · ${s.speedKmh.toFixed(1)} km/h` : ''}`);
   }
+  renderFollowInfo();
 
   function render(animateMs: number): void {
     const view = replayIndex === null ? { timeMs: store.timeMs, states: store.states, groups: store.groups } : replayAt(replayIndex);
