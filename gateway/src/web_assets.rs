@@ -25,13 +25,13 @@ pub fn index_html() -> &'static [u8] {
 /// A built asset by its path relative to `/assets/`, with its content type.
 pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
     Some(match path {
-        "index-ClnJqNLr.js" => (
-            dist!("assets/index-ClnJqNLr.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "index-av_HeYHk.css" => (
-            dist!("assets/index-av_HeYHk.css"),
+        "index-B0qjBXTF.css" => (
+            dist!("assets/index-B0qjBXTF.css"),
             "text/css; charset=utf-8",
+        ),
+        "index-ouyH6O7I.js" => (
+            dist!("assets/index-ouyH6O7I.js"),
+            "text/javascript; charset=utf-8",
         ),
         _ => return None,
     })

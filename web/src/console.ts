@@ -28,12 +28,9 @@ export async function consoleView(root: HTMLElement, race: string): Promise<void
   const filters = h(
     'form',
     { class: 'filters', role: 'search', 'aria-label': 'Alert filters' },
-    h('label', { for: 'f-type', text: 'Type' }),
-    typeSel,
-    h('label', { for: 'f-sev', text: 'Severity' }),
-    sevSel,
-    h('label', { for: 'f-rider', text: 'Rider' }),
-    riderInput,
+    h('span', { class: 'filter' }, h('label', { for: 'f-type', text: 'Type' }), typeSel),
+    h('span', { class: 'filter' }, h('label', { for: 'f-sev', text: 'Severity' }), sevSel),
+    h('span', { class: 'filter' }, h('label', { for: 'f-rider', text: 'Rider' }), riderInput),
   );
   filters.addEventListener('submit', (e) => e.preventDefault());
   const feed = h('ol', { class: 'feed-list', 'aria-live': 'polite', 'aria-label': 'Alerts feed' });
