@@ -29,8 +29,8 @@ pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
             dist!("assets/index-B0qjBXTF.css"),
             "text/css; charset=utf-8",
         ),
-        "index-ouyH6O7I.js" => (
-            dist!("assets/index-ouyH6O7I.js"),
+        "index-DRNgPSCZ.js" => (
+            dist!("assets/index-DRNgPSCZ.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return None,

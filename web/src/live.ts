@@ -61,6 +61,9 @@ export class LiveSocket {
     const ws = new WebSocket(wsUrl(withViewer(path)));
     this.ws = ws;
     this.setState(this.attempt === 0 && !this.store.snapshot ? 'connecting' : 'reconnecting');
+    ws.onopen = () => {
+      if (this.ws === ws) this.setState('live');
+    };
     ws.onmessage = (ev) => {
       if (typeof ev.data !== 'string') return; // binary encoding is never requested
       let frame: FanFrame;
@@ -100,10 +103,9 @@ export class LiveSocket {
   }
 
   private handle(frame: FanFrame): void {
-    if (this.state !== 'live') {
-      this.attempt = 0;
-      this.setState('live');
-    }
+    // Back-off resets only once the server really sends frames (not on a bare accept).
+    this.attempt = 0;
+    if (this.state !== 'live') this.setState('live');
     switch (frame.frame) {
       case 'snapshot':
         this.store.applySnapshot(frame);
