@@ -536,8 +536,12 @@ impl Race {
     /// The finish time of a rider, if they have crossed the line.
     fn finish_time(&self, id: u32) -> Option<Millis> {
         let length = self.index.course().length_m();
-        self.riders
-            .get(&id)?
+        let rider = self.riders.get(&id)?;
+        // Most riders have not reached the line: skip the passage-log search for them.
+        if rider.last_passage()?.0 < length - FINISH_TOLERANCE_M {
+            return None;
+        }
+        rider
             .time_at(length - FINISH_TOLERANCE_M)
             .filter(|&t| t >= self.config.start_ms)
     }
@@ -1171,9 +1175,10 @@ impl Race {
     ) -> BTreeMap<u32, u32> {
         let mut order: Vec<u32> = self.finish_order.iter().map(|(id, _)| *id).collect();
         order.extend(road.iter().map(|p| p.rider_id));
+        let placed: BTreeSet<u32> = order.iter().copied().collect();
         let mut rest: Vec<(f64, u32)> = statuses
             .iter()
-            .filter(|(id, s)| !order.contains(id) && matches!(s, RiderStatus::SignalLost))
+            .filter(|(id, s)| matches!(s, RiderStatus::SignalLost) && !placed.contains(id))
             .filter_map(|(&id, _)| Some((self.riders.get(&id)?.last_passage()?.0, id)))
             .collect();
         rest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

@@ -175,7 +175,7 @@ impl RiderTrack {
 
     /// When the rider passed `distance_m` (interpolated), if they have.
     pub fn time_at(&self, distance_m: f64) -> Option<Millis> {
-        let i = self.passages.partition_point(|p| p.0 < distance_m);
+        let i = partition_point_from_end(&self.passages, |p| p.0 < distance_m);
         if i >= self.passages.len() {
             return None;
         }
@@ -213,7 +213,7 @@ impl RiderTrack {
 
     /// Distance reached at time `t` (the passage log read the other way).
     pub fn distance_at(&self, t: Millis) -> Option<f64> {
-        let i = self.passages.partition_point(|p| p.1 <= t);
+        let i = partition_point_from_end(&self.passages, |p| p.1 <= t);
         (i > 0).then(|| self.passages[i - 1].0)
     }
 
@@ -243,11 +243,49 @@ impl RiderTrack {
         if n < 3 {
             return None;
         }
-        let mut gaps: Vec<Millis> = self.fixes[n.saturating_sub(9)..]
-            .windows(2)
-            .map(|w| w[1].record.time_ms - w[0].record.time_ms)
-            .collect();
+        let mut gaps = [0 as Millis; 8];
+        let mut k = 0;
+        for w in self.fixes[n.saturating_sub(9)..].windows(2) {
+            gaps[k] = w[1].record.time_ms - w[0].record.time_ms;
+            k += 1;
+        }
+        let gaps = &mut gaps[..k];
         gaps.sort_unstable();
-        Some(gaps[gaps.len() / 2])
+        Some(gaps[k / 2])
+    }
+}
+
+/// `slice::partition_point` (`pred` holds for a prefix) searched by galloping back from the end:
+/// live queries land on recent passages, so this touches a few cache lines of a long log instead
+/// of a full binary search over cold memory, and it is never worse than O(log n).
+fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
+    let mut hi = v.len();
+    let mut step = 1usize;
+    while hi > 0 {
+        let probe = hi.saturating_sub(step);
+        if pred(&v[probe]) {
+            return probe + 1 + v[probe + 1..hi].partition_point(&pred);
+        }
+        hi = probe;
+        step = step.saturating_mul(2);
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_point_from_end;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn galloping_search_agrees_with_binary_search(
+            mut v in proptest::collection::vec(0i64..1000, 0..300),
+            x in -5i64..1005,
+        ) {
+            v.sort_unstable();
+            prop_assert_eq!(partition_point_from_end(&v, |&e| e < x), v.partition_point(|&e| e < x));
+            prop_assert_eq!(partition_point_from_end(&v, |&e| e <= x), v.partition_point(|&e| e <= x));
+        }
     }
 }
