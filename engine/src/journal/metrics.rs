@@ -21,3 +21,50 @@ pub const RECOVERY_TRUNCATIONS_TOTAL: &str = "flevum_journal_recovery_truncation
 pub const RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "flevum_journal_recovery_truncated_bytes_total";
 /// Counter: group commits that failed with an IO error (the journal is poisoned afterwards).
 pub const WRITE_FAILURES_TOTAL: &str = "flevum_journal_write_failures_total";
+
+/// Registers units and help texts of the journal's metrics with the installed recorder (call once
+/// at start-up, after installing the exporter; harmless without one).
+pub fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(APPENDS_TOTAL, Unit::Count, "Journal entries made durable.");
+    describe_counter!(
+        BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes written to journal segments."
+    );
+    describe_histogram!(
+        FSYNC_SECONDS,
+        Unit::Seconds,
+        "Duration of one journal fsync."
+    );
+    describe_histogram!(
+        BATCH_ENTRIES,
+        Unit::Count,
+        "Entries per journal group commit."
+    );
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "Journal group commit duration (write + fsync)."
+    );
+    describe_counter!(
+        SEGMENTS_CREATED_TOTAL,
+        Unit::Count,
+        "Journal segment files created."
+    );
+    describe_counter!(
+        RECOVERY_TRUNCATIONS_TOTAL,
+        Unit::Count,
+        "Torn journal tails truncated on open."
+    );
+    describe_counter!(
+        RECOVERY_TRUNCATED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes cut off torn journal tails on open."
+    );
+    describe_counter!(
+        WRITE_FAILURES_TOTAL,
+        Unit::Count,
+        "Journal group commits that failed (journal poisoned)."
+    );
+}
