@@ -23,6 +23,8 @@ use flevum_protocol::PositionRecord;
 use tokio::sync::oneshot;
 
 pub use error::{CorruptionKind, JournalError};
+pub use segment::TornTail;
+
 pub use format::{FIX_FRAME_LEN, FORMAT_VERSION, HEADER_LEN, MAX_ENTRY_BYTES};
 pub use organiser::{
     EraseReport, apply_retention, apply_retention_at, erase_rider, export_rider_gpx, list_races,
@@ -88,6 +90,8 @@ pub struct Recovery {
     pub torn_bytes_truncated: u64,
     /// Segment files after recovery.
     pub segments: usize,
+    /// Where and why the last segment was truncated (`None` after a clean shutdown).
+    pub truncated: Option<TornTail>,
 }
 
 /// What a streaming scan ([`replay`], [`Journal::open_streaming`]) found.
@@ -104,6 +108,8 @@ pub struct ReplayStats {
     /// Bytes of a torn tail at the end of the last segment (not delivered; `replay` leaves them
     /// on disk, `open` truncates them).
     pub torn_bytes: u64,
+    /// Details of that torn tail.
+    pub torn: Option<TornTail>,
 }
 
 /// Counters of an open journal.
@@ -249,6 +255,7 @@ impl Journal {
             entries,
             torn_bytes_truncated: stats.torn_bytes,
             segments: stats.segments,
+            truncated: stats.torn,
         };
         Ok((journal, recovery))
     }
@@ -272,6 +279,15 @@ impl Journal {
         let mut torn_bytes = 0;
         if let Some(torn) = &scan.torn {
             torn_bytes = torn.bytes;
+            if let Some(at) = torn.later_valid_frame_at {
+                tracing::error!(
+                    file = %torn.file.display(),
+                    damage_offset = torn.offset,
+                    valid_frame_at = at,
+                    "journal recovery: valid entries follow the damage in the last segment; \
+                     they are truncated with it (bit rot or a torn final batch)"
+                );
+            }
             tracing::warn!(
                 file = %torn.file.display(),
                 offset = torn.offset,
@@ -361,6 +377,7 @@ impl Journal {
             bytes,
             segments: segments.len(),
             torn_bytes,
+            torn: scan.torn.clone(),
         };
         let journal = Journal {
             inner: Arc::new(Inner {
@@ -478,7 +495,8 @@ pub fn replay(
         erased: scan.erased,
         bytes: scan.bytes,
         segments: scan.segments.len(),
-        torn_bytes: scan.torn.map_or(0, |t| t.bytes),
+        torn_bytes: scan.torn.as_ref().map_or(0, |t| t.bytes),
+        torn: scan.torn,
     })
 }
 

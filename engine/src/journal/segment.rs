@@ -61,7 +61,7 @@ pub fn list_segments(race_dir: &Path) -> Result<Vec<SegmentFile>, JournalError> 
 }
 
 /// Where and why a scan stopped early in the last segment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
     /// The last segment.
     pub file: PathBuf,
@@ -71,6 +71,43 @@ pub struct TornTail {
     pub bytes: u64,
     /// What was found at `offset`.
     pub kind: CorruptionKind,
+    /// Offset of a checksum-valid frame found after the damage, if any: the damage was not just
+    /// an interrupted final write, and entries after it are lost with the truncation (they may
+    /// belong to the last, never acknowledged batch, or be bit rot of acknowledged data).
+    pub later_valid_frame_at: Option<u64>,
+}
+
+/// Largest tail searched for valid frames after damage.
+const MAX_TAIL_SEARCH: u64 = 64 * 1024 * 1024;
+
+/// Looks for a checksum-valid frame starting after `offset` in `path` (first `MAX_TAIL_SEARCH`
+/// bytes of the tail only).
+fn find_valid_frame_after(path: &Path, offset: u64) -> Result<Option<u64>, JournalError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| JournalError::io(path, "open", e))?;
+    f.seek(SeekFrom::Start(offset + 1))
+        .map_err(|e| JournalError::io(path, "seek", e))?;
+    let mut tail = Vec::new();
+    f.take(MAX_TAIL_SEARCH)
+        .read_to_end(&mut tail)
+        .map_err(|e| JournalError::io(path, "read", e))?;
+    for p in 0..tail.len() {
+        let Some(prefix) = tail.get(p..p + FRAME_PREFIX_LEN) else {
+            break;
+        };
+        let mut pre = [0u8; FRAME_PREFIX_LEN];
+        pre.copy_from_slice(prefix);
+        let Ok((len, crc)) = format::decode_prefix(&pre) else {
+            continue;
+        };
+        let Some(body) = tail.get(p + FRAME_PREFIX_LEN..p + FRAME_PREFIX_LEN + len) else {
+            continue;
+        };
+        if format::decode_body(body, crc).is_ok() {
+            return Ok(Some(offset + 1 + p as u64));
+        }
+    }
+    Ok(None)
 }
 
 /// Summary of one segment after a scan.
@@ -170,6 +207,7 @@ pub fn scan_segment(
             offset: 0,
             bytes: file_len,
             kind: CorruptionKind::TornHeader,
+            later_valid_frame_at: None,
         });
         return Ok(out);
     }
@@ -223,6 +261,7 @@ pub fn scan_segment(
             offset,
             bytes: file_len.saturating_sub(offset),
             kind,
+            later_valid_frame_at: find_valid_frame_after(path, offset)?,
         });
     }
     Ok(out)

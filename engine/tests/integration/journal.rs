@@ -150,6 +150,10 @@ async fn torn_tail_cut_mid_entry_is_truncated_and_earlier_entries_survive() {
     let (j, rec) = Journal::open(&cfg, "torn").unwrap();
     assert_eq!(rec.entries, (1..=9).map(|s| fix(3, s)).collect::<Vec<_>>());
     assert_eq!(rec.torn_bytes_truncated, FIX_FRAME_LEN as u64 - cut);
+    let t = rec.truncated.as_ref().unwrap();
+    assert_eq!(t.kind, CorruptionKind::TornEntry);
+    assert_eq!(t.offset, HEADER_LEN + 9 * FIX_FRAME_LEN as u64);
+    assert_eq!(t.later_valid_frame_at, None);
     assert_eq!(
         fs::metadata(&seg).unwrap().len(),
         HEADER_LEN + 9 * FIX_FRAME_LEN as u64
@@ -175,6 +179,61 @@ async fn flipped_byte_in_the_last_entry_is_truncated_on_open() {
     let (_j, rec) = Journal::open(&cfg, "torn").unwrap();
     assert_eq!(rec.entries, (1..=9).map(|s| fix(3, s)).collect::<Vec<_>>());
     assert_eq!(rec.torn_bytes_truncated, FIX_FRAME_LEN as u64);
+    let t = rec.truncated.unwrap();
+    assert_eq!(t.kind, CorruptionKind::Checksum);
+    assert_eq!(t.later_valid_frame_at, None);
+}
+
+#[tokio::test]
+async fn damage_inside_the_last_segment_truncates_there_and_reports_the_valid_entries_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(&tmp);
+    let seg = write_ten(&cfg).await;
+    let mut bytes = fs::read(&seg).unwrap();
+    let fifth = HEADER_LEN as usize + 4 * FIX_FRAME_LEN;
+    bytes[fifth + 12] ^= 0x01;
+    fs::write(&seg, &bytes).unwrap();
+    let (_j, rec) = Journal::open(&cfg, "torn").unwrap();
+    assert_eq!(rec.entries, (1..=4).map(|s| fix(3, s)).collect::<Vec<_>>());
+    assert_eq!(rec.torn_bytes_truncated, 6 * FIX_FRAME_LEN as u64);
+    let t = rec.truncated.unwrap();
+    assert_eq!(t.offset, fifth as u64);
+    assert_eq!(t.kind, CorruptionKind::Checksum);
+    assert_eq!(t.later_valid_frame_at, Some((fifth + FIX_FRAME_LEN) as u64));
+}
+
+#[tokio::test]
+async fn a_crash_at_any_byte_of_the_tail_recovers_exactly_the_whole_entries_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        fsync: false,
+        ..config(&tmp)
+    };
+    let written = vec![fix(1, 1), admin(2), fix(2, 3), admin(4)];
+    {
+        let (j, _) = Journal::open(&cfg, "cut").unwrap();
+        j.append(written.clone()).await.unwrap();
+    }
+    let seg = segments(&tmp.path().join("cut")).pop().unwrap();
+    let full = fs::read(&seg).unwrap();
+    // Frame end offsets, from the entries' encoded sizes.
+    let mut ends = vec![HEADER_LEN as usize];
+    for e in &written {
+        let body = match e {
+            JournalEntry::Fix { .. } => FIX_FRAME_LEN,
+            JournalEntry::Admin { command_json, .. } => 8 + 1 + 8 + command_json.len(),
+        };
+        ends.push(ends.last().unwrap() + body);
+    }
+    assert_eq!(*ends.last().unwrap(), full.len());
+    for cut in HEADER_LEN as usize..=full.len() {
+        fs::write(&seg, &full[..cut]).unwrap();
+        let whole = ends.iter().filter(|&&e| e <= cut).count() - 1;
+        let (_j, rec) = Journal::open(&cfg, "cut").unwrap();
+        assert_eq!(rec.entries, written[..whole], "cut at {cut}");
+        assert_eq!(rec.torn_bytes_truncated, (cut - ends[whole]) as u64);
+        assert_eq!(fs::metadata(&seg).unwrap().len(), ends[whole] as u64);
+    }
 }
 
 #[tokio::test]
