@@ -198,7 +198,8 @@ fn create_dir_durable(dir: &Path) -> Result<(), JournalError> {
 }
 
 /// Handle to a race's open journal. Clones share one writer thread; the thread stops (after
-/// committing what is queued) when the last clone is dropped.
+/// committing what is queued) when the last clone is dropped, and that drop blocks until it has
+/// (so the race can be reopened right after). The race directory is locked while open.
 #[derive(Clone)]
 pub struct Journal {
     /// The state shared by clones.
