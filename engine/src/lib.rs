@@ -7,5 +7,6 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+pub mod journal;
 pub mod simulator;
 pub mod testkit;
