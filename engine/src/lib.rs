@@ -8,5 +8,6 @@
 
 pub mod core;
 pub mod journal;
+pub mod shard;
 pub mod simulator;
 pub mod testkit;

@@ -5,4 +5,5 @@
 mod journal;
 mod matching;
 mod race;
+mod shard;
 mod support;

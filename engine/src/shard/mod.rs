@@ -1,0 +1,375 @@
+//! The race shard: the one task that owns a race's core state (the single writer), fed with
+//! fixes and organiser commands that the journal has already made durable, ticking on the wall
+//! clock and publishing every tick's delta and alerts to a [`FramePublisher`].
+//!
+//! Owns the order "journal, then apply", recovery by replay on open and per-device durable
+//! sequence numbers. Does not speak QUIC or HTTP: ingest and the gateway reach it via [`RaceHandle`].
+
+pub mod metrics;
+mod seq;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use flevum_protocol::{Alert, Delta, PositionRecord, Snapshot};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::core::race::AdminError;
+use crate::core::{AdminCommand, CourseIndex, Millis, Race, RaceConfig, RaceOutput};
+use crate::journal::{Journal, JournalConfig, JournalEntry, JournalError};
+pub use seq::ContiguousSeq;
+
+/// Where a shard's frames go: the in-process hub of the gateway, or a NATS publisher.
+pub trait FramePublisher: Send + Sync + 'static {
+    /// The full state, at open and after recovery (a new epoch).
+    fn snapshot(&self, snapshot: Snapshot);
+    /// One tick's changes.
+    fn delta(&self, delta: Delta);
+    /// One alert, for the commentators' feed.
+    fn alert(&self, race_id: &str, alert: Alert);
+}
+
+/// How a shard runs.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// Where the race's journal lives.
+    pub journal: JournalConfig,
+    /// Wall-clock time between ticks (one delta frame per tick).
+    pub tick_interval: Duration,
+    /// Commands waiting for the shard; a full queue makes submitters wait (back-pressure).
+    pub command_queue: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            journal: JournalConfig::default(),
+            tick_interval: Duration::from_secs(1),
+            command_queue: 4096,
+        }
+    }
+}
+
+/// Why a shard operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The journal refused or failed the write: nothing was acknowledged.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The race could not be built from its config.
+    #[error("race: {0}")]
+    Race(#[from] crate::core::race::RaceError),
+    /// The organiser command was refused by the race.
+    #[error("admin command refused: {0}")]
+    Admin(#[from] AdminError),
+    /// The command could not be serialised for the journal.
+    #[error("admin command could not be encoded: {0}")]
+    Encode(String),
+    /// The shard task has stopped (shutdown).
+    #[error("the race shard has stopped")]
+    Stopped,
+}
+
+type Query = Box<dyn FnOnce(&mut Race) + Send>;
+
+enum Command {
+    /// Durable fixes to apply.
+    Fixes(Vec<JournalEntry>),
+    /// A durable admin command to apply; the race's verdict goes back.
+    Admin {
+        at_ms: Millis,
+        command: AdminCommand,
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+    /// Read (or, for tests and tools, change) the race inside the shard.
+    Query(Query),
+}
+
+/// A cheap, cloneable handle to a running race shard.
+#[derive(Clone)]
+pub struct RaceHandle {
+    /// The race id (subjects, journal directory, logs).
+    race_id: Arc<str>,
+    /// The race's journal: every fix and command is appended (durably) before it is applied.
+    journal: Journal,
+    /// Commands to the shard task.
+    tx: mpsc::Sender<Command>,
+    /// Highest contiguous durable sequence per rider, for acks and `Welcome`.
+    durable: Arc<DashMap<u32, ContiguousSeq>>,
+    /// The race config as opened (rider list, devices, report interval) for lookups off-task.
+    config: Arc<RaceConfig>,
+}
+
+/// What recovery found when the shard opened.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Fix entries replayed into the core.
+    pub fixes: u64,
+    /// Admin entries replayed.
+    pub admin: u64,
+    /// Bytes of a torn journal tail that were cut off.
+    pub torn_bytes: u64,
+    /// Replay wall time.
+    pub elapsed: Duration,
+}
+
+/// Milliseconds since the Unix epoch on the wall clock (the shell's clock; the core has none).
+pub fn wall_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// Opens a race: opens its journal, replays it into a fresh core, publishes a snapshot and
+/// spawns the shard task. The returned future completes when the shard stops.
+pub fn open_race(
+    config: &ShardConfig,
+    race_config: RaceConfig,
+    course: CourseIndex,
+    publisher: Arc<dyn FramePublisher>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(RaceHandle, RecoveryReport, tokio::task::JoinHandle<()>), ShardError> {
+    let started = std::time::Instant::now();
+    let epoch = wall_ms() as u64;
+    let mut race = Race::new(race_config.clone(), course, epoch)?;
+    let tick_ms = config.tick_interval.as_millis().max(1) as Millis;
+    race.set_tick_interval(tick_ms);
+    let durable: Arc<DashMap<u32, ContiguousSeq>> = Arc::new(DashMap::new());
+    let mut report = RecoveryReport::default();
+    let mut next_tick: Option<Millis> = None;
+    let (journal, stats) =
+        Journal::open_streaming(&config.journal, &race_config.id, |entry| match entry {
+            JournalEntry::Fix {
+                arrival_ms,
+                rider_id,
+                record,
+            } => {
+                replay_ticks(&mut race, &mut next_tick, arrival_ms, tick_ms);
+                durable.entry(rider_id).or_default().mark(record.seq);
+                let _ = race.handle_fix(arrival_ms, rider_id, &record);
+                report.fixes += 1;
+            }
+            JournalEntry::Admin {
+                at_ms,
+                command_json,
+            } => {
+                replay_ticks(&mut race, &mut next_tick, at_ms, tick_ms);
+                if let Ok(cmd) = serde_json::from_str::<AdminCommand>(&command_json) {
+                    let _ = race.handle_admin(at_ms, cmd);
+                }
+                report.admin += 1;
+            }
+        })?;
+    // Catch the replayed race up to now, then forget the replay's outputs: fans of the new epoch
+    // start from the snapshot; the alert history stays in the race's ring.
+    if let Some(t) = next_tick {
+        race.handle_tick(t.max(wall_ms()));
+    }
+    while race.poll_output().is_some() {}
+    report.torn_bytes = stats.torn_bytes;
+    report.elapsed = started.elapsed();
+    metrics::record_recovery(&race_config.id, &report);
+    if report.fixes + report.admin > 0 {
+        info!(
+            race = %race_config.id,
+            fixes = report.fixes,
+            admin = report.admin,
+            torn_bytes = report.torn_bytes,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "race recovered from its journal"
+        );
+    }
+    publisher.snapshot(race.snapshot());
+
+    let (tx, rx) = mpsc::channel(config.command_queue.max(1));
+    let handle = RaceHandle {
+        race_id: Arc::from(race_config.id.as_str()),
+        journal,
+        tx,
+        durable,
+        config: Arc::new(race_config),
+    };
+    let span = info_span!("race_shard", race = %handle.race_id);
+    let task = tokio::spawn(
+        run_shard(race, rx, publisher, config.tick_interval, shutdown).instrument(span),
+    );
+    Ok((handle, report, task))
+}
+
+/// Replays the ticks the live shard would have run before `t`, so time-based state (statuses,
+/// groups, alerts) is rebuilt in the same order as it was lived.
+fn replay_ticks(race: &mut Race, next_tick: &mut Option<Millis>, t: Millis, tick_ms: Millis) {
+    let mut next = next_tick.unwrap_or(t - t.rem_euclid(tick_ms) + tick_ms);
+    while next <= t {
+        race.handle_tick(next);
+        while race.poll_output().is_some() {}
+        next += tick_ms;
+    }
+    *next_tick = Some(next);
+}
+
+async fn run_shard(
+    mut race: Race,
+    mut rx: mpsc::Receiver<Command>,
+    publisher: Arc<dyn FramePublisher>,
+    tick_interval: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let race_id = race.config().id.clone();
+    let mut ticker = tokio::time::interval(tick_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {
+                let started = std::time::Instant::now();
+                race.handle_tick(wall_ms());
+                while let Some(out) = race.poll_output() {
+                    match out {
+                        RaceOutput::Delta(d) => publisher.delta(d),
+                        RaceOutput::Alert(a) => {
+                            metrics::record_alert(&race_id);
+                            publisher.alert(&race_id, a);
+                        }
+                    }
+                }
+                metrics::record_tick(&race_id, started.elapsed());
+            }
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                apply(&mut race, cmd, &race_id);
+            }
+        }
+    }
+    info!(race = %race_id, "race shard stopped");
+}
+
+fn apply(race: &mut Race, cmd: Command, race_id: &str) {
+    match cmd {
+        Command::Fixes(entries) => {
+            for e in entries {
+                if let JournalEntry::Fix {
+                    arrival_ms,
+                    rider_id,
+                    record,
+                } = e
+                {
+                    match race.handle_fix(arrival_ms, rider_id, &record) {
+                        Ok(_) => metrics::record_fix(race_id, None),
+                        Err(why) => metrics::record_fix(race_id, Some(why.as_str())),
+                    }
+                }
+            }
+        }
+        Command::Admin {
+            at_ms,
+            command,
+            reply,
+        } => {
+            let _ = reply.send(race.handle_admin(at_ms, command));
+        }
+        Command::Query(q) => q(race),
+    }
+}
+
+impl RaceHandle {
+    /// The race id.
+    pub fn race_id(&self) -> &str {
+        &self.race_id
+    }
+
+    /// The race config the shard was opened with.
+    pub fn config(&self) -> &RaceConfig {
+        &self.config
+    }
+
+    /// Journals a device's fixes (resolving once they are durable), then hands them to the shard.
+    /// Duplicates and fixes the race rejects count as handled: they are journaled and replay
+    /// rejects them the same way.
+    pub async fn submit(
+        &self,
+        rider_id: u32,
+        records: Vec<PositionRecord>,
+    ) -> Result<(), ShardError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let arrival_ms = wall_ms();
+        let entries: Vec<JournalEntry> = records
+            .iter()
+            .map(|record| JournalEntry::Fix {
+                arrival_ms,
+                rider_id,
+                record: *record,
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        self.journal.append(entries.clone()).await?;
+        metrics::record_durable(&self.race_id, started.elapsed(), records.len());
+        {
+            let mut seq = self.durable.entry(rider_id).or_default();
+            for r in &records {
+                seq.mark(r.seq);
+            }
+        }
+        self.tx
+            .send(Command::Fixes(entries))
+            .await
+            .map_err(|_| ShardError::Stopped)
+    }
+
+    /// Highest contiguous sequence number of this rider's device that is durable (0: none).
+    pub fn durable_seq(&self, rider_id: u32) -> u32 {
+        self.durable.get(&rider_id).map_or(0, |s| s.contiguous())
+    }
+
+    /// Journals an organiser command, then applies it; the race's verdict is returned.
+    pub async fn admin(&self, command: AdminCommand) -> Result<(), ShardError> {
+        let at_ms = wall_ms();
+        let command_json =
+            serde_json::to_string(&command).map_err(|e| ShardError::Encode(e.to_string()))?;
+        self.journal
+            .append(vec![JournalEntry::Admin {
+                at_ms,
+                command_json,
+            }])
+            .await?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Admin {
+                at_ms,
+                command,
+                reply,
+            })
+            .await
+            .map_err(|_| ShardError::Stopped)?;
+        match rx.await {
+            Ok(r) => r.map_err(ShardError::Admin),
+            Err(_) => Err(ShardError::Stopped),
+        }
+    }
+
+    /// Runs `f` on the race inside the shard (reads for the API: snapshot, splits, tracks).
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Race) -> T + Send + 'static,
+    ) -> Result<T, ShardError> {
+        let (reply, rx) = oneshot::channel();
+        let q: Query = Box::new(move |race| {
+            let _ = reply.send(f(race));
+        });
+        if self.tx.send(Command::Query(q)).await.is_err() {
+            warn!(race = %self.race_id, "query to a stopped shard");
+            return Err(ShardError::Stopped);
+        }
+        rx.await.map_err(|_| ShardError::Stopped)
+    }
+
+    /// Journal statistics (entries, fsyncs, last commit latency) for readiness and metrics.
+    pub fn journal_stats(&self) -> crate::journal::JournalStats {
+        self.journal.stats()
+    }
+}

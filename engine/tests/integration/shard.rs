@@ -1,0 +1,159 @@
+//! The race shard: journal before apply, live ticks publishing deltas, durable sequence numbers,
+//! and recovery from the journal to the same race state after a restart.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flevum_engine::core::{Course, CourseIndex};
+use flevum_engine::journal::JournalConfig;
+use flevum_engine::shard::{FramePublisher, ShardConfig, open_race, wall_ms};
+use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_protocol::{Alert, Delta, Snapshot};
+use tokio::sync::oneshot;
+
+/// Collects what the shard publishes.
+#[derive(Default)]
+struct Collector {
+    snapshots: Mutex<Vec<Snapshot>>,
+    deltas: Mutex<Vec<Delta>>,
+    alerts: Mutex<Vec<Alert>>,
+}
+
+impl FramePublisher for Collector {
+    fn snapshot(&self, snapshot: Snapshot) {
+        self.snapshots.lock().unwrap().push(snapshot);
+    }
+    fn delta(&self, delta: Delta) {
+        self.deltas.lock().unwrap().push(delta);
+    }
+    fn alert(&self, _race_id: &str, alert: Alert) {
+        self.alerts.lock().unwrap().push(alert);
+    }
+}
+
+fn demo_course() -> CourseIndex {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/courses/flevum_demo.gpx");
+    CourseIndex::new(Course::from_gpx_file(path).expect("the demo course loads"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ShardConfig {
+        journal: JournalConfig {
+            dir: dir.path().to_path_buf(),
+            ..JournalConfig::default()
+        },
+        tick_interval: Duration::from_millis(50),
+        command_queue: 64,
+    };
+    let now = wall_ms();
+    let mut sim = Simulation::new(
+        demo_course(),
+        SimConfig {
+            riders: 12,
+            start_ms: now - 15 * 60_000,
+            ..SimConfig::default()
+        },
+    );
+    let race_config = sim.race_config("shard-test", "Shard test");
+    let events = sim.step_until(now - 5_000);
+    assert!(events.len() > 1000, "the simulation produced {} fixes", events.len());
+
+    let collector = Arc::new(Collector::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (race, report, task) = open_race(
+        &config,
+        race_config.clone(),
+        sim.course().clone(),
+        collector.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    )
+    .unwrap();
+    assert_eq!(report.fixes, 0);
+    assert_eq!(collector.snapshots.lock().unwrap().len(), 1);
+
+    let mut by_rider: BTreeMap<u32, Vec<_>> = BTreeMap::new();
+    for e in &events {
+        by_rider.entry(e.rider_id).or_default().push(e.record);
+    }
+    for (rider, records) in &by_rider {
+        for chunk in records.chunks(50) {
+            race.submit(*rider, chunk.to_vec()).await.unwrap();
+        }
+    }
+    // Every rider's device is acknowledged up to its last sequence number.
+    for (rider, records) in &by_rider {
+        let last = records.iter().map(|r| r.seq).max().unwrap();
+        assert_eq!(race.durable_seq(*rider), last, "rider {rider}");
+    }
+    // The live shard ticks and publishes deltas with the riders on the road.
+    let mut views = BTreeMap::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        views = race
+            .query(|r| {
+                r.views()
+                    .iter()
+                    .map(|(id, v)| (*id, v.distance_m))
+                    .collect::<BTreeMap<u32, f64>>()
+            })
+            .await
+            .unwrap();
+        if views.len() == by_rider.len() && views.values().all(|d| *d > 1000.0) {
+            break;
+        }
+    }
+    assert_eq!(views.len(), by_rider.len());
+    assert!(views.values().all(|d| *d > 1000.0), "riders progressed: {views:?}");
+    assert!(!collector.deltas.lock().unwrap().is_empty());
+    assert!(
+        collector
+            .alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| matches!(a.kind, flevum_protocol::AlertKind::RaceStarted)),
+        "the race-started alert was published"
+    );
+
+    let _ = stop.send(());
+    task.await.unwrap();
+    drop(race);
+
+    // Restart: the journal replays into a fresh core with the same progress per rider.
+    let collector2 = Arc::new(Collector::default());
+    let (_stop2, stopped2) = oneshot::channel::<()>();
+    let (race2, report2, _task2) = open_race(
+        &config,
+        race_config,
+        sim.course().clone(),
+        collector2.clone(),
+        async move {
+            let _ = stopped2.await;
+        },
+    )
+    .unwrap();
+    assert_eq!(report2.fixes, events.len() as u64);
+    let recovered = race2
+        .query(|r| {
+            r.views()
+                .iter()
+                .map(|(id, v)| (*id, v.distance_m))
+                .collect::<BTreeMap<u32, f64>>()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recovered, views, "recovered progress equals the live progress");
+    for (rider, records) in &by_rider {
+        let last = records.iter().map(|r| r.seq).max().unwrap();
+        assert_eq!(race2.durable_seq(*rider), last, "rider {rider} after restart");
+    }
+    let snap = &collector2.snapshots.lock().unwrap()[0];
+    assert_eq!(snap.states.len(), by_rider.len(), "the recovered snapshot has every rider");
+}
