@@ -134,7 +134,7 @@ pub async fn alerts(
                         break;
                     }
                 }
-                while ok {
+                if ok { loop {
                     tokio::select! {
                         _ = shutdown.changed() => {
                             let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: Utf8Bytes::from_static("server shutting down") }))).await;
@@ -160,7 +160,7 @@ pub async fn alerts(
                             Err(broadcast::error::RecvError::Closed) => break,
                         },
                     }
-                }
+                } }
                 metrics::gauge!(m::ALERT_SUBSCRIBERS).decrement(1.0);
                 drop(guard);
             }

@@ -14,13 +14,16 @@ use crate::engine_control::EngineControl;
 use crate::hub::LiveHub;
 use crate::limits::{ConnectionLimits, RateLimiter};
 
+/// A built asset's bytes and content type.
+pub type AssetBody = (&'static [u8], &'static str);
+
 /// The built web page, provided by the binary (from `web_assets.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct StaticAssets {
     /// The page's `index.html`.
     pub index_html: fn() -> &'static [u8],
     /// A built asset by path below `/assets/`, with its content type.
-    pub asset: fn(&str) -> Option<(&'static [u8], &'static str)>,
+    pub asset: fn(&str) -> Option<AssetBody>,
 }
 
 /// Everything the handlers share; cheap to clone.
