@@ -18,14 +18,15 @@ use axum::http::header::ACCEPT;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use flevum_protocol::{Alert, FanFrame, Severity, encode_frame_json};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::Instrument;
 
 use crate::api::check_viewer;
 use crate::error::ApiError;
-use crate::live::{CLOSE_BYTE_BUDGET, CLOSE_GOING_AWAY, admission, refuse};
+use crate::hub::AlertSubscription;
+use crate::live::{CLOSE_BYTE_BUDGET, CLOSE_GOING_AWAY, LiveEnd, admission, refuse};
 use crate::metrics as m;
 use crate::state::GatewayState;
 
@@ -90,6 +91,118 @@ impl AlertFilter {
     }
 }
 
+/// Timing of an alerts WebSocket client.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertsTiming {
+    /// Close when one write takes longer.
+    pub write_timeout: Duration,
+    /// Interval between pings.
+    pub ping_interval: Duration,
+    /// Close after this long without anything from the client.
+    pub idle_timeout: Duration,
+}
+
+/// Writes one message within the timeout.
+async fn send_within<S>(sink: &mut S, msg: Message, timeout: Duration) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(timeout, sink.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// The close message with `code`.
+fn close_msg(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// Runs one alerts WebSocket client: the filtered backlog, then live alerts as `FanFrame::Alert`
+/// JSON text frames. A client that falls behind the hub's alert channel is closed with 4008
+/// (it reconnects with `?since=<last seq>` and resumes from the ring).
+pub async fn serve_alerts<S, R, E>(
+    mut sink: S,
+    mut stream: R,
+    sub: AlertSubscription,
+    filter: &AlertFilter,
+    timing: AlertsTiming,
+    mut shutdown: watch::Receiver<bool>,
+) -> LiveEnd
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+{
+    let _gauge = SubscriberGauge::new();
+    let encode = |a: &Alert| {
+        Utf8Bytes::try_from(encode_frame_json(&FanFrame::Alert(a.clone()))).map(Message::Text)
+    };
+    for a in sub.backlog.iter().filter(|a| filter.matches(a)) {
+        if let Ok(msg) = encode(a)
+            && send_within(&mut sink, msg, timing.write_timeout)
+                .await
+                .is_err()
+        {
+            return LiveEnd::WriteFailed;
+        }
+    }
+    let mut rx = sub.rx;
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + timing.ping_interval,
+        timing.ping_interval,
+    );
+    let mut last_seen = tokio::time::Instant::now();
+    let mut watch_shutdown = true;
+    loop {
+        tokio::select! {
+            biased;
+            changed = shutdown.changed(), if watch_shutdown => {
+                if changed.is_err() {
+                    watch_shutdown = false;
+                } else if *shutdown.borrow() {
+                    let _ = send_within(&mut sink, close_msg(CLOSE_GOING_AWAY, "server shutting down"), timing.write_timeout).await;
+                    return LiveEnd::Shutdown;
+                }
+            }
+            incoming = stream.next() => {
+                last_seen = tokio::time::Instant::now();
+                match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return LiveEnd::ClientGone,
+                    Some(Ok(_)) => {}
+                }
+            }
+            event = rx.recv() => match event {
+                Ok(a) => {
+                    if filter.matches(&a)
+                        && let Ok(msg) = encode(&a)
+                        && send_within(&mut sink, msg, timing.write_timeout).await.is_err()
+                    {
+                        return LiveEnd::WriteFailed;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    metrics::counter!(m::WS_BUDGET_CLOSES).increment(1);
+                    let _ = send_within(&mut sink, close_msg(CLOSE_BYTE_BUDGET, "alert queue exceeded; resume with since"), timing.write_timeout).await;
+                    return LiveEnd::ByteBudget;
+                }
+                Err(broadcast::error::RecvError::Closed) => return LiveEnd::HubClosed,
+            },
+            _ = ping.tick() => {
+                if last_seen.elapsed() > timing.idle_timeout {
+                    let _ = send_within(&mut sink, close_msg(CLOSE_GOING_AWAY, "idle timeout"), timing.write_timeout).await;
+                    return LiveEnd::Idle;
+                }
+                if send_within(&mut sink, Message::Ping(bytes::Bytes::new()), timing.write_timeout).await.is_err() {
+                    return LiveEnd::WriteFailed;
+                }
+            }
+        }
+    }
+}
+
 /// `GET /v1/races/{race}/alerts`: WebSocket upgrade, SSE, or JSON history.
 pub async fn alerts(
     State(state): State<GatewayState>,
@@ -113,55 +226,18 @@ pub async fn alerts(
             return refuse(ws, code, reason);
         }
         let span = tracing::info_span!("alerts_ws", race = %race, %ip);
+        let timing = AlertsTiming {
+            write_timeout: state.config.write_timeout(),
+            ping_interval: state.config.ping_interval(),
+            idle_timeout: state.config.idle_timeout(),
+        };
         return ws.on_upgrade(move |socket| {
             async move {
-                metrics::gauge!(m::ALERT_SUBSCRIBERS).increment(1.0);
                 let sub = state.hub.subscribe_alerts(&race, q.since);
-                let (mut sink, mut stream) = socket.split();
-                let mut shutdown = state.shutdown.clone();
-                let mut rx = sub.rx;
-                let write_timeout = state.config.write_timeout();
-                let send = |a: &Alert| {
-                    let bytes = encode_frame_json(&FanFrame::Alert(a.clone()));
-                    Utf8Bytes::try_from(bytes).map(Message::Text)
-                };
-                let mut ok = true;
-                for a in sub.backlog.iter().filter(|a| filter.matches(a)) {
-                    if let Ok(msg) = send(a)
-                        && !matches!(tokio::time::timeout(write_timeout, sink.send(msg)).await, Ok(Ok(())))
-                    {
-                        ok = false;
-                        break;
-                    }
-                }
-                if ok { loop {
-                    tokio::select! {
-                        _ = shutdown.changed() => {
-                            let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: Utf8Bytes::from_static("server shutting down") }))).await;
-                            break;
-                        }
-                        incoming = stream.next() => match incoming {
-                            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                            Some(Ok(_)) => {}
-                        },
-                        event = rx.recv() => match event {
-                            Ok(a) => {
-                                if filter.matches(&a) && let Ok(msg) = send(&a)
-                                    && !matches!(tokio::time::timeout(write_timeout, sink.send(msg)).await, Ok(Ok(())))
-                                {
-                                    break;
-                                }
-                            }
-                            Err(broadcast::error::RecvError::Lagged(_)) => {
-                                metrics::counter!(m::WS_BUDGET_CLOSES).increment(1);
-                                let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_BYTE_BUDGET, reason: Utf8Bytes::from_static("alert queue exceeded; resume with since") }))).await;
-                                break;
-                            }
-                            Err(broadcast::error::RecvError::Closed) => break,
-                        },
-                    }
-                } }
-                metrics::gauge!(m::ALERT_SUBSCRIBERS).decrement(1.0);
+                let (sink, stream) = socket.split();
+                let end =
+                    serve_alerts(sink, stream, sub, &filter, timing, state.shutdown.clone()).await;
+                tracing::debug!(?end, "alerts client done");
                 drop(guard);
             }
             .instrument(span)
@@ -266,6 +342,43 @@ mod tests {
     use super::*;
     use crate::hub::tests::alert;
     use flevum_protocol::AlertKind;
+
+    #[tokio::test]
+    async fn alerts_client_that_lags_is_closed_with_4008() {
+        use crate::hub::{HubConfig, LiveHub};
+        let hub = LiveHub::new(HubConfig {
+            alert_channel_capacity: 2,
+            ..HubConfig::default()
+        });
+        let sub = hub.subscribe_alerts("r", Some(0));
+        for seq in 1..=5 {
+            hub.publish_alert(
+                "r",
+                alert(seq, vec![], Severity::Info, AlertKind::RaceStarted),
+            );
+        }
+        let (tx, mut out) = tokio::sync::mpsc::unbounded_channel::<Message>();
+        let sink = Box::pin(futures_util::sink::unfold(
+            tx,
+            |tx, m: Message| async move {
+                tx.send(m).map_err(|_| ())?;
+                Ok::<_, ()>(tx)
+            },
+        ));
+        let stream = futures_util::stream::pending::<Result<Message, ()>>();
+        let (_stx, srx) = watch::channel(false);
+        let timing = AlertsTiming {
+            write_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+        };
+        let end = serve_alerts(sink, stream, sub, &AlertFilter::default(), timing, srx).await;
+        assert_eq!(end, LiveEnd::ByteBudget);
+        match out.recv().await.unwrap() {
+            Message::Close(Some(cf)) => assert_eq!(cf.code, CLOSE_BYTE_BUDGET),
+            other => panic!("expected close, got {other:?}"),
+        }
+    }
 
     #[test]
     fn filters() {

@@ -566,8 +566,6 @@ mod tests {
         assert!(matches!(frame_of(&first), FanFrame::Snapshot(s) if s.tick == 0));
         hub.publish_delta(delta("r", 1, 1, vec![rider(1, 5.01, 52.0)]));
         let second = out.recv().await.unwrap();
-        let shared = hub.race_handle("r").unwrap();
-        let _ = shared;
         match (&second, frame_of(&second)) {
             (Message::Text(t), FanFrame::Delta(d)) => {
                 assert_eq!(d.tick, 1);
