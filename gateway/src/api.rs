@@ -458,7 +458,13 @@ pub async fn index(State(state): State<GatewayState>) -> Response {
             .into_response();
     }
     let mut text = String::from("Flevum live tracking\n\nRaces:\n");
-    for r in state.engine.races().await {
+    let public = state
+        .engine
+        .races()
+        .await
+        .into_iter()
+        .filter(|r| r.visibility == crate::engine_control::Visibility::Public);
+    for r in public {
         text.push_str(&format!(
             "  /races/{}  {} ({}, {:?}, {} riders)\n",
             r.id, r.name, r.sport, r.status, r.riders

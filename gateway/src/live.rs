@@ -771,6 +771,52 @@ mod tests {
     }
 
     #[test]
+    fn resync_is_counted_in_a_metric() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let hub = LiveHub::new(HubConfig {
+                    channel_capacity: 1,
+                    ..HubConfig::default()
+                });
+                hub.publish_snapshot(snapshot("r", 1, 0, vec![]));
+                let (sink, mut out, stream, input) = pipes();
+                let sub = hub.subscribe_live("r", None);
+                for t in 1..=3 {
+                    hub.publish_delta(delta("r", 1, t, vec![]));
+                }
+                let task = tokio::spawn(serve_live(
+                    sink,
+                    stream,
+                    sub,
+                    settings(1 << 30),
+                    Encoding::Json,
+                    no_shutdown(),
+                ));
+                let _first = out.recv().await.unwrap();
+                let FanFrame::Snapshot(s) = frame_of(&out.recv().await.unwrap()) else {
+                    panic!("resync snapshot expected")
+                };
+                assert_eq!(s.tick, 3);
+                drop(input);
+                task.await.unwrap();
+            });
+        });
+        assert!(
+            handle
+                .render()
+                .contains("flevum_gateway_ws_resyncs_total 1"),
+            "{}",
+            handle.render()
+        );
+    }
+
+    #[test]
     fn resume_parsing() {
         assert_eq!(parse_resume("3:17"), Some((3, 17)));
         assert_eq!(parse_resume("3"), None);

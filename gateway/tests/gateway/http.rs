@@ -321,7 +321,12 @@ async fn pages_with_and_without_static_assets() {
     let (state, _engine, _hub) = state_with(config());
     let (s, b) = get(&state, "/").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(String::from_utf8(b).unwrap().contains("/races/ronde"));
+    let page = String::from_utf8(b).unwrap();
+    assert!(page.contains("/races/ronde"));
+    assert!(
+        !page.contains("/races/secret"),
+        "private races are not listed"
+    );
     assert_eq!(get(&state, "/assets/app.js").await.0, StatusCode::NOT_FOUND);
 
     fn index() -> &'static [u8] {
