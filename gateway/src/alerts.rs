@@ -231,7 +231,7 @@ pub async fn alerts(
             ping_interval: state.config.ping_interval(),
             idle_timeout: state.config.idle_timeout(),
         };
-        return ws.on_upgrade(move |socket| {
+        return ws.max_message_size(64 * 1024).on_upgrade(move |socket| {
             async move {
                 let sub = state.hub.subscribe_alerts(&race, q.since);
                 let (sink, stream) = socket.split();

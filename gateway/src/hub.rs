@@ -287,6 +287,17 @@ impl LiveHub {
             .and_then(|r| r.0.lock().snapshot.clone())
     }
 
+    /// Forgets a race (after it is archived) so its state is freed once no client holds it;
+    /// connected clients keep their handle (and get nothing more) until they leave.
+    pub fn remove_race(&self, race_id: &str) -> bool {
+        self.races.remove(race_id).is_some()
+    }
+
+    /// Ids of the races the hub holds.
+    pub fn race_ids(&self) -> Vec<String> {
+        self.races.iter().map(|r| r.key().clone()).collect()
+    }
+
     /// Replaces the race state (race open, engine recovery, new epoch); clients get it next.
     pub fn publish_snapshot(&self, snapshot: Snapshot) {
         let race = self.race(&snapshot.race_id);
@@ -539,6 +550,21 @@ pub(crate) mod tests {
             severity,
             kind,
         }
+    }
+
+    #[test]
+    fn removing_a_race_frees_it_once_unheld() {
+        let hub = LiveHub::new(HubConfig::default());
+        hub.publish_snapshot(snapshot("r", 1, 0, vec![]));
+        let LiveSubscription { race, mut rx, .. } = hub.subscribe_live("r", None);
+        drop(race);
+        assert_eq!(hub.race_ids(), ["r"]);
+        assert!(hub.remove_race("r"));
+        assert!(!hub.has_race("r"));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
     }
 
     #[test]
