@@ -261,3 +261,37 @@ fn a_late_backfill_recomputes_passages_and_splits() {
     let moved = race.splits()[0].passages[0].unwrap();
     assert!((moved - (t0 + 300_000)).abs() <= 1000, "{}", moved - t0);
 }
+
+#[test]
+fn tracks_leave_out_fixes_inside_privacy_zones() {
+    let (index, mut config) = two_riders();
+    // A zone around the first 300 m of the course (a rider's home at the start, say).
+    config
+        .privacy_zones
+        .push(flevum_engine::core::race::PrivacyZone {
+            lat: 45.0,
+            lon: 7.0,
+            radius_m: 300.0,
+        });
+    let mut race = Race::new(config, index, 1).unwrap();
+    for s in 0..=60 {
+        race.handle_fix(
+            1_750_000_000_000 + s * 1000,
+            1,
+            &fix(s as u32 + 1, s, s as f64 * 0.01),
+        )
+        .unwrap();
+    }
+    race.handle_tick(1_750_000_000_000 + 63_000);
+    let track = race.track(1).unwrap();
+    assert!(!track.is_empty());
+    assert!(
+        track
+            .iter()
+            .all(|p| flevum_engine::core::geodesy::haversine_m(p.lat, p.lon, 45.0, 7.0) > 300.0),
+        "no published point lies inside the zone"
+    );
+    // 61 fixes at 10 m/s from the zone's centre: the first 31 (0–300 m) are inside it.
+    assert_eq!(track.len(), 61 - 31);
+    assert!(race.track(99).is_none());
+}

@@ -34,8 +34,7 @@ impl FramePublisher for Collector {
 }
 
 fn demo_course() -> CourseIndex {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/courses/flevum_demo.gpx");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/courses/flevum_demo.gpx");
     CourseIndex::new(Course::from_gpx_file(path).expect("the demo course loads"))
 }
 
@@ -61,7 +60,11 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
     );
     let race_config = sim.race_config("shard-test", "Shard test");
     let events = sim.step_until(now - 5_000);
-    assert!(events.len() > 1000, "the simulation produced {} fixes", events.len());
+    assert!(
+        events.len() > 1000,
+        "the simulation produced {} fixes",
+        events.len()
+    );
 
     let collector = Arc::new(Collector::default());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -110,7 +113,10 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
         }
     }
     assert_eq!(views.len(), by_rider.len());
-    assert!(views.values().all(|d| *d > 1000.0), "riders progressed: {views:?}");
+    assert!(
+        views.values().all(|d| *d > 1000.0),
+        "riders progressed: {views:?}"
+    );
     assert!(!collector.deltas.lock().unwrap().is_empty());
     assert!(
         collector
@@ -149,11 +155,22 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
         })
         .await
         .unwrap();
-    assert_eq!(recovered, views, "recovered progress equals the live progress");
+    assert_eq!(
+        recovered, views,
+        "recovered progress equals the live progress"
+    );
     for (rider, records) in &by_rider {
         let last = records.iter().map(|r| r.seq).max().unwrap();
-        assert_eq!(race2.durable_seq(*rider), last, "rider {rider} after restart");
+        assert_eq!(
+            race2.durable_seq(*rider),
+            last,
+            "rider {rider} after restart"
+        );
     }
     let snap = &collector2.snapshots.lock().unwrap()[0];
-    assert_eq!(snap.states.len(), by_rider.len(), "the recovered snapshot has every rider");
+    assert_eq!(
+        snap.states.len(),
+        by_rider.len(),
+        "the recovered snapshot has every rider"
+    );
 }

@@ -147,6 +147,21 @@ pub struct RiderSplits {
     pub passages: Vec<Option<Millis>>,
 }
 
+/// One point of a rider's published track.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackSample {
+    /// Device time, ms since the Unix epoch.
+    pub time_ms: Millis,
+    /// Latitude, degrees.
+    pub lat: f64,
+    /// Longitude, degrees.
+    pub lon: f64,
+    /// Elevation, metres, if the device reported it.
+    pub ele: Option<f64>,
+    /// Distance along the course, metres, when the fix matched the course.
+    pub distance_m: Option<f64>,
+}
+
 /// Estimated arrival at a point.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Eta {
@@ -1208,6 +1223,11 @@ impl Race {
             });
         let (lat, lon) = match last {
             Some(f) if f.matched.matched && !f.matched.off_course => course.position_at(distance_m),
+            // Off the course the raw position is shown, unless it lies in a privacy zone: then
+            // the last point on the course stands in for it.
+            Some(f) if self.in_privacy_zone(f.record.lat_deg(), f.record.lon_deg()) => {
+                course.position_at(distance_m)
+            }
             Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
             None => course.position_at(0.0),
         };
@@ -1308,6 +1328,34 @@ impl Race {
             alerts: std::mem::take(&mut self.tick_alerts),
         };
         self.outputs.push_back(RaceOutput::Delta(delta));
+    }
+
+    /// Whether a position lies in one of the organiser's privacy zones (never published).
+    pub fn in_privacy_zone(&self, lat: f64, lon: f64) -> bool {
+        self.config
+            .privacy_zones
+            .iter()
+            .any(|z| crate::core::geodesy::haversine_m(lat, lon, z.lat, z.lon) <= z.radius_m)
+    }
+
+    /// A rider's track as it may be published: applied fixes in time order, without those inside
+    /// privacy zones. `None` for an unknown rider.
+    pub fn track(&self, rider_id: u32) -> Option<Vec<TrackSample>> {
+        let rider = self.riders.get(&rider_id)?;
+        Some(
+            rider
+                .fixes()
+                .iter()
+                .filter(|f| !self.in_privacy_zone(f.record.lat_deg(), f.record.lon_deg()))
+                .map(|f| TrackSample {
+                    time_ms: f.record.time_ms,
+                    lat: f.record.lat_deg(),
+                    lon: f.record.lon_deg(),
+                    ele: f.record.elevation_m(),
+                    distance_m: f.matched.matched.then_some(f.matched.distance_m),
+                })
+                .collect(),
+        )
     }
 
     /// Full state for a new fan.

@@ -217,6 +217,11 @@ impl RiderTrack {
         (i > 0).then(|| self.passages[i - 1].0)
     }
 
+    /// Every applied fix, in event-time order.
+    pub fn fixes(&self) -> &[StoredFix] {
+        &self.fixes
+    }
+
     /// The last applied fix.
     pub fn last(&self) -> Option<&StoredFix> {
         self.fixes.last()
