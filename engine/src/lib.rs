@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+pub mod ingest;
 pub mod journal;
 pub mod shard;
 pub mod simulator;

@@ -1,0 +1,503 @@
+//! One device connection: handshake, readers for datagrams and backlog streams, and the submitter.
+//!
+//! Owns the per-connection pipeline (readers → bounded queue → one submitter that validates,
+//! rate-limits, submits in arrival order and acks) and the per-device state shared by successive
+//! connections of a device. Does not decode bytes itself beyond framing (see `wire`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use flevum_protocol::{
+    Ack, DecodeError, DeviceMessage, Hello, PROTOCOL_VERSION, PositionRecord, Refusal,
+    RefusalReason, Welcome, encode_message,
+};
+use quinn::{Connection, SendStream, VarInt};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::metrics as m;
+use super::rate::TokenBucket;
+use super::seq_tracker::{SeqStatus, SeqTracker};
+use super::sink::{IngestSink, SubmitError};
+use super::tokens::{DeviceGrant, TokenStore};
+use super::wire;
+use super::{IngestConfig, wire::now_ms};
+
+/// Application close code: a newer connection of the same device replaced this one.
+const CLOSE_REPLACED: u32 = 1;
+/// Application close code: the handshake was refused.
+const CLOSE_REFUSED: u32 = 2;
+/// Application close code: the sink failed; reconnect and resend.
+const CLOSE_SINK: u32 = 3;
+/// Application close code: protocol violation (undecodable handshake stream message).
+const CLOSE_PROTOCOL: u32 = 4;
+
+/// State shared by the endpoint and all connection tasks.
+pub(crate) struct Shared {
+    /// Endpoint configuration.
+    pub config: IngestConfig,
+    /// Token table.
+    tokens: Arc<TokenStore>,
+    /// Where records go.
+    sink: Arc<dyn IngestSink>,
+    /// Per-device state, kept across reconnects within this process.
+    devices: DashMap<(String, String), Arc<DeviceState>>,
+    /// Open (post-TLS) connections.
+    open: AtomicUsize,
+}
+
+/// What survives a device's reconnect: its rate limit, its ack tracker, its current connection.
+struct DeviceState {
+    /// Token bucket of the device.
+    bucket: std::sync::Mutex<TokenBucket>,
+    /// Ack tracker; the async lock also serialises submissions of successive connections.
+    tracker: tokio::sync::Mutex<Option<SeqTracker>>,
+    /// The newest connection (id, handle), closed when a newer one arrives.
+    current: std::sync::Mutex<Option<(u64, Connection)>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: IngestConfig,
+        tokens: Arc<TokenStore>,
+        sink: Arc<dyn IngestSink>,
+    ) -> Self {
+        Shared {
+            config,
+            tokens,
+            sink,
+            devices: DashMap::new(),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements the open-connection count when the connection task ends.
+struct OpenGuard<'a>(&'a AtomicUsize);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        ::metrics::gauge!(m::CONNECTIONS_OPEN).decrement(1.0);
+    }
+}
+
+/// One batch of records as read from the wire, before validation.
+struct Item {
+    /// `datagram` or `stream`, for metrics.
+    path: &'static str,
+    /// Records in arrival order.
+    records: Vec<PositionRecord>,
+}
+
+/// Runs one connection to its end. Errors are logged and counted, never returned.
+pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u64) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!("QUIC handshake failed: {e}");
+            return;
+        }
+    };
+    let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = OpenGuard(&shared.open);
+    ::metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
+    ::metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
+
+    let Some((grant, hello, send)) = handshake(&shared, &conn, open).await else {
+        return;
+    };
+    tracing::Span::current().record("device", grant.device_id.as_str());
+    let state = shared
+        .devices
+        .entry((grant.race_id.clone(), grant.device_id.clone()))
+        .or_insert_with(|| {
+            Arc::new(DeviceState {
+                bucket: std::sync::Mutex::new(TokenBucket::new(
+                    shared.config.device_rate_per_s,
+                    shared.config.device_burst,
+                    Instant::now(),
+                )),
+                tracker: tokio::sync::Mutex::new(None),
+                current: std::sync::Mutex::new(None),
+            })
+        })
+        .clone();
+    if let Ok(mut cur) = state.current.lock()
+        && let Some((old_id, old)) = cur.replace((id, conn.clone()))
+    {
+        debug!(
+            old_conn = old_id,
+            "replacing older connection of the device"
+        );
+        old.close(
+            VarInt::from_u32(CLOSE_REPLACED),
+            b"replaced by newer connection",
+        );
+    }
+    serve(&shared, &state, &conn, grant, hello, send).await;
+    if let Ok(mut cur) = state.current.lock()
+        && cur.as_ref().is_some_and(|(cid, _)| *cid == id)
+    {
+        *cur = None;
+    }
+    debug!("connection ended");
+}
+
+/// Sends `msg` on the handshake stream.
+async fn send_msg(send: &mut SendStream, msg: &DeviceMessage) -> Result<(), quinn::WriteError> {
+    send.write_all(&encode_message(msg)).await
+}
+
+/// Sends a refusal, waits briefly until the device has read it, closes the connection.
+async fn refuse(
+    conn: &Connection,
+    mut send: SendStream,
+    reason: RefusalReason,
+    message: &str,
+    retry_after_ms: u32,
+    outcome: &'static str,
+) {
+    ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => outcome).increment(1);
+    info!(?reason, "handshake refused: {message}");
+    let msg = DeviceMessage::Refusal(Refusal {
+        reason,
+        message: message.to_string(),
+        retry_after_ms,
+    });
+    if send_msg(&mut send, &msg).await.is_ok() && send.finish().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    }
+    conn.close(VarInt::from_u32(CLOSE_REFUSED), reason_bytes(reason));
+}
+
+fn reason_bytes(reason: RefusalReason) -> &'static [u8] {
+    match reason {
+        RefusalReason::BadToken => b"bad token",
+        RefusalReason::UnsupportedVersion => b"unsupported version",
+        RefusalReason::RaceClosed => b"race closed",
+        RefusalReason::Overloaded => b"overloaded",
+        RefusalReason::Malformed => b"malformed",
+    }
+}
+
+/// Runs the `Hello` → `Welcome`/`Refusal` exchange. `None` when the connection is done.
+async fn handshake(
+    shared: &Shared,
+    conn: &Connection,
+    open: usize,
+) -> Option<(DeviceGrant, Hello, SendStream)> {
+    let cfg = &shared.config;
+    let accepted = tokio::time::timeout(cfg.handshake_timeout, async {
+        let (send, mut recv) = conn.accept_bi().await.ok()?;
+        let body = wire::read_body(&mut recv).await;
+        Some((send, recv, body))
+    })
+    .await;
+    let Ok(Some((send, _recv, body))) = accepted else {
+        ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "timeout").increment(1);
+        conn.close(VarInt::from_u32(CLOSE_PROTOCOL), b"no hello");
+        return None;
+    };
+    let hello = match body {
+        Ok(Some(body)) => match flevum_protocol::decode_message(&body, now_ms()) {
+            Ok(DeviceMessage::Hello(h)) => h,
+            Err(DecodeError::Version { got, supported }) => {
+                let text =
+                    format!("protocol version {got} unsupported, this engine speaks {supported}");
+                refuse(
+                    conn,
+                    send,
+                    RefusalReason::UnsupportedVersion,
+                    &text,
+                    0,
+                    "unsupported_version",
+                )
+                .await;
+                return None;
+            }
+            Ok(_) | Err(_) => {
+                refuse(
+                    conn,
+                    send,
+                    RefusalReason::Malformed,
+                    "expected Hello",
+                    0,
+                    "malformed",
+                )
+                .await;
+                return None;
+            }
+        },
+        Ok(None) | Err(wire::ReadError::Decode(_)) => {
+            refuse(
+                conn,
+                send,
+                RefusalReason::Malformed,
+                "expected Hello",
+                0,
+                "malformed",
+            )
+            .await;
+            return None;
+        }
+        Err(wire::ReadError::Stream(e)) => {
+            debug!("handshake stream failed: {e}");
+            return None;
+        }
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        let text = format!(
+            "protocol version {} unsupported, this engine speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        );
+        refuse(
+            conn,
+            send,
+            RefusalReason::UnsupportedVersion,
+            &text,
+            0,
+            "unsupported_version",
+        )
+        .await;
+        return None;
+    }
+    let Some(grant) = shared.tokens.authenticate(&hello.device_token) else {
+        refuse(
+            conn,
+            send,
+            RefusalReason::BadToken,
+            "unknown or revoked token",
+            0,
+            "bad_token",
+        )
+        .await;
+        return None;
+    };
+    if open > cfg.max_connections {
+        refuse(
+            conn,
+            send,
+            RefusalReason::Overloaded,
+            "too many connections",
+            cfg.overload_retry_after_ms,
+            "overloaded",
+        )
+        .await;
+        return None;
+    }
+    Some((grant, hello, send))
+}
+
+/// Serves an authenticated connection until it ends.
+async fn serve(
+    shared: &Arc<Shared>,
+    state: &Arc<DeviceState>,
+    conn: &Connection,
+    grant: DeviceGrant,
+    hello: Hello,
+    mut send: SendStream,
+) {
+    let durable = shared.sink.durable_seq(&grant);
+    let acked = {
+        let mut tracker = state.tracker.lock().await;
+        // The device's own last ack is trusted as a floor: it has already deleted those records,
+        // so waiting for them would stall its acks forever.
+        let base = durable.max(hello.last_acked_seq);
+        let t = tracker.get_or_insert_with(|| SeqTracker::new(base, shared.config.seq_window));
+        t.raise_base(base);
+        t.acked()
+    };
+    let welcome = DeviceMessage::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        race_id: grant.race_id.clone(),
+        rider_id: grant.rider_id,
+        server_time_ms: now_ms(),
+        report_interval_ms: grant.report_interval_ms,
+        acked_seq: acked,
+    });
+    if let Err(e) = send_msg(&mut send, &welcome).await {
+        debug!("sending Welcome failed: {e}");
+        return;
+    }
+    ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "ok").increment(1);
+    info!(race = %grant.race_id, rider = grant.rider_id, acked, "device connected");
+
+    let (tx, rx) = mpsc::channel::<Item>(shared.config.device_queue.max(1));
+    let datagrams = tokio::spawn(read_datagrams(conn.clone(), tx.clone()));
+    let streams = tokio::spawn(read_streams(conn.clone(), tx));
+    submit_loop(shared, state, conn, &grant, rx, send, acked).await;
+    datagrams.abort();
+    streams.abort();
+}
+
+/// Reads datagrams into the queue; a full queue drops the datagram (the device resends it).
+async fn read_datagrams(conn: Connection, tx: mpsc::Sender<Item>) {
+    while let Ok(bytes) = conn.read_datagram().await {
+        match wire::decode_datagram_tolerant(&bytes, now_ms()) {
+            Ok(records) => {
+                let n = records.len() as u64;
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Item {
+                    path: "datagram",
+                    records,
+                }) {
+                    ::metrics::counter!(m::RECORDS_REJECTED_TOTAL, m::LABEL_REASON => "queue_full")
+                        .increment(n);
+                }
+            }
+            Err(e) => {
+                ::metrics::counter!(m::UNDECODABLE_TOTAL, m::LABEL_PATH => "datagram").increment(1);
+                debug!("undecodable datagram: {e}");
+            }
+        }
+    }
+}
+
+/// Reads backlog streams one after another (keeps arrival order); back-pressure when the queue
+/// is full.
+async fn read_streams(conn: Connection, tx: mpsc::Sender<Item>) {
+    while let Ok(mut recv) = conn.accept_uni().await {
+        loop {
+            match wire::read_body(&mut recv).await {
+                Ok(Some(body)) => match wire::decode_message_tolerant(&body, now_ms()) {
+                    Ok(DeviceMessage::Batch(batch)) => {
+                        if tx
+                            .send(Item {
+                                path: "stream",
+                                records: batch.records,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(other) => {
+                        debug!("unexpected message on a backlog stream: {other:?}");
+                        ::metrics::counter!(m::UNDECODABLE_TOTAL, m::LABEL_PATH => "stream")
+                            .increment(1);
+                    }
+                    Err(e) => {
+                        debug!("undecodable backlog message: {e}");
+                        ::metrics::counter!(m::UNDECODABLE_TOTAL, m::LABEL_PATH => "stream")
+                            .increment(1);
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    debug!("backlog stream ended: {e}");
+                    ::metrics::counter!(m::UNDECODABLE_TOTAL, m::LABEL_PATH => "stream")
+                        .increment(1);
+                    let _ = recv.stop(VarInt::from_u32(CLOSE_PROTOCOL));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Validates, rate-limits, submits in order and acks, until the readers are gone.
+async fn submit_loop(
+    shared: &Shared,
+    state: &DeviceState,
+    conn: &Connection,
+    grant: &DeviceGrant,
+    mut rx: mpsc::Receiver<Item>,
+    mut send: SendStream,
+    mut last_ack_sent: u32,
+) {
+    let limits = shared.config.record_limits;
+    while let Some(item) = rx.recv().await {
+        let now = now_ms();
+        let mut tracker_guard = state.tracker.lock().await;
+        let Some(tracker) = tracker_guard.as_mut() else {
+            return;
+        };
+        let mut accepted = Vec::with_capacity(item.records.len());
+        let mut saw_duplicate = false;
+        for r in item.records {
+            match tracker.status(r.seq) {
+                SeqStatus::Duplicate => {
+                    saw_duplicate = true;
+                    ::metrics::counter!(m::RECORDS_REJECTED_TOTAL, m::LABEL_REASON => "duplicate")
+                        .increment(1);
+                    continue;
+                }
+                SeqStatus::OutOfWindow => {
+                    let reason = if r.seq == 0 { "zero_seq" } else { "seq_window" };
+                    ::metrics::counter!(m::RECORDS_REJECTED_TOTAL, m::LABEL_REASON => reason)
+                        .increment(1);
+                    continue;
+                }
+                SeqStatus::New => {}
+            }
+            if accepted.iter().any(|a: &PositionRecord| a.seq == r.seq) {
+                saw_duplicate = true;
+                continue;
+            }
+            if let Err(e) = r.validate(now, &limits) {
+                // Invalid records are handled (skipped for good) so the device stops resending.
+                ::metrics::counter!(m::RECORDS_REJECTED_TOTAL, m::LABEL_REASON => wire::reason_label(&e))
+                    .increment(1);
+                debug!(seq = r.seq, "invalid record skipped: {e}");
+                tracker.mark(r.seq);
+                continue;
+            }
+            accepted.push(r);
+        }
+        let granted = match state.bucket.lock() {
+            Ok(mut b) => b.take(accepted.len(), Instant::now()),
+            Err(_) => accepted.len(),
+        };
+        if granted < accepted.len() {
+            let dropped = (accepted.len() - granted) as u64;
+            ::metrics::counter!(m::RECORDS_REJECTED_TOTAL, m::LABEL_REASON => "rate_limited")
+                .increment(dropped);
+            accepted.truncate(granted);
+        }
+        if !accepted.is_empty() {
+            let seqs: Vec<u32> = accepted.iter().map(|r| r.seq).collect();
+            let n = accepted.len() as u64;
+            let started = Instant::now();
+            let result = shared.sink.submit(grant, accepted).await;
+            ::metrics::histogram!(m::SUBMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(()) => {
+                    ::metrics::counter!(m::RECORDS_ACCEPTED_TOTAL, m::LABEL_PATH => item.path)
+                        .increment(n);
+                    for s in seqs {
+                        tracker.mark(s);
+                    }
+                }
+                Err(e) => {
+                    ::metrics::counter!(m::SUBMIT_ERRORS_TOTAL).increment(1);
+                    warn!("sink refused records: {e}");
+                    let reason: &[u8] = match e {
+                        SubmitError::Overloaded { .. } => b"sink overloaded",
+                        SubmitError::RaceClosed(_) => b"race closed",
+                        SubmitError::Unavailable(_) => b"sink unavailable",
+                    };
+                    conn.close(VarInt::from_u32(CLOSE_SINK), reason);
+                    return;
+                }
+            }
+        }
+        let acked = tracker.acked();
+        drop(tracker_guard);
+        if acked > last_ack_sent || saw_duplicate {
+            let msg = DeviceMessage::Ack(Ack { acked_seq: acked });
+            if send_msg(&mut send, &msg).await.is_err() {
+                // Connection gone: keep draining so queued records still become durable.
+                continue;
+            }
+            ::metrics::counter!(m::ACKS_SENT_TOTAL).increment(1);
+            last_ack_sent = acked;
+        }
+    }
+}

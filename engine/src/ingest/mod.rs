@@ -1,0 +1,232 @@
+//! The QUIC ingest: devices connect, authenticate with a token, stream fixes, get durable acks.
+//!
+//! Owns the endpoint (quinn + rustls/ring, ALPN `flevum/1`), the per-connection tasks, record
+//! validation, per-device rate limits and contiguous acks. Does not journal or apply records: it
+//! hands them to an [`IngestSink`] and acknowledges what the sink made durable.
+
+pub mod metrics;
+pub mod rate;
+pub mod seq_tracker;
+pub mod sink;
+pub mod tls;
+pub mod tokens;
+
+mod connection;
+mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use flevum_protocol::RecordLimits;
+use quinn::crypto::rustls::QuicServerConfig;
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, warn};
+
+pub use seq_tracker::{SeqStatus, SeqTracker};
+pub use sink::{IngestSink, SubmitError, SubmitFuture};
+pub use tls::{TlsConfig, fingerprint, write_self_signed};
+pub use tokens::{DeviceGrant, TokenInfo, TokenStore};
+
+/// Configuration of the QUIC ingest endpoint.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// UDP address to listen on (port 0 picks a free port, see [`IngestServer::local_addr`]).
+    pub listen: SocketAddr,
+    /// Certificate source.
+    pub tls: TlsConfig,
+    /// Open device connections above which new handshakes are refused with `Overloaded`.
+    pub max_connections: usize,
+    /// Sustained records per second a device may submit (token bucket refill).
+    pub device_rate_per_s: f64,
+    /// Records a device may submit at once (token bucket size), sized for a backlog upload.
+    pub device_burst: f64,
+    /// QUIC keep-alive interval, so NAT bindings of phones stay open.
+    pub keep_alive: Duration,
+    /// QUIC idle timeout; long enough for phones on mobile networks that lose coverage briefly.
+    pub idle_timeout: Duration,
+    /// Time a device has to open its handshake stream and send `Hello`.
+    pub handshake_timeout: Duration,
+    /// Validation limits applied to every record.
+    pub record_limits: RecordLimits,
+    /// Bytes of received datagrams buffered per connection before quinn drops new ones.
+    pub datagram_receive_buffer: usize,
+    /// Concurrent unidirectional (backlog) streams a device may open.
+    pub max_uni_streams: u32,
+    /// Batches queued per device between the readers and the sink (bounded memory per device;
+    /// full → datagrams are dropped unacked and streams get back-pressure).
+    pub device_queue: usize,
+    /// How far above its ack a device's sequence numbers are tracked; bounds tracker memory.
+    pub seq_window: u32,
+    /// `retry_after_ms` sent in an `Overloaded` refusal.
+    pub overload_retry_after_ms: u32,
+    /// How long `run` waits for connection tasks after shutdown before aborting them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            tls: TlsConfig::default(),
+            max_connections: 20_000,
+            device_rate_per_s: 20.0,
+            device_burst: 4_000.0,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            record_limits: RecordLimits::default(),
+            datagram_receive_buffer: 256 * 1024,
+            max_uni_streams: 4,
+            device_queue: 64,
+            seq_window: 1 << 20,
+            overload_retry_after_ms: 5_000,
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Errors of the ingest endpoint itself (not of single devices, which are counted and logged).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Certificate generation or loading, or rustls configuration, failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A configuration value is unusable.
+    #[error("invalid ingest config: {0}")]
+    Config(String),
+    /// Binding or file IO failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running QUIC ingest endpoint.
+pub struct IngestServer {
+    /// The quinn endpoint (owns the UDP socket).
+    endpoint: quinn::Endpoint,
+    /// Actual bound address.
+    local_addr: SocketAddr,
+    /// sha256 hex of the leaf certificate.
+    fingerprint: String,
+    /// State shared with the connection tasks.
+    shared: Arc<connection::Shared>,
+}
+
+impl std::fmt::Debug for IngestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestServer")
+            .field("local_addr", &self.local_addr)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IngestServer {
+    /// Builds the TLS config and binds the UDP socket. Must be called inside a tokio runtime.
+    pub fn bind(
+        config: IngestConfig,
+        tokens: Arc<TokenStore>,
+        sink: Arc<dyn IngestSink>,
+    ) -> Result<IngestServer, IngestError> {
+        let material = tls::TlsMaterial::load(&config.tls)?;
+        let fingerprint = material.fingerprint();
+        let rustls_cfg = material.server_config()?;
+        let quic_crypto = QuicServerConfig::try_from(rustls_cfg)
+            .map_err(|e| IngestError::Tls(format!("QUIC crypto: {e}")))?;
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .keep_alive_interval(Some(config.keep_alive))
+            .max_idle_timeout(Some(
+                quinn::IdleTimeout::try_from(config.idle_timeout)
+                    .map_err(|e| IngestError::Config(format!("idle_timeout: {e}")))?,
+            ))
+            .datagram_receive_buffer_size(Some(config.datagram_receive_buffer))
+            .max_concurrent_bidi_streams(1u32.into())
+            .max_concurrent_uni_streams(config.max_uni_streams.into());
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
+        server_config.transport_config(Arc::new(transport));
+        server_config.migration(true);
+        let endpoint =
+            quinn::Endpoint::server(server_config, config.listen).map_err(|e| IngestError::Io {
+                what: format!("binding QUIC endpoint on {}", config.listen),
+                source: e,
+            })?;
+        let local_addr = endpoint.local_addr().map_err(|e| IngestError::Io {
+            what: "reading local address".into(),
+            source: e,
+        })?;
+        info!(%local_addr, %fingerprint, "ingest endpoint bound");
+        Ok(IngestServer {
+            endpoint,
+            local_addr,
+            fingerprint,
+            shared: Arc::new(connection::Shared::new(config, tokens, sink)),
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// sha256 hex of the leaf certificate, for clients to pin.
+    pub fn cert_fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    /// Accepts connections until `shutdown` resolves, then closes the endpoint, waits up to
+    /// `shutdown_grace` for connection tasks (they finish the submit in flight) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), IngestError> {
+        let mut tasks = JoinSet::new();
+        let next_id = AtomicU64::new(1);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    if self.shared.open_connections() >= self.shared.config.max_connections.saturating_mul(2) {
+                        // Far over the limit: do not even spend a TLS handshake.
+                        incoming.refuse();
+                        continue;
+                    }
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let span = tracing::info_span!(
+                        "ingest_conn",
+                        conn = id,
+                        remote = %incoming.remote_address(),
+                        device = tracing::field::Empty,
+                    );
+                    let shared = self.shared.clone();
+                    tasks.spawn(connection::handle(shared, incoming, id).instrument(span));
+                }
+                Some(res) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = res
+                        && e.is_panic()
+                    {
+                        warn!("ingest connection task panicked: {e}");
+                    }
+                }
+            }
+        }
+        info!("ingest shutting down");
+        self.endpoint.close(0u32.into(), b"server shutdown");
+        let grace = self.shared.config.shutdown_grace;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        Ok(())
+    }
+}
