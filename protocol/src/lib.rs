@@ -6,6 +6,8 @@
 
 #![deny(unsafe_code)]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod codec;
 pub mod error;
 pub mod frames;

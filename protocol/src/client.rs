@@ -1,0 +1,329 @@
+//! The device client: connects to the engine over QUIC, authenticates, streams fixes, backfills.
+//!
+//! Owns the device side of the wire: the offline buffer (a fix is dropped only once acknowledged),
+//! live datagrams while connected, backlog batches on unidirectional streams, reconnects with
+//! jittered exponential back-off, and certificate pinning. Does not produce fixes (the app pushes
+//! them) and does not judge them beyond sequence order.
+
+mod buffer;
+mod pin;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use buffer::OfflineBuffer;
+pub use pin::{CertPin, quic_client_config, rustls_config};
+
+use crate::codec::encode_datagram;
+use crate::handshake::Refusal;
+use crate::record::PositionRecord;
+
+/// Configuration of a [`DeviceClient`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Engine ingest address.
+    pub server: SocketAddr,
+    /// TLS server name sent in SNI (the pin, not the name, decides trust).
+    pub server_name: String,
+    /// The engine's certificate pin.
+    pub pin: CertPin,
+    /// The device token issued by the organiser.
+    pub token: String,
+    /// File that keeps unacknowledged fixes across app restarts; `None` = memory only.
+    pub buffer_path: Option<PathBuf>,
+    /// Most unacknowledged fixes kept; `push` fails beyond (nothing is dropped silently).
+    pub buffer_capacity: usize,
+    /// Unacknowledged records sent longer ago than this are resent on a backlog stream.
+    pub resend_after: Duration,
+    /// Records per backlog `Batch` message (32 B each; the message limit is 64 KiB).
+    pub backfill_batch: usize,
+    /// How often the connection task looks for records to backfill.
+    pub backfill_tick: Duration,
+    /// Send live fixes as datagrams when connected (otherwise only through backfill).
+    pub live_datagrams: bool,
+    /// Time allowed for QUIC + TLS + `Hello`/`Welcome`.
+    pub connect_timeout: Duration,
+    /// First reconnect delay; doubles per failure up to `backoff_max`, with ±50 % jitter.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// QUIC keep-alive, keeps mobile NAT bindings alive.
+    pub keep_alive: Duration,
+    /// QUIC idle timeout.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            server: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            server_name: "localhost".into(),
+            pin: CertPin::default(),
+            token: String::new(),
+            buffer_path: None,
+            buffer_capacity: 100_000,
+            resend_after: Duration::from_secs(5),
+            backfill_batch: 1_000,
+            backfill_tick: Duration::from_millis(250),
+            live_datagrams: true,
+            connect_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors of the device client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// A configuration value is unusable (bad pin, TLS setup).
+    #[error("invalid client config: {0}")]
+    Config(String),
+    /// The offline buffer file could not be read or written.
+    #[error("offline buffer: {0}")]
+    Buffer(String),
+    /// The buffer holds `capacity` unacknowledged fixes already.
+    #[error("offline buffer full ({capacity} unacknowledged fixes)")]
+    BufferFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// A pushed fix's sequence number is not above the previous one.
+    #[error("sequence {seq} is not above the last pushed or acknowledged sequence {last}")]
+    SeqNotIncreasing {
+        /// The pushed sequence.
+        seq: u32,
+        /// The last one.
+        last: u32,
+    },
+    /// The UDP socket could not be opened.
+    #[error("socket: {0}")]
+    Socket(String),
+    /// The engine refused the handshake for good (bad token, unsupported version).
+    #[error("refused by the engine: {0:?}")]
+    Refused(Refusal),
+    /// `flush` ran out of time.
+    #[error("timed out with {pending} fixes still unacknowledged")]
+    Timeout {
+        /// Unacknowledged fixes left.
+        pending: usize,
+    },
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+}
+
+/// Where the connection task stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientStatus {
+    /// Connecting or waiting to reconnect.
+    Connecting,
+    /// Handshake done; sending.
+    Connected,
+    /// The engine refused with a reason that will not change by retrying soon; the client still
+    /// retries at the longest back-off.
+    Refused(Refusal),
+    /// `close` was called.
+    Closed,
+}
+
+/// State shared between the handle and the connection task.
+struct Shared {
+    /// The configuration.
+    config: ClientConfig,
+    /// Buffer, live connection, status.
+    state: Mutex<State>,
+    /// Wakes the connection task (new fix pushed, shutdown).
+    wake: Notify,
+    /// Highest acknowledged sequence, for waiters.
+    acked_tx: watch::Sender<u32>,
+    /// Set on `close`.
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// The mutable part of [`Shared`].
+struct State {
+    /// Unacknowledged fixes.
+    buffer: OfflineBuffer,
+    /// The live connection after `Welcome`, for datagrams.
+    conn: Option<quinn::Connection>,
+    /// Current status.
+    status: ClientStatus,
+    /// Last buffer write error, reported by the next `push`.
+    buffer_error: Option<ClientError>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the buffer half-updated in a way that
+        // matters more than losing the client, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies an ack (from `Welcome` or `Ack`).
+    fn apply_ack(&self, seq: u32) {
+        let mut st = self.lock();
+        if let Err(e) = st.buffer.ack(seq) {
+            tracing::warn!("offline buffer: {e}");
+            st.buffer_error = Some(e);
+        }
+        let acked = st.buffer.acked();
+        drop(st);
+        self.acked_tx.send_if_modified(|v| {
+            let changed = *v != acked;
+            *v = acked;
+            changed
+        });
+    }
+}
+
+/// A running device client. Create it inside a tokio runtime.
+pub struct DeviceClient {
+    /// Shared with the connection task.
+    shared: Arc<Shared>,
+    /// The connection task.
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for DeviceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceClient")
+            .field("server", &self.shared.config.server)
+            .field("acked_seq", &self.acked_seq())
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceClient {
+    /// Opens the buffer (reloading persisted fixes), binds a UDP socket and starts connecting.
+    pub fn spawn(config: ClientConfig) -> Result<DeviceClient, ClientError> {
+        let buffer = match &config.buffer_path {
+            Some(p) => OfflineBuffer::open(p, config.buffer_capacity)?,
+            None => OfflineBuffer::in_memory(config.buffer_capacity),
+        };
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .keep_alive_interval(Some(config.keep_alive))
+            .max_idle_timeout(Some(
+                quinn::IdleTimeout::try_from(config.idle_timeout)
+                    .map_err(|e| ClientError::Config(format!("idle_timeout: {e}")))?,
+            ));
+        let quic = quic_client_config(&config.pin, transport)?;
+        let bind: SocketAddr = if config.server.is_ipv6() {
+            SocketAddr::from(([0u16; 8], 0))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        };
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ClientError::Socket(e.to_string()))?;
+        endpoint.set_default_client_config(quic);
+        let acked = buffer.acked();
+        let (acked_tx, _) = watch::channel(acked);
+        let (shutdown_tx, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State {
+                buffer,
+                conn: None,
+                status: ClientStatus::Connecting,
+                buffer_error: None,
+            }),
+            wake: Notify::new(),
+            acked_tx,
+            shutdown_tx,
+        });
+        let task = tokio::spawn(session::run(shared.clone(), endpoint));
+        Ok(DeviceClient { shared, task })
+    }
+
+    /// Buffers a fix (persisting it when configured) and, when connected, sends it at once as a
+    /// datagram. Fails when the buffer is full or the sequence does not increase.
+    pub fn push(&self, record: PositionRecord) -> Result<(), ClientError> {
+        let mut st = self.shared.lock();
+        if st.status == ClientStatus::Closed {
+            return Err(ClientError::Closed);
+        }
+        if let Some(e) = st.buffer_error.take() {
+            return Err(e);
+        }
+        st.buffer.push(record)?;
+        if self.shared.config.live_datagrams
+            && let Some(conn) = &st.conn
+        {
+            let bytes = encode_datagram(std::slice::from_ref(&record));
+            if conn.send_datagram(bytes::Bytes::from(bytes)).is_ok() {
+                st.buffer.mark_sent(record.seq, Instant::now());
+            }
+        }
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// The next sequence number to use (above everything pushed or acknowledged).
+    pub fn next_seq(&self) -> u32 {
+        self.shared.lock().buffer.last_seq().saturating_add(1)
+    }
+
+    /// Highest sequence the engine has acknowledged as durable.
+    pub fn acked_seq(&self) -> u32 {
+        *self.shared.acked_tx.borrow()
+    }
+
+    /// Fixes not yet acknowledged.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().buffer.len()
+    }
+
+    /// Connection status.
+    pub fn status(&self) -> ClientStatus {
+        self.shared.lock().status.clone()
+    }
+
+    /// Waits until every pushed fix is acknowledged, or `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
+        let mut rx = self.shared.acked_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let st = self.shared.lock();
+                if st.buffer.is_empty() {
+                    return Ok(());
+                }
+                if st.status == ClientStatus::Closed {
+                    return Err(ClientError::Closed);
+                }
+            }
+            // Wake up on acks, and every 50 ms to notice status changes.
+            let wait = tokio::time::timeout(Duration::from_millis(50), rx.changed());
+            if tokio::time::timeout_at(deadline, wait).await.is_err() {
+                let st = self.shared.lock();
+                if let ClientStatus::Refused(r) = &st.status {
+                    return Err(ClientError::Refused(r.clone()));
+                }
+                return Err(ClientError::Timeout {
+                    pending: st.buffer.len(),
+                });
+            }
+        }
+    }
+
+    /// Closes the connection and stops reconnecting; the buffer file keeps unacknowledged fixes.
+    pub async fn close(self) {
+        self.shared.shutdown_tx.send_replace(true);
+        self.shared.wake.notify_one();
+        let _ = self.task.await;
+        let mut st = self.shared.lock();
+        st.status = ClientStatus::Closed;
+        st.conn = None;
+    }
+}
