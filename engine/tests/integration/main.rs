@@ -2,6 +2,7 @@
 //!
 //! Each area has its own module; `support` holds the shared helpers (real-data paths, fixtures).
 
+mod ingest;
 mod journal;
 mod matching;
 mod race;

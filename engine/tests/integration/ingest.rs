@@ -1,0 +1,615 @@
+//! QUIC ingest end to end on loopback: real endpoint, real device client, in-memory sink.
+//!
+//! Covers the handshake (ok, bad token, wrong version, revocation), live datagrams and acks,
+//! offline buffering and backfill across a server restart, per-record validation inside batches,
+//! per-device rate limiting and many concurrent devices. Does not test the journal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flevum_engine::ingest::{
+    DeviceGrant, IngestConfig, IngestServer, IngestSink, SubmitFuture, TlsConfig, TokenStore,
+    write_self_signed,
+};
+use flevum_protocol::client::{
+    CertPin, ClientConfig, ClientStatus, DeviceClient, quic_client_config,
+};
+use flevum_protocol::{
+    DeviceMessage, Hello, PROTOCOL_VERSION, PositionBatch, PositionRecord, RecordFlags,
+    RefusalReason, decode_message, encode_datagram, encode_message, message_len,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// In-memory sink: stores records per device, counts duplicate submissions.
+#[derive(Default)]
+struct FakeSink {
+    /// Artificial time until "durable".
+    delay: Duration,
+    /// device id → seq → record.
+    stored: Arc<Mutex<HashMap<String, BTreeMap<u32, PositionRecord>>>>,
+    /// Records submitted that were already stored (must stay 0: exactly once).
+    duplicates: Arc<AtomicUsize>,
+}
+
+impl FakeSink {
+    fn with_delay(delay: Duration) -> Self {
+        FakeSink {
+            delay,
+            ..FakeSink::default()
+        }
+    }
+
+    fn seqs(&self, device: &str) -> Vec<u32> {
+        self.stored
+            .lock()
+            .unwrap()
+            .get(device)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn records(&self, device: &str) -> Vec<PositionRecord> {
+        self.stored
+            .lock()
+            .unwrap()
+            .get(device)
+            .map(|m| m.values().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn total(&self) -> usize {
+        self.stored
+            .lock()
+            .unwrap()
+            .values()
+            .map(BTreeMap::len)
+            .sum()
+    }
+}
+
+impl IngestSink for FakeSink {
+    fn submit(&self, grant: &DeviceGrant, records: Vec<PositionRecord>) -> SubmitFuture {
+        let stored = self.stored.clone();
+        let duplicates = self.duplicates.clone();
+        let delay = self.delay;
+        let device = grant.device_id.clone();
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut map = stored.lock().unwrap();
+            let dev = map.entry(device).or_default();
+            for r in records {
+                if dev.insert(r.seq, r).is_some() {
+                    duplicates.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn durable_seq(&self, grant: &DeviceGrant) -> u32 {
+        let map = self.stored.lock().unwrap();
+        let mut n = 0;
+        if let Some(dev) = map.get(&grant.device_id) {
+            for &s in dev.keys() {
+                if s == n + 1 {
+                    n = s;
+                } else if s > n + 1 {
+                    break;
+                }
+            }
+        }
+        n
+    }
+}
+
+fn grant(device: &str, rider: u32) -> DeviceGrant {
+    DeviceGrant {
+        race_id: "race1".into(),
+        rider_id: rider,
+        device_id: device.into(),
+        report_interval_ms: 1000,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn rec(seq: u32) -> PositionRecord {
+    PositionRecord::from_degrees(
+        seq,
+        now_ms() - 1000,
+        52.0 + f64::from(seq) * 1e-5,
+        5.0,
+        Some(3.0),
+        Some(8.0),
+        Some(90.0),
+        Some(4.0),
+    )
+}
+
+fn test_config() -> IngestConfig {
+    IngestConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: TlsConfig::SelfSigned {
+            names: vec!["localhost".into()],
+        },
+        shutdown_grace: Duration::from_secs(2),
+        ..IngestConfig::default()
+    }
+}
+
+/// A running server and the means to stop it.
+struct Running {
+    addr: SocketAddr,
+    fingerprint: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+fn start(config: IngestConfig, tokens: Arc<TokenStore>, sink: Arc<dyn IngestSink>) -> Running {
+    let server = IngestServer::bind(config, tokens, sink).expect("bind");
+    let addr = server.local_addr();
+    let fingerprint = server.cert_fingerprint();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("run");
+    });
+    Running {
+        addr,
+        fingerprint,
+        stop,
+        task,
+    }
+}
+
+fn client_config(server: &Running, token: &str) -> ClientConfig {
+    ClientConfig {
+        server: server.addr,
+        server_name: "localhost".into(),
+        pin: CertPin::Sha256(server.fingerprint.clone()),
+        token: token.into(),
+        resend_after: Duration::from_secs(2),
+        backfill_tick: Duration::from_millis(50),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        ..ClientConfig::default()
+    }
+}
+
+/// A raw QUIC connection to the ingest, for tests that speak the protocol by hand.
+async fn raw_connect(server: &Running) -> (quinn::Endpoint, quinn::Connection) {
+    let cfg = quic_client_config(
+        &CertPin::Sha256(server.fingerprint.clone()),
+        quinn::TransportConfig::default(),
+    )
+    .unwrap();
+    let mut ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    ep.set_default_client_config(cfg);
+    let conn = ep.connect(server.addr, "localhost").unwrap().await.unwrap();
+    (ep, conn)
+}
+
+async fn read_msg(recv: &mut quinn::RecvStream) -> Option<DeviceMessage> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await.ok()?;
+    let len = message_len(prefix).unwrap();
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.ok()?;
+    Some(decode_message(&body, now_ms()).unwrap())
+}
+
+/// Sends `hello_bytes` on a new bidirectional stream and returns the answer and the streams.
+async fn raw_handshake(
+    conn: &quinn::Connection,
+    hello_bytes: Vec<u8>,
+) -> (quinn::SendStream, quinn::RecvStream, DeviceMessage) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&hello_bytes).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), read_msg(&mut recv))
+        .await
+        .expect("answer in time")
+        .expect("an answer");
+    (send, recv, answer)
+}
+
+fn hello(token: &str, version: u16) -> Vec<u8> {
+    encode_message(&DeviceMessage::Hello(Hello {
+        protocol_version: version,
+        device_token: token.into(),
+        last_acked_seq: 0,
+    }))
+}
+
+/// Waits until the client has been welcomed (or panics after 5 s).
+async fn wait_connected(client: &DeviceClient) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while client.status() != ClientStatus::Connected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("connected");
+}
+
+/// Reads acks until `target` is acknowledged (or panics after 10 s).
+async fn wait_ack(recv: &mut quinn::RecvStream, target: u32) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match read_msg(recv).await {
+                Some(DeviceMessage::Ack(a)) if a.acked_seq >= target => return a.acked_seq,
+                Some(_) => {}
+                None => panic!("stream ended before ack {target}"),
+            }
+        }
+    })
+    .await
+    .expect("ack in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_and_live_datagrams_are_acknowledged() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-a", 7));
+    let sink = Arc::new(FakeSink::default());
+    let server = start(test_config(), tokens, sink.clone());
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_send, _recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+    let DeviceMessage::Welcome(w) = answer else {
+        panic!("expected Welcome, got {answer:?}");
+    };
+    assert_eq!(
+        (w.race_id.as_str(), w.rider_id, w.acked_seq),
+        ("race1", 7, 0)
+    );
+    assert_eq!(w.report_interval_ms, 1000);
+    assert!((w.server_time_ms - now_ms()).abs() < 60_000);
+    conn.close(0u32.into(), b"done");
+
+    let client = DeviceClient::spawn(ClientConfig {
+        // Long resend timeout: everything must arrive as live datagrams.
+        resend_after: Duration::from_secs(60),
+        ..client_config(&server, &token)
+    })
+    .unwrap();
+    wait_connected(&client).await;
+    for s in 1..=20 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(client.acked_seq(), 20);
+    assert_eq!(client.pending(), 0);
+    assert_eq!(sink.seqs("dev-a"), (1..=20).collect::<Vec<_>>());
+    // Sent live, not as backlog.
+    assert!(
+        sink.records("dev-a")
+            .iter()
+            .all(|r| r.flags & RecordFlags::BACKFILL == 0)
+    );
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_token_and_wrong_version_are_refused() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-a", 1));
+    let server = start(test_config(), tokens, Arc::new(FakeSink::default()));
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, _r, answer) = raw_handshake(&conn, hello("not-a-token", PROTOCOL_VERSION)).await;
+    match answer {
+        DeviceMessage::Refusal(r) => {
+            assert_eq!(r.reason, RefusalReason::BadToken);
+            assert_eq!(r.retry_after_ms, 0);
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+
+    // Version inside Hello.
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, _r, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION + 1)).await;
+    assert!(
+        matches!(&answer, DeviceMessage::Refusal(r) if r.reason == RefusalReason::UnsupportedVersion),
+        "{answer:?}"
+    );
+
+    // Version of the message body itself.
+    let mut bytes = hello(&token, PROTOCOL_VERSION);
+    bytes[4..6].copy_from_slice(&(PROTOCOL_VERSION + 7).to_le_bytes());
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, _r, answer) = raw_handshake(&conn, bytes).await;
+    assert!(
+        matches!(&answer, DeviceMessage::Refusal(r) if r.reason == RefusalReason::UnsupportedVersion),
+        "{answer:?}"
+    );
+
+    // The device client reports a bad token as a refusal.
+    let client = DeviceClient::spawn(client_config(&server, "wrong")).unwrap();
+    client.push(rec(1)).unwrap();
+    let err = client.flush(Duration::from_secs(3)).await.unwrap_err();
+    assert!(
+        matches!(&err, flevum_protocol::client::ClientError::Refused(r) if r.reason == RefusalReason::BadToken),
+        "{err:?}"
+    );
+    assert_eq!(client.pending(), 1);
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoked_token_is_refused_at_next_handshake() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-r", 3));
+    let sink = Arc::new(FakeSink::default());
+    let server = start(test_config(), tokens.clone(), sink.clone());
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, _r, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)), "{answer:?}");
+    conn.close(0u32.into(), b"done");
+
+    assert_eq!(tokens.revoke_device("race1", "dev-r"), 1);
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, _r, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+    assert!(
+        matches!(&answer, DeviceMessage::Refusal(r) if r.reason == RefusalReason::BadToken),
+        "{answer:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_record_in_a_batch_loses_none_of_the_good_ones() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-c", 4));
+    let sink = Arc::new(FakeSink::default());
+    let server = start(test_config(), tokens, sink.clone());
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_send, mut recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)));
+
+    let mut records: Vec<PositionRecord> = (1..=10).map(rec).collect();
+    records[4].lat_e7 = 1_234_567_890; // seq 5: latitude beyond 90°
+    records[7].time_ms = now_ms() + 3_600_000; // seq 8: an hour in the future
+    let mut uni = conn.open_uni().await.unwrap();
+    uni.write_all(&encode_message(&DeviceMessage::Batch(PositionBatch {
+        version: PROTOCOL_VERSION,
+        records,
+    })))
+    .await
+    .unwrap();
+    uni.finish().unwrap();
+
+    // A datagram with one bad record among good ones.
+    let mut dg = vec![rec(11), rec(12), rec(13)];
+    dg[1].battery_pct = 180;
+    conn.send_datagram(encode_datagram(&dg).into()).unwrap();
+
+    // Invalid records count as handled: the ack covers them, so the device stops resending.
+    wait_ack(&mut recv, 13).await;
+    assert_eq!(sink.seqs("dev-c"), vec![1, 2, 3, 4, 6, 7, 9, 10, 11, 13]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offline_buffer_is_backfilled_exactly_once_after_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let pin = write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
+    let tls = TlsConfig::Files {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-b", 9));
+    // The sink outlives both servers (it stands for the journal) and is slow to make durable.
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(20)));
+
+    let first = start(
+        IngestConfig {
+            tls: tls.clone(),
+            ..test_config()
+        },
+        tokens.clone(),
+        sink.clone(),
+    );
+    assert_eq!(first.fingerprint, pin);
+    let addr = first.addr;
+    let client = DeviceClient::spawn(ClientConfig {
+        buffer_path: Some(dir.path().join("device.buf")),
+        ..client_config(&first, &token)
+    })
+    .unwrap();
+    wait_connected(&client).await;
+    for s in 1..=10 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(client.acked_seq(), 10);
+    first.stop().await;
+
+    // Offline: fixes pile up in the buffer.
+    for s in 11..=40 {
+        client.push(rec(s)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.pending(), 30);
+    assert_eq!(client.acked_seq(), 10);
+
+    // A new server on the same port (retry while the old socket is released).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        match IngestServer::bind(
+            IngestConfig {
+                listen: addr,
+                tls: tls.clone(),
+                ..test_config()
+            },
+            tokens.clone(),
+            sink.clone(),
+        ) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("rebinding: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("rebinding {addr}: {e}"),
+        }
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        second
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+
+    client.flush(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(client.acked_seq(), 40);
+    assert_eq!(client.pending(), 0);
+    assert_eq!(sink.seqs("dev-b"), (1..=40).collect::<Vec<_>>());
+    assert_eq!(
+        sink.duplicates.load(Ordering::SeqCst),
+        0,
+        "a record was submitted twice"
+    );
+    let backfilled: Vec<u32> = sink
+        .records("dev-b")
+        .iter()
+        .filter(|r| r.flags & RecordFlags::BACKFILL != 0)
+        .map(|r| r.seq)
+        .collect();
+    // What was pushed while connected went live; what was pushed offline came as backlog.
+    assert_eq!(backfilled, (11..=40).collect::<Vec<_>>());
+    client.close().await;
+    let _ = stop.send(());
+    task.await.unwrap();
+
+    // Everything acknowledged: a client reopened on the same buffer file has nothing pending.
+    let reopened =
+        flevum_protocol::client::OfflineBuffer::open(&dir.path().join("device.buf"), 100).unwrap();
+    assert_eq!(reopened.len(), 0);
+    assert_eq!(reopened.acked(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooding_device_is_rate_limited_without_slowing_another() {
+    let tokens = Arc::new(TokenStore::new());
+    let flood_token = tokens.issue(grant("flood", 1));
+    let calm_token = tokens.issue(grant("calm", 2));
+    let sink = Arc::new(FakeSink::default());
+    let server = start(
+        IngestConfig {
+            device_rate_per_s: 50.0,
+            device_burst: 100.0,
+            ..test_config()
+        },
+        tokens,
+        sink.clone(),
+    );
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, _r, answer) = raw_handshake(&conn, hello(&flood_token, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)));
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let mut seq = 1u32;
+        for _ in 0..300 {
+            let batch: Vec<PositionRecord> = (seq..seq + 10).map(rec).collect();
+            seq += 10;
+            let _ = conn.send_datagram(encode_datagram(&batch).into());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        conn
+    });
+
+    let calm = DeviceClient::spawn(client_config(&server, &calm_token)).unwrap();
+    for s in 1..=30 {
+        calm.push(rec(s)).unwrap();
+    }
+    calm.flush(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(sink.seqs("calm"), (1..=30).collect::<Vec<_>>());
+
+    let _conn = flood.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let flooded = sink.seqs("flood").len();
+    let allowed = 100.0 + 50.0 * elapsed + 10.0;
+    assert!(
+        (flooded as f64) <= allowed,
+        "flood got {flooded} records through in {elapsed:.2} s (allowed {allowed:.0})"
+    );
+    assert!(
+        flooded >= 50,
+        "the flooding device got nothing through: {flooded}"
+    );
+    calm.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn five_hundred_concurrent_devices_connect_and_send() {
+    const DEVICES: usize = 500;
+    const FIXES: u32 = 5;
+    let tokens = Arc::new(TokenStore::new());
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(5)));
+    let toks: Vec<String> = (0..DEVICES)
+        .map(|i| tokens.issue(grant(&format!("d{i}"), i as u32)))
+        .collect();
+    let server = start(test_config(), tokens, sink.clone());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for token in toks {
+        let cfg = client_config(&server, &token);
+        tasks.push(tokio::spawn(async move {
+            let client = DeviceClient::spawn(cfg).unwrap();
+            for s in 1..=FIXES {
+                client.push(rec(s)).unwrap();
+            }
+            let res = client.flush(Duration::from_secs(60)).await;
+            let acked = client.acked_seq();
+            client.close().await;
+            (res, acked)
+        }));
+    }
+    for t in tasks {
+        let (res, acked) = t.await.unwrap();
+        res.unwrap();
+        assert_eq!(acked, FIXES);
+    }
+    eprintln!(
+        "{DEVICES} devices × {FIXES} fixes acknowledged in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(sink.total(), DEVICES * FIXES as usize);
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    server.stop().await;
+}
