@@ -51,6 +51,8 @@ pub struct IngestConfig {
     pub handshake_timeout: Duration,
     /// Validation limits applied to every record.
     pub record_limits: RecordLimits,
+    /// Requested kernel receive buffer of the UDP socket (capped by the OS, e.g. `rmem_max`).
+    pub socket_receive_buffer: usize,
     /// Bytes of received datagrams buffered per connection before quinn drops new ones.
     pub datagram_receive_buffer: usize,
     /// Concurrent unidirectional (backlog) streams a device may open.
@@ -78,6 +80,7 @@ impl Default for IngestConfig {
             idle_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             record_limits: RecordLimits::default(),
+            socket_receive_buffer: 4 * 1024 * 1024,
             datagram_receive_buffer: 256 * 1024,
             max_uni_streams: 4,
             device_queue: 64,
@@ -106,6 +109,29 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Binds the UDP socket with a large receive buffer, so a burst of connection attempts (a start
+/// line of phones) is queued rather than dropped by the kernel.
+fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> Result<std::net::UdpSocket, IngestError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let io = |what: &str, e| IngestError::Io {
+        what: format!("{what} {addr}"),
+        source: e,
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| io("creating UDP socket for", e))?;
+    if addr.is_ipv6() {
+        // Dual-stack where the OS allows it; failure leaves IPv6 only, which is still usable.
+        let _ = socket.set_only_v6(false);
+    }
+    if let Err(e) = socket.set_recv_buffer_size(recv_buffer) {
+        warn!("could not set UDP receive buffer to {recv_buffer} bytes: {e}");
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io("binding QUIC endpoint on", e))?;
+    Ok(socket.into())
 }
 
 /// The running QUIC ingest endpoint.
@@ -154,11 +180,20 @@ impl IngestServer {
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
         server_config.transport_config(Arc::new(transport));
         server_config.migration(true);
-        let endpoint =
-            quinn::Endpoint::server(server_config, config.listen).map_err(|e| IngestError::Io {
-                what: format!("binding QUIC endpoint on {}", config.listen),
-                source: e,
-            })?;
+        let socket = bind_socket(config.listen, config.socket_receive_buffer)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            IngestError::Config("no async runtime (call bind inside tokio)".into())
+        })?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(|e| IngestError::Io {
+            what: format!("starting QUIC endpoint on {}", config.listen),
+            source: e,
+        })?;
         let local_addr = endpoint.local_addr().map_err(|e| IngestError::Io {
             what: "reading local address".into(),
             source: e,

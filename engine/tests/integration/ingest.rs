@@ -194,6 +194,7 @@ fn client_config(server: &Running, token: &str) -> ClientConfig {
         backfill_tick: Duration::from_millis(50),
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
+        connect_timeout: Duration::from_secs(3),
         ..ClientConfig::default()
     }
 }
@@ -244,7 +245,12 @@ fn hello(token: &str, version: u16) -> Vec<u8> {
 
 /// Waits until the client has been welcomed (or panics after 5 s).
 async fn wait_connected(client: &DeviceClient) {
-    tokio::time::timeout(Duration::from_secs(5), async {
+    wait_connected_within(client, Duration::from_secs(5)).await;
+}
+
+/// Waits until the client has been welcomed (or panics after `limit`).
+async fn wait_connected_within(client: &DeviceClient, limit: Duration) {
+    tokio::time::timeout(limit, async {
         while client.status() != ClientStatus::Connected {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -591,22 +597,29 @@ async fn five_hundred_concurrent_devices_connect_and_send() {
         let cfg = client_config(&server, &token);
         tasks.push(tokio::spawn(async move {
             let client = DeviceClient::spawn(cfg).unwrap();
+            let t0 = Instant::now();
+            wait_connected_within(&client, Duration::from_secs(60)).await;
+            let connect_s = t0.elapsed().as_secs_f64();
             for s in 1..=FIXES {
                 client.push(rec(s)).unwrap();
             }
             let res = client.flush(Duration::from_secs(60)).await;
             let acked = client.acked_seq();
+            let flush_s = t0.elapsed().as_secs_f64() - connect_s;
             client.close().await;
-            (res, acked)
+            (res, acked, connect_s, flush_s)
         }));
     }
+    let (mut max_connect, mut max_flush) = (0f64, 0f64);
     for t in tasks {
-        let (res, acked) = t.await.unwrap();
+        let (res, acked, connect_s, flush_s) = t.await.unwrap();
         res.unwrap();
         assert_eq!(acked, FIXES);
+        max_connect = max_connect.max(connect_s);
+        max_flush = max_flush.max(flush_s);
     }
     eprintln!(
-        "{DEVICES} devices × {FIXES} fixes acknowledged in {:.2} s",
+        "{DEVICES} devices × {FIXES} fixes acknowledged in {:.2} s (slowest connect {max_connect:.2} s, slowest push→all acked {max_flush:.3} s)",
         started.elapsed().as_secs_f64()
     );
     assert_eq!(sink.total(), DEVICES * FIXES as usize);
