@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub resend_after: Duration,
     /// Records per backlog `Batch` message (32 B each; the message limit is 64 KiB).
     pub backfill_batch: usize,
+    /// Only the oldest this many unacknowledged records are (re)sent as backlog until acks move
+    /// on, so a rate-limited engine is not sent the whole backlog again at every resend.
+    pub max_in_flight: usize,
     /// How often the connection task looks for records to backfill.
     pub backfill_tick: Duration,
     /// Send live fixes as datagrams when connected (otherwise only through backfill).
@@ -70,6 +73,7 @@ impl Default for ClientConfig {
             buffer_capacity: 100_000,
             resend_after: Duration::from_secs(5),
             backfill_batch: 1_000,
+            max_in_flight: 4_000,
             backfill_tick: Duration::from_millis(250),
             live_datagrams: true,
             connect_timeout: Duration::from_secs(10),

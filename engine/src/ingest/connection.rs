@@ -15,7 +15,7 @@ use flevum_protocol::{
 };
 use quinn::{Connection, SendStream, VarInt};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::metrics as m;
 use super::rate::TokenBucket;
@@ -330,8 +330,9 @@ async fn serve(
     info!(race = %grant.race_id, rider = grant.rider_id, acked, "device connected");
 
     let (tx, rx) = mpsc::channel::<Item>(shared.config.device_queue.max(1));
-    let datagrams = tokio::spawn(read_datagrams(conn.clone(), tx.clone()));
-    let streams = tokio::spawn(read_streams(conn.clone(), tx));
+    let span = tracing::Span::current();
+    let datagrams = tokio::spawn(read_datagrams(conn.clone(), tx.clone()).instrument(span.clone()));
+    let streams = tokio::spawn(read_streams(conn.clone(), tx).instrument(span));
     submit_loop(shared, state, conn, &grant, rx, send, acked).await;
     datagrams.abort();
     streams.abort();

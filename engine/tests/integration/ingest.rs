@@ -626,3 +626,32 @@ async fn five_hundred_concurrent_devices_connect_and_send() {
     assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_the_connection_limit_devices_are_told_when_to_retry() {
+    let tokens = Arc::new(TokenStore::new());
+    let first = tokens.issue(grant("one", 1));
+    let second = tokens.issue(grant("two", 2));
+    let server = start(
+        IngestConfig {
+            max_connections: 1,
+            overload_retry_after_ms: 1_234,
+            ..test_config()
+        },
+        tokens,
+        Arc::new(FakeSink::default()),
+    );
+    let (_ep1, conn1) = raw_connect(&server).await;
+    let (_s1, _r1, answer) = raw_handshake(&conn1, hello(&first, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)), "{answer:?}");
+    let (_ep2, conn2) = raw_connect(&server).await;
+    let (_s2, _r2, answer) = raw_handshake(&conn2, hello(&second, PROTOCOL_VERSION)).await;
+    match answer {
+        DeviceMessage::Refusal(r) => {
+            assert_eq!(r.reason, RefusalReason::Overloaded);
+            assert_eq!(r.retry_after_ms, 1_234);
+        }
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    server.stop().await;
+}

@@ -275,16 +275,19 @@ impl OfflineBuffer {
         }
     }
 
-    /// Up to `max` records never sent or sent longer than `resend_after` ago, oldest first;
+    /// Up to `max` records never sent or sent longer than `resend_after` ago, oldest first, among
+    /// the `window` oldest unacknowledged ones (a sliding window: acks are contiguous, so a
+    /// rate-limited engine is not flooded with the whole backlog again at every resend);
     /// marks them sent at `now`.
     pub(crate) fn take_due(
         &mut self,
         now: Instant,
         resend_after: Duration,
         max: usize,
+        window: usize,
     ) -> Vec<PositionRecord> {
         let mut out = Vec::new();
-        for e in &mut self.entries {
+        for e in self.entries.iter_mut().take(window) {
             if out.len() >= max {
                 break;
             }
@@ -428,15 +431,22 @@ mod tests {
         let t0 = Instant::now();
         b.mark_sent(2, t0);
         let due: Vec<u32> = b
-            .take_due(t0, Duration::from_secs(5), 10)
+            .take_due(t0, Duration::from_secs(5), 10, 100)
             .iter()
             .map(|r| r.seq)
             .collect();
         assert_eq!(due, vec![1, 3]);
-        assert!(b.take_due(t0, Duration::from_secs(5), 10).is_empty());
+        assert!(b.take_due(t0, Duration::from_secs(5), 10, 100).is_empty());
         let later = t0 + Duration::from_secs(6);
-        assert_eq!(b.take_due(later, Duration::from_secs(5), 2).len(), 2);
+        assert_eq!(b.take_due(later, Duration::from_secs(5), 2, 100).len(), 2);
         b.reset_sent();
-        assert_eq!(b.take_due(later, Duration::from_secs(5), 10).len(), 3);
+        // Only the oldest two are inside the window.
+        let windowed: Vec<u32> = b
+            .take_due(later, Duration::from_secs(5), 10, 2)
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(windowed, vec![1, 2]);
+        assert_eq!(b.take_due(later, Duration::from_secs(5), 10, 100).len(), 1);
     }
 }

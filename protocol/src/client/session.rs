@@ -191,6 +191,7 @@ async fn session(
             Instant::now(),
             cfg.resend_after,
             cfg.backfill_batch.max(1) * 8,
+            cfg.max_in_flight.max(1),
         );
         if due.is_empty() {
             continue;
