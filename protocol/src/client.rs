@@ -293,7 +293,8 @@ impl DeviceClient {
         self.shared.lock().status.clone()
     }
 
-    /// Waits until every pushed fix is acknowledged, or `timeout`.
+    /// Waits until every pushed fix is acknowledged, or `timeout`; fails at once when the engine
+    /// refused the device for good (bad token, unsupported version).
     pub async fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
         let mut rx = self.shared.acked_tx.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -303,8 +304,10 @@ impl DeviceClient {
                 if st.buffer.is_empty() {
                     return Ok(());
                 }
-                if st.status == ClientStatus::Closed {
-                    return Err(ClientError::Closed);
+                match &st.status {
+                    ClientStatus::Closed => return Err(ClientError::Closed),
+                    ClientStatus::Refused(r) => return Err(ClientError::Refused(r.clone())),
+                    ClientStatus::Connecting | ClientStatus::Connected => {}
                 }
             }
             // Wake up on acks, and every 50 ms to notice status changes.

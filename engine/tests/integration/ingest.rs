@@ -356,7 +356,7 @@ async fn bad_token_and_wrong_version_are_refused() {
     // The device client reports a bad token as a refusal.
     let client = DeviceClient::spawn(client_config(&server, "wrong")).unwrap();
     client.push(rec(1)).unwrap();
-    let err = client.flush(Duration::from_secs(3)).await.unwrap_err();
+    let err = client.flush(Duration::from_secs(10)).await.unwrap_err();
     assert!(
         matches!(&err, flevum_protocol::client::ClientError::Refused(r) if r.reason == RefusalReason::BadToken),
         "{err:?}"
@@ -654,4 +654,80 @@ async fn over_the_connection_limit_devices_are_told_when_to_retry() {
         other => panic!("expected Overloaded, got {other:?}"),
     }
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fixes_buffered_on_disk_survive_an_app_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
+    let tls = TlsConfig::Files { cert, key };
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-p", 5));
+    let sink = Arc::new(FakeSink::default());
+    let buffer_path = dir.path().join("device.buf");
+
+    let first = start(
+        IngestConfig {
+            tls: tls.clone(),
+            ..test_config()
+        },
+        tokens.clone(),
+        sink.clone(),
+    );
+    let addr = first.addr;
+    let cfg = ClientConfig {
+        buffer_path: Some(buffer_path.clone()),
+        ..client_config(&first, &token)
+    };
+    let app = DeviceClient::spawn(cfg.clone()).unwrap();
+    for s in 1..=5 {
+        app.push(rec(s)).unwrap();
+    }
+    app.flush(Duration::from_secs(10)).await.unwrap();
+    first.stop().await;
+    // Offline, then the app is killed: the fixes exist only in the buffer file.
+    for s in 6..=25 {
+        app.push(rec(s)).unwrap();
+    }
+    app.close().await;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let second = loop {
+        match IngestServer::bind(
+            IngestConfig {
+                listen: addr,
+                tls: tls.clone(),
+                ..test_config()
+            },
+            tokens.clone(),
+            sink.clone(),
+        ) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("rebinding {addr}: {e}"),
+        }
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        second
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    let restarted = DeviceClient::spawn(cfg).unwrap();
+    assert_eq!(restarted.pending(), 20);
+    assert_eq!(restarted.next_seq(), 26);
+    restarted.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(restarted.acked_seq(), 25);
+    assert_eq!(sink.seqs("dev-p"), (1..=25).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    restarted.close().await;
+    let _ = stop.send(());
+    task.await.unwrap();
 }

@@ -69,6 +69,13 @@ pub(super) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 break;
             }
             let end = session(&shared, &endpoint, &mut shutdown).await;
+            if !matches!(end, End::Refused(_)) {
+                let mut st = shared.lock();
+                if matches!(st.status, ClientStatus::Refused(_)) {
+                    // The connection got past the handshake or failed otherwise: not refused now.
+                    st.status = ClientStatus::Connecting;
+                }
+            }
             shared.lock().conn = None;
             let delay = match end {
                 End::Shutdown => break,
