@@ -7,6 +7,7 @@
 pub mod metrics;
 pub mod rate;
 pub mod seq_tracker;
+pub mod shard_sink;
 pub mod sink;
 pub mod tls;
 pub mod tokens;
@@ -26,6 +27,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info, warn};
 
 pub use seq_tracker::{SeqStatus, SeqTracker};
+pub use shard_sink::ShardSink;
 pub use sink::{IngestSink, SubmitError, SubmitFuture};
 pub use tls::{TlsConfig, fingerprint, write_self_signed};
 pub use tokens::{DeviceGrant, TokenInfo, TokenStore};

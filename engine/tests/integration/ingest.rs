@@ -731,3 +731,108 @@ async fn fixes_buffered_on_disk_survive_an_app_restart() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// Discards frames; the end-to-end test only checks what became durable and applied.
+struct NoFrames;
+
+impl flevum_engine::shard::FramePublisher for NoFrames {
+    fn snapshot(&self, _snapshot: flevum_protocol::Snapshot) {}
+    fn delta(&self, _delta: flevum_protocol::Delta) {}
+    fn alert(&self, _race_id: &str, _alert: flevum_protocol::Alert) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_reach_the_real_shard_and_journal_through_quic() {
+    use flevum_engine::core::{Course, CourseIndex};
+    use flevum_engine::ingest::ShardSink;
+    use flevum_engine::journal::JournalConfig;
+    use flevum_engine::shard::{ShardConfig, open_race, wall_ms};
+    use flevum_engine::simulator::{SimConfig, Simulation};
+
+    let dir = tempfile::tempdir().unwrap();
+    let course_path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs/courses/flevum_demo.gpx");
+    let course = CourseIndex::new(Course::from_gpx_file(course_path).expect("demo course"));
+    let now = wall_ms();
+    let mut sim = Simulation::new(
+        course,
+        SimConfig {
+            riders: 4,
+            start_ms: now - 10 * 60_000,
+            ..SimConfig::default()
+        },
+    );
+    let race_config = sim.race_config("quic-e2e", "QUIC end to end");
+    let events = sim.step_until(now - 5_000);
+    let shard_config = ShardConfig {
+        journal: JournalConfig {
+            dir: dir.path().to_path_buf(),
+            ..JournalConfig::default()
+        },
+        tick_interval: Duration::from_millis(50),
+        command_queue: 64,
+    };
+    let (stop_shard, shard_stopped) = oneshot::channel::<()>();
+    let (race, _report, shard_task) = open_race(
+        &shard_config,
+        race_config,
+        sim.course().clone(),
+        Arc::new(NoFrames),
+        async move {
+            let _ = shard_stopped.await;
+        },
+    )
+    .unwrap();
+    let sink = Arc::new(ShardSink::new());
+    sink.insert("quic-e2e", race.clone());
+
+    let mut by_rider: BTreeMap<u32, Vec<PositionRecord>> = BTreeMap::new();
+    for e in &events {
+        by_rider.entry(e.rider_id).or_default().push(e.record);
+    }
+    let tokens = Arc::new(TokenStore::new());
+    let server = start(test_config(), tokens.clone(), sink);
+    let mut clients = Vec::new();
+    for (rider, records) in &by_rider {
+        let token = tokens.issue(DeviceGrant {
+            race_id: "quic-e2e".into(),
+            rider_id: *rider,
+            device_id: format!("phone-{rider}"),
+            report_interval_ms: 1000,
+        });
+        let client = DeviceClient::spawn(client_config(&server, &token)).unwrap();
+        for r in records {
+            client.push(*r).unwrap();
+        }
+        clients.push((*rider, records.len(), client));
+    }
+    for (rider, n, client) in clients {
+        client.flush(Duration::from_secs(20)).await.unwrap();
+        let last = by_rider[&rider].iter().map(|r| r.seq).max().unwrap();
+        assert_eq!(client.acked_seq(), last, "rider {rider}");
+        assert_eq!(
+            race.durable_seq(rider),
+            last,
+            "rider {rider} durable in the shard"
+        );
+        assert!(n > 100, "rider {rider} sent {n} fixes");
+        client.close().await;
+    }
+    // The shard applied them: every rider is on the course and has progressed.
+    let mut progressed = 0;
+    for _ in 0..100 {
+        let views = race
+            .query(|r| r.views().values().filter(|v| v.distance_m > 500.0).count())
+            .await
+            .unwrap();
+        progressed = views;
+        if progressed == by_rider.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(progressed, by_rider.len());
+    server.stop().await;
+    let _ = stop_shard.send(());
+    shard_task.await.unwrap();
+}
