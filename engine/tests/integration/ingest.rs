@@ -720,8 +720,12 @@ async fn fixes_buffered_on_disk_survive_an_app_restart() {
             .await
             .unwrap();
     });
+    // The file alone holds the 20 unacknowledged fixes (checked before a client can send them).
+    let on_disk = flevum_protocol::client::OfflineBuffer::open(&buffer_path, 1000).unwrap();
+    assert_eq!(on_disk.len(), 20);
+    assert_eq!((on_disk.acked(), on_disk.last_seq()), (5, 25));
+    drop(on_disk);
     let restarted = DeviceClient::spawn(cfg).unwrap();
-    assert_eq!(restarted.pending(), 20);
     assert_eq!(restarted.next_seq(), 26);
     restarted.flush(Duration::from_secs(10)).await.unwrap();
     assert_eq!(restarted.acked_seq(), 25);
