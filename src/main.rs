@@ -6,6 +6,8 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod host;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,12 @@ enum Command {
         /// Also run a simulated demo race over real QUIC on loopback.
         #[arg(long)]
         demo: bool,
+        /// Riders in the demo race.
+        #[arg(long, default_value_t = 40)]
+        demo_riders: u32,
+        /// Seconds until the demo race starts.
+        #[arg(long, default_value_t = 5)]
+        demo_start_in: i64,
     },
     /// Run only the engine role, joined to gateways by NATS.
     Engine {
@@ -91,9 +99,19 @@ fn main() -> ExitCode {
             "the split engine/gateway roles need the NATS bus (issue 9), which has not landed; \
              use `flevum serve`",
         ),
-        Command::Serve { .. } => {
-            not_yet("serve lands with the QUIC ingest and gateway (issues 5, 6)")
-        }
+        Command::Serve {
+            config,
+            demo,
+            demo_riders,
+            demo_start_in,
+        } => report(run_serve(
+            &config,
+            demo.then_some(serve::DemoOptions {
+                riders: demo_riders,
+                start_in_s: demo_start_in,
+            }),
+            cli.log_format.as_deref(),
+        )),
         Command::Simulate {
             course,
             riders,
@@ -150,6 +168,65 @@ fn simulate(course: &std::path::Path, riders: u32, seed: u64) -> anyhow::Result<
     Ok(())
 }
 
+/// `flevum serve`: loads the config (a missing default file means built-in defaults), sets up
+/// logging and runs the server on a multi-threaded runtime.
+fn run_serve(
+    path: &std::path::Path,
+    demo: Option<serve::DemoOptions>,
+    log_format: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut cfg = if path.exists() {
+        ServerConfig::load(path).map_err(|issues| config_error(path, &issues))?
+    } else if path == std::path::Path::new("configs/flevum.toml") {
+        let mut cfg = ServerConfig::default();
+        cfg.apply_env(|k| std::env::var(k).ok())
+            .map_err(|issues| config_error(path, &issues))?;
+        cfg
+    } else {
+        anyhow::bail!("config file {} not found", path.display());
+    };
+    if let Some(f) = log_format {
+        cfg.telemetry.log_format = if f == "json" {
+            config::LogFormat::Json
+        } else {
+            config::LogFormat::Pretty
+        };
+    }
+    if demo.is_some() && cfg.telemetry.log_filter == "info" {
+        // Forty simulated phones connecting are not news; keep the demo's log readable.
+        cfg.telemetry.log_filter =
+            "info,flevum_protocol::client=warn,flevum_engine::ingest::connection=warn".into();
+    }
+    init_tracing(&cfg);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve::serve(cfg, demo))
+}
+
+fn config_error(path: &std::path::Path, issues: &[config::ConfigIssue]) -> anyhow::Error {
+    let list: Vec<String> = issues.iter().map(|i| format!("  - {i}")).collect();
+    anyhow::anyhow!(
+        "{}: {} problem(s):\n{}",
+        path.display(),
+        issues.len(),
+        list.join("\n")
+    )
+}
+
+fn init_tracing(cfg: &ServerConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_new(&cfg.telemetry.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.telemetry.log_format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Pretty => builder.try_init(),
+    };
+}
+
 /// Says that a subcommand is not available yet and fails.
 fn not_yet(what: &str) -> ExitCode {
     eprintln!("flevum: not available yet: {what}");
@@ -159,9 +236,27 @@ fn not_yet(what: &str) -> ExitCode {
 /// `flevum check-config PATH`.
 fn check_config(path: &std::path::Path) -> ExitCode {
     match ServerConfig::load(path) {
-        Ok(_) => {
+        Ok(cfg) => {
             println!("{}: ok", path.display());
-            ExitCode::SUCCESS
+            // The race files the server would open, each validated with every problem listed.
+            match serve::load_races(&cfg.engine.races_dir, std::path::Path::new("")) {
+                Ok(races) => {
+                    for (race, course) in &races {
+                        println!(
+                            "race {}: ok ({} riders, {:.1} km course, {} checkpoints)",
+                            race.id,
+                            race.riders.len(),
+                            course.length_m() / 1000.0,
+                            course.checkpoints().len() + race.checkpoints.len()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(issues) => {
             eprintln!("{}: {} problem(s):", path.display(), issues.len());

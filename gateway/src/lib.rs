@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod router;
 pub mod state;
+pub mod web_assets;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,6 +1,6 @@
 // End-to-end browser test of the page (node --test, playwright-core driving /usr/bin/chromium).
-// Server under test: FLEVUM_URL if set; else `$FLEVUM_BIN serve --demo` with FLEVUM_HTTP_ADDR and
-// FLEVUM_INGEST_ADDR on free local ports (waits for /readyz); else the mock server (mock/server.mjs).
+// Server under test: FLEVUM_URL if set; else `$FLEVUM_BIN serve --demo` with FLEVUM_GATEWAY_LISTEN and
+// FLEVUM_INGEST_LISTEN on free local ports (waits for /readyz); else the mock server (mock/server.mjs).
 // Screenshots go to e2e/artifacts/ (gitignored). CHROMIUM overrides the browser path.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -66,7 +66,7 @@ before(async () => {
     const ingest = await freePort();
     startServer = () => {
       const child = spawn(process.env.FLEVUM_BIN, ['serve', '--demo'], {
-        env: { ...process.env, FLEVUM_HTTP_ADDR: `127.0.0.1:${http}`, FLEVUM_INGEST_ADDR: `127.0.0.1:${ingest}` },
+        env: { ...process.env, FLEVUM_GATEWAY_LISTEN: `127.0.0.1:${http}`, FLEVUM_INGEST_LISTEN: `127.0.0.1:${ingest}` },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       pipeLog(child, 'flevum');

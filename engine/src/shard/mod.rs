@@ -218,6 +218,9 @@ async fn run_shard(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let race_id = race.config().id.clone();
+    // The organiser's publish delay: frames wait this long before fans see them.
+    let delay_ms = Millis::from(race.config().publish_delay_s) * 1000;
+    let mut delayed: std::collections::VecDeque<(Millis, RaceOutput)> = Default::default();
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
@@ -226,8 +229,13 @@ async fn run_shard(
             _ = &mut shutdown => break,
             _ = ticker.tick() => {
                 let started = std::time::Instant::now();
-                race.handle_tick(wall_ms());
+                let now = wall_ms();
+                race.handle_tick(now);
                 while let Some(out) = race.poll_output() {
+                    delayed.push_back((now + delay_ms, out));
+                }
+                while delayed.front().is_some_and(|(at, _)| *at <= now) {
+                    let Some((_, out)) = delayed.pop_front() else { break };
                     match out {
                         RaceOutput::Delta(d) => publisher.delta(d),
                         RaceOutput::Alert(a) => {

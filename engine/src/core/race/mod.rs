@@ -342,6 +342,16 @@ impl Race {
         self.tick_interval_ms = interval_ms.max(10);
     }
 
+    /// Whether the race has started (its start time has passed the watermark, or `Start`).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// Whether the organiser closed the race (`Finish`): later fixes are refused.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// The race config.
     pub fn config(&self) -> &RaceConfig {
         &self.config

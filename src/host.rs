@@ -1,0 +1,604 @@
+//! The engine host: the table of open races and the adapters that join the libraries — the
+//! gateway's `EngineControl`, the ingest's `IngestSink` and the shard's `FramePublisher`.
+//!
+//! Holds no race logic: every answer is read from a race shard or the token store and mapped
+//! onto the gateway's JSON types. Does not bind sockets; `serve` does.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dashmap::DashMap;
+use flevum_engine::core::{AdminCommand, Course, CourseIndex, RaceConfig};
+use flevum_engine::ingest::{DeviceGrant, ShardSink, TokenStore};
+use flevum_engine::shard::{
+    FramePublisher, RaceHandle, ShardConfig, ShardError, open_race, wall_ms,
+};
+use flevum_gateway::LiveHub;
+use flevum_gateway::engine_control::{
+    AdminError, AdminRequest, BoxFuture, EngineControl, RaceDetail, RaceStatus, RaceSummary,
+    SplitRow, Standing, SubmitError, TrackPoint, Visibility,
+};
+use flevum_protocol::{
+    Alert, Delta, GroupView, PositionRecord, RecordLimits, RiderInfo, RiderStatus, Snapshot,
+};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::info;
+
+/// Publishes a shard's frames into the gateway's in-process hub (the embedded bus).
+pub struct HubPublisher(pub LiveHub);
+
+impl FramePublisher for HubPublisher {
+    fn snapshot(&self, snapshot: Snapshot) {
+        self.0.publish_snapshot(snapshot);
+    }
+    fn delta(&self, delta: Delta) {
+        self.0.publish_delta(delta);
+    }
+    fn alert(&self, race_id: &str, alert: Alert) {
+        self.0.publish_alert(race_id, alert);
+    }
+}
+
+/// An open race and what the API serves about it without asking the shard.
+struct OpenRace {
+    /// The shard's handle (submit, admin, queries).
+    handle: RaceHandle,
+    /// Course as GeoJSON, elevation profile and totals, computed once at open.
+    detail: RaceDetail,
+}
+
+/// Every open race, the device tokens and the way to open more.
+pub struct EngineHost {
+    /// Open races by id.
+    races: DashMap<String, OpenRace>,
+    /// Device tokens (hashed); shared with the QUIC ingest.
+    tokens: Arc<TokenStore>,
+    /// The QUIC ingest's routing table to race shards; every opened race is added.
+    sink: Arc<ShardSink>,
+    /// Journal and tick settings for races opened later (organiser uploads).
+    shard: ShardConfig,
+    /// Where uploaded races (config + GPX) are kept so a restart reopens them.
+    uploads_dir: PathBuf,
+    /// The hub frames are published into.
+    hub: LiveHub,
+    /// Validation limits for positions arriving over HTTP.
+    limits: RecordLimits,
+    /// Set once every configured race is open and ingest listens.
+    ready: AtomicBool,
+    /// Tells shards to stop.
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Completes when `rx` turns true (or its sender is gone).
+pub async fn until_shutdown(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl EngineHost {
+    /// An empty host.
+    pub fn new(
+        shard: ShardConfig,
+        uploads_dir: PathBuf,
+        hub: LiveHub,
+        tokens: Arc<TokenStore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> EngineHost {
+        EngineHost {
+            races: DashMap::new(),
+            tokens,
+            sink: Arc::new(ShardSink::new()),
+            shard,
+            uploads_dir,
+            hub,
+            limits: RecordLimits::default(),
+            ready: AtomicBool::new(false),
+            shutdown,
+        }
+    }
+
+    /// Marks the host ready (all races open, listeners bound).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The sink the QUIC ingest submits to.
+    pub fn ingest_sink(&self) -> Arc<ShardSink> {
+        self.sink.clone()
+    }
+
+    /// Opens a race: replays its journal and starts its shard. Returns the shard task.
+    pub fn open(
+        &self,
+        config: RaceConfig,
+        course: Course,
+    ) -> Result<tokio::task::JoinHandle<()>, ShardError> {
+        let index = CourseIndex::new(course);
+        let detail = race_detail(&config, &index);
+        let (handle, report, task) = open_race(
+            &self.shard,
+            config.clone(),
+            index,
+            Arc::new(HubPublisher(self.hub.clone())),
+            until_shutdown(self.shutdown.clone()),
+        )?;
+        info!(
+            race = %config.id,
+            riders = config.riders.len(),
+            recovered_fixes = report.fixes,
+            "race open"
+        );
+        self.sink.insert(&config.id, handle.clone());
+        self.races
+            .insert(config.id.clone(), OpenRace { handle, detail });
+        Ok(task)
+    }
+
+    /// The handle of an open race.
+    pub fn race(&self, race_id: &str) -> Option<RaceHandle> {
+        self.races.get(race_id).map(|r| r.handle.clone())
+    }
+
+    fn summary(&self, r: &OpenRace, status: RaceStatus) -> RaceSummary {
+        let c = r.handle.config();
+        RaceSummary {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            sport: r.detail.sport.clone(),
+            start_ms: c.start_ms,
+            visibility: visibility(c),
+            status,
+            riders: c.riders.len() as u32,
+        }
+    }
+
+    async fn admin_on(
+        &self,
+        handle: RaceHandle,
+        request: AdminRequest,
+    ) -> Result<serde_json::Value, AdminError> {
+        let race_id = handle.race_id().to_string();
+        let command = match request {
+            AdminRequest::CreateRace { .. } => {
+                return Err(AdminError::Invalid(
+                    "create a race with POST /v1/admin/races".into(),
+                ));
+            }
+            AdminRequest::RegisterRiders { .. } => {
+                return Err(AdminError::Conflict(
+                    "riders of an open race are fixed by its config; create the race with them"
+                        .into(),
+                ));
+            }
+            AdminRequest::IssueToken { rider_id } => {
+                let rider = handle
+                    .config()
+                    .riders
+                    .iter()
+                    .find(|r| r.id == rider_id)
+                    .ok_or_else(|| AdminError::NotFound(format!("rider {rider_id}")))?;
+                let grant = DeviceGrant {
+                    race_id: race_id.clone(),
+                    rider_id,
+                    device_id: rider.device_id.clone(),
+                    report_interval_ms: handle.config().report_interval_ms,
+                };
+                let token = self.tokens.issue(grant);
+                return Ok(json!({
+                    "token": token,
+                    "riderId": rider_id,
+                    "deviceId": rider.device_id,
+                }));
+            }
+            AdminRequest::ListTokens => {
+                let list: Vec<_> = self
+                    .tokens
+                    .list(&race_id)
+                    .into_iter()
+                    .map(|t| {
+                        json!({
+                            "hashPrefix": t.hash_prefix,
+                            "riderId": t.grant.rider_id,
+                            "deviceId": t.grant.device_id,
+                        })
+                    })
+                    .collect();
+                return Ok(json!({ "tokens": list }));
+            }
+            AdminRequest::RevokeToken { device_id } => {
+                let revoked = self.tokens.revoke_device(&race_id, &device_id);
+                if revoked == 0 {
+                    return Err(AdminError::NotFound(format!(
+                        "tokens of device {device_id}"
+                    )));
+                }
+                return Ok(json!({ "revoked": revoked }));
+            }
+            AdminRequest::MoveCheckpoint { name, distance_m } => {
+                AdminCommand::MoveCheckpoint { name, distance_m }
+            }
+            AdminRequest::Abandon { rider_id } => AdminCommand::Abandon { rider_id },
+            AdminRequest::Reinstate { rider_id } => AdminCommand::Reinstate { rider_id },
+            AdminRequest::Start => AdminCommand::Start,
+            AdminRequest::Finish => AdminCommand::Finish,
+        };
+        match handle.admin(command).await {
+            Ok(()) => Ok(json!({ "ok": true })),
+            Err(ShardError::Admin(e)) => Err(AdminError::Conflict(e.to_string())),
+            Err(e) => Err(AdminError::Internal(e.to_string())),
+        }
+    }
+
+    fn create_race(&self, config_toml: &str, gpx: &str) -> Result<serde_json::Value, AdminError> {
+        let config =
+            RaceConfig::from_toml(config_toml).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        if let Err(errors) = config.validate() {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(AdminError::Invalid(list.join("; ")));
+        }
+        if self.races.contains_key(&config.id) {
+            return Err(AdminError::Conflict(format!("race {} exists", config.id)));
+        }
+        let course = Course::from_gpx_str(gpx).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        // Kept beside the journal so that a restart reopens the race.
+        let save = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.uploads_dir)?;
+            std::fs::write(self.uploads_dir.join(format!("{}.gpx", config.id)), gpx)?;
+            std::fs::write(
+                self.uploads_dir.join(format!("{}.toml", config.id)),
+                config_toml,
+            )
+        };
+        save().map_err(|e| AdminError::Internal(format!("saving the race: {e}")))?;
+        let id = config.id.clone();
+        self.open(config, course)
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+        Ok(json!({ "id": id }))
+    }
+}
+
+fn visibility(c: &RaceConfig) -> Visibility {
+    match c.visibility {
+        flevum_engine::core::race::Visibility::Public => Visibility::Public,
+        flevum_engine::core::race::Visibility::Private => Visibility::Private,
+    }
+}
+
+fn sport_name(c: &RaceConfig) -> String {
+    serde_json::to_value(c.sport)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The static part of a race's detail: course GeoJSON, elevation profile, checkpoints, riders.
+fn race_detail(config: &RaceConfig, index: &CourseIndex) -> RaceDetail {
+    let course = index.course();
+    let line = course.display_line(2000);
+    let length = course.length_m();
+    let samples = 400usize;
+    let elevation: Vec<[f64; 2]> = (0..=samples)
+        .filter_map(|i| {
+            let d = length * i as f64 / samples as f64;
+            course
+                .elevation_at(d)
+                .map(|e| [d.round(), (e * 10.0).round() / 10.0])
+        })
+        .collect();
+    let checkpoints = course
+        .checkpoints()
+        .iter()
+        .map(|c| {
+            let (lat, lon) = course.position_at(c.distance_m);
+            flevum_protocol::CheckpointInfo {
+                name: c.name.clone(),
+                distance_m: c.distance_m,
+                lat,
+                lon,
+            }
+        })
+        .collect();
+    RaceDetail {
+        id: config.id.clone(),
+        name: config.name.clone(),
+        sport: sport_name(config),
+        start_ms: config.start_ms,
+        status: RaceStatus::Scheduled,
+        course: json!({
+            "type": "Feature",
+            "properties": { "name": course.name() },
+            "geometry": { "type": "LineString", "coordinates": line },
+        }),
+        length_m: length,
+        ascent_m: course.ascent_m(),
+        elevation,
+        checkpoints,
+        riders: config
+            .riders
+            .iter()
+            .map(|r| RiderInfo {
+                rider_id: r.id,
+                bib: r.bib.clone(),
+                name: r.name.clone(),
+                team: r.team.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Scheduled before the start, finished once closed or every rider is done, else live.
+async fn status_of(handle: &RaceHandle) -> RaceStatus {
+    let start = handle.config().start_ms;
+    let state = handle
+        .query(|r| {
+            let done = !r.views().is_empty()
+                && r.views()
+                    .values()
+                    .all(|v| matches!(v.status, RiderStatus::Finished | RiderStatus::Abandoned));
+            (r.is_started(), r.is_closed() || done)
+        })
+        .await;
+    match state {
+        Ok((_, true)) => RaceStatus::Finished,
+        Ok((true, false)) => RaceStatus::Live,
+        _ if wall_ms() >= start => RaceStatus::Live,
+        _ => RaceStatus::Scheduled,
+    }
+}
+
+impl EngineControl for Control {
+    fn races(&self) -> BoxFuture<Vec<RaceSummary>> {
+        let handles: Vec<RaceHandle> = self.races.iter().map(|r| r.handle.clone()).collect();
+        let me = self.0.clone();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(handles.len());
+            for h in handles {
+                let status = status_of(&h).await;
+                if let Some(r) = me.races.get(h.race_id()) {
+                    out.push(me.summary(&r, status));
+                }
+            }
+            out.sort_by(|a, b| a.start_ms.cmp(&b.start_ms).then(a.id.cmp(&b.id)));
+            out
+        })
+    }
+
+    fn race_detail(&self, race: String) -> BoxFuture<Option<RaceDetail>> {
+        let found = self
+            .races
+            .get(&race)
+            .map(|r| (r.handle.clone(), r.detail.clone()));
+        Box::pin(async move {
+            let (handle, mut detail) = found?;
+            detail.status = status_of(&handle).await;
+            // Checkpoints may have been moved by the organiser since the race opened.
+            if let Ok(cps) = handle
+                .query(|r| {
+                    let course = r.course().course();
+                    course
+                        .checkpoints()
+                        .iter()
+                        .map(|c| {
+                            let (lat, lon) = course.position_at(c.distance_m);
+                            flevum_protocol::CheckpointInfo {
+                                name: c.name.clone(),
+                                distance_m: c.distance_m,
+                                lat,
+                                lon,
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+            {
+                detail.checkpoints = cps;
+            }
+            Some(detail)
+        })
+    }
+
+    fn standings(&self, race: String) -> BoxFuture<Option<Vec<Standing>>> {
+        let handle = self.race(&race);
+        Box::pin(async move {
+            let handle = handle?;
+            let riders: BTreeMap<u32, RiderInfo> = handle
+                .config()
+                .riders
+                .iter()
+                .map(|r| {
+                    (
+                        r.id,
+                        RiderInfo {
+                            rider_id: r.id,
+                            bib: r.bib.clone(),
+                            name: r.name.clone(),
+                            team: r.team.clone(),
+                        },
+                    )
+                })
+                .collect();
+            let start = handle.config().start_ms;
+            let (views, finishes) = handle
+                .query(|r| {
+                    (
+                        r.views().values().cloned().collect::<Vec<_>>(),
+                        r.finish_order().iter().copied().collect::<BTreeMap<_, _>>(),
+                    )
+                })
+                .await
+                .ok()?;
+            let mut rows: Vec<Standing> = views
+                .into_iter()
+                .filter_map(|v| {
+                    let info = riders.get(&v.rider_id)?;
+                    Some(Standing {
+                        rank: v.rank,
+                        rider_id: v.rider_id,
+                        bib: info.bib.clone(),
+                        name: info.name.clone(),
+                        team: info.team.clone(),
+                        distance_m: v.distance_m,
+                        gap_to_leader_ms: v.gap_to_leader_ms,
+                        status: v.status,
+                        finish_time_ms: finishes.get(&v.rider_id).map(|t| t - start),
+                    })
+                })
+                .collect();
+            rows.sort_by_key(|s| (s.rank == 0, s.rank, s.rider_id));
+            Some(rows)
+        })
+    }
+
+    fn groups(&self, race: String) -> BoxFuture<Option<Vec<GroupView>>> {
+        let handle = self.race(&race);
+        Box::pin(async move { handle?.query(|r| r.group_views().to_vec()).await.ok() })
+    }
+
+    fn splits(&self, race: String) -> BoxFuture<Option<Vec<SplitRow>>> {
+        let handle = self.race(&race);
+        Box::pin(async move {
+            let handle = handle?;
+            let start = handle.config().start_ms;
+            let (checkpoints, splits) = handle
+                .query(|r| {
+                    let cps: Vec<(String, f64)> = r
+                        .course()
+                        .course()
+                        .checkpoints()
+                        .iter()
+                        .map(|c| (c.name.clone(), c.distance_m))
+                        .collect();
+                    (cps, r.splits())
+                })
+                .await
+                .ok()?;
+            let mut rows = Vec::new();
+            for (i, (name, distance_m)) in checkpoints.iter().enumerate() {
+                let mut passed: Vec<(i64, u32)> = splits
+                    .iter()
+                    .filter_map(|s| Some((s.passages.get(i).copied().flatten()?, s.rider_id)))
+                    .collect();
+                passed.sort_unstable();
+                let first = passed.first().map(|p| p.0);
+                for (pos, (t, rider_id)) in passed.iter().enumerate() {
+                    rows.push(SplitRow {
+                        checkpoint: name.clone(),
+                        distance_m: *distance_m,
+                        rider_id: *rider_id,
+                        time_ms: *t,
+                        race_time_ms: t - start,
+                        position: pos as u32 + 1,
+                        gap_ms: first.map_or(0, |f| t - f),
+                    });
+                }
+            }
+            Some(rows)
+        })
+    }
+
+    fn rider_track(&self, race: String, rider: u32) -> BoxFuture<Option<Vec<TrackPoint>>> {
+        let handle = self.race(&race);
+        Box::pin(async move {
+            let samples = handle?.query(move |r| r.track(rider)).await.ok()??;
+            Some(
+                samples
+                    .into_iter()
+                    .map(|s| TrackPoint {
+                        time_ms: s.time_ms,
+                        lat: s.lat,
+                        lon: s.lon,
+                        ele: s.ele,
+                        distance_m: s.distance_m,
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    fn submit_positions(
+        &self,
+        device_token: String,
+        records: Vec<PositionRecord>,
+    ) -> BoxFuture<Result<(), SubmitError>> {
+        let grant = self.tokens.authenticate(&device_token);
+        let handle = grant.as_ref().and_then(|g| self.race(&g.race_id));
+        let limits = self.limits;
+        Box::pin(async move {
+            let (Some(grant), Some(handle)) = (grant, handle) else {
+                return Err(SubmitError::Unauthorized);
+            };
+            let now = wall_ms();
+            let mut valid = Vec::with_capacity(records.len());
+            let mut first_error = None;
+            for r in records {
+                match r.validate(now, &limits) {
+                    Ok(()) => valid.push(r),
+                    Err(e) => {
+                        first_error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            if valid.is_empty()
+                && let Some(e) = first_error
+            {
+                return Err(SubmitError::Invalid(e));
+            }
+            handle
+                .submit(grant.rider_id, valid)
+                .await
+                .map_err(|e| SubmitError::Unavailable(e.to_string()))
+        })
+    }
+
+    fn admin(
+        &self,
+        race: Option<String>,
+        request: AdminRequest,
+    ) -> BoxFuture<Result<serde_json::Value, AdminError>> {
+        let me = self.0.clone();
+        Box::pin(async move {
+            if let AdminRequest::CreateRace { config_toml, gpx } = &request {
+                return me.create_race(config_toml, gpx);
+            }
+            let Some(race) = race else {
+                return Err(AdminError::Invalid("this action needs a race".into()));
+            };
+            let handle = me
+                .race(&race)
+                .ok_or_else(|| AdminError::NotFound(format!("race {race}")))?;
+            me.admin_on(handle, request).await
+        })
+    }
+
+    fn viewer_allowed(&self, race: String, _token: Option<String>) -> BoxFuture<bool> {
+        // Private races are opened with the gateway's signed share tokens; the engine itself
+        // grants only public races.
+        let public = self
+            .races
+            .get(&race)
+            .is_some_and(|r| visibility(r.handle.config()) == Visibility::Public);
+        Box::pin(async move { public })
+    }
+
+    fn ready(&self) -> BoxFuture<bool> {
+        let ready = self.ready.load(Ordering::Acquire);
+        Box::pin(async move { ready })
+    }
+}
+
+/// The gateway's view of the host (`EngineControl` futures own a reference to it).
+#[derive(Clone)]
+pub struct Control(pub Arc<EngineHost>);
+
+impl std::ops::Deref for Control {
+    type Target = EngineHost;
+    fn deref(&self) -> &EngineHost {
+        &self.0
+    }
+}
