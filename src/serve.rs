@@ -167,6 +167,8 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
     eprintln!("flevum: live map and API on http://{http_addr}/");
 
     // The demo race and its simulated devices.
+    let (demo_stop_tx, demo_stop_rx) = watch::channel(false);
+    let mut demo_task = None;
     if let Some(opts) = demo {
         let course = Course::from_gpx_str(DEMO_COURSE_GPX).context("the demo course")?;
         let index = CourseIndex::new(course.clone());
@@ -193,13 +195,13 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
         host.open(race.clone(), course)
             .context("opening the demo race")?;
         let server = SocketAddr::from(([127, 0, 0, 1], ingest_addr.port()));
-        tasks.push(tokio::spawn(drive_demo(
+        demo_task = Some(tokio::spawn(drive_demo(
             sim,
             race,
             tokens.clone(),
             server,
             fingerprint.clone(),
-            stop_rx.clone(),
+            demo_stop_rx,
         )));
         eprintln!(
             "flevum: demo race with {} riders starts in {} s: http://{http_addr}/races/demo",
@@ -210,10 +212,17 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
 
     wait_for_signal().await;
     eprintln!("flevum: shutting down");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    // Devices first (they would otherwise keep reconnecting to a closing ingest), then the rest.
+    let _ = demo_stop_tx.send(true);
+    if let Some(t) = demo_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(tasks),
+    )
+    .await;
     drop(host);
     drop(demo_dir);
     Ok(())
@@ -282,9 +291,13 @@ async fn drive_demo(
             break;
         }
     }
-    for (_, c) in clients {
-        c.close().await;
-    }
+    // Close every device at once; a device still dialling must not hold the shutdown up.
+    let closing = clients.into_values().map(|c| c.close());
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        futures_util::future::join_all(closing),
+    )
+    .await;
 }
 
 /// Race configs from `races_dir/*.toml` (course paths relative to the file) and organiser
