@@ -27,6 +27,18 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::info;
 
+/// An issued device token as persisted: its hash and whom it belongs to, never the secret.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredToken {
+    /// SHA-256 of the token, hex.
+    sha256: String,
+    /// The rider it reports for.
+    rider_id: u32,
+    /// The rider's device.
+    device_id: String,
+}
+
 /// Publishes a shard's frames into the gateway's in-process hub (the embedded bus).
 pub struct HubPublisher(pub LiveHub);
 
@@ -62,6 +74,8 @@ pub struct EngineHost {
     shard: ShardConfig,
     /// Where uploaded races (config + GPX) are kept so a restart reopens them.
     uploads_dir: PathBuf,
+    /// Where issued device tokens are kept (hashes only) so a restart still accepts them.
+    tokens_dir: PathBuf,
     /// The hub frames are published into.
     hub: LiveHub,
     /// Validation limits for positions arriving over HTTP.
@@ -85,7 +99,7 @@ impl EngineHost {
     /// An empty host.
     pub fn new(
         shard: ShardConfig,
-        uploads_dir: PathBuf,
+        data_dir: PathBuf,
         hub: LiveHub,
         tokens: Arc<TokenStore>,
         shutdown: watch::Receiver<bool>,
@@ -95,7 +109,8 @@ impl EngineHost {
             tokens,
             sink: Arc::new(ShardSink::new()),
             shard,
-            uploads_dir,
+            uploads_dir: data_dir.join("uploads"),
+            tokens_dir: data_dir.join("tokens"),
             hub,
             limits: RecordLimits::default(),
             ready: AtomicBool::new(false),
@@ -121,6 +136,7 @@ impl EngineHost {
     ) -> Result<tokio::task::JoinHandle<()>, ShardError> {
         let index = CourseIndex::new(course);
         let detail = race_detail(&config, &index);
+        self.register_tokens(&config);
         let (handle, report, task) = open_race(
             &self.shard,
             config.clone(),
@@ -143,6 +159,58 @@ impl EngineHost {
     /// The handle of an open race.
     pub fn race(&self, race_id: &str) -> Option<RaceHandle> {
         self.races.get(race_id).map(|r| r.handle.clone())
+    }
+
+    /// Accepts the device tokens of a race: hashes from its config and tokens issued earlier
+    /// through the organiser API (persisted as hashes).
+    fn register_tokens(&self, config: &RaceConfig) {
+        let grant = |r: &flevum_engine::core::race::RiderConfig| DeviceGrant {
+            race_id: config.id.clone(),
+            rider_id: r.id,
+            device_id: r.device_id.clone(),
+            report_interval_ms: config.report_interval_ms,
+        };
+        for r in &config.riders {
+            if let Some(h) = &r.device_token_sha256 {
+                self.tokens.insert_hash(h, grant(r));
+            }
+        }
+        let file = self.tokens_dir.join(format!("{}.json", config.id));
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return;
+        };
+        match serde_json::from_str::<Vec<StoredToken>>(&text) {
+            Ok(list) => {
+                for t in list {
+                    if let Some(r) = config.riders.iter().find(|r| r.id == t.rider_id) {
+                        self.tokens.insert_hash(&t.sha256, grant(r));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(file = %file.display(), "ignoring unreadable token list: {e}"),
+        }
+    }
+
+    /// Writes a race's current tokens (hashes only) atomically.
+    fn persist_tokens(&self, race_id: &str) -> std::io::Result<()> {
+        let list: Vec<StoredToken> = self
+            .tokens
+            .hashes(race_id)
+            .into_iter()
+            .map(|(sha256, g)| StoredToken {
+                sha256,
+                rider_id: g.rider_id,
+                device_id: g.device_id,
+            })
+            .collect();
+        std::fs::create_dir_all(&self.tokens_dir)?;
+        let file = self.tokens_dir.join(format!("{race_id}.json"));
+        let tmp = file.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, file)
     }
 
     fn summary(&self, r: &OpenRace, status: RaceStatus) -> RaceSummary {
@@ -190,6 +258,8 @@ impl EngineHost {
                     report_interval_ms: handle.config().report_interval_ms,
                 };
                 let token = self.tokens.issue(grant);
+                self.persist_tokens(&race_id)
+                    .map_err(|e| AdminError::Internal(format!("saving tokens: {e}")))?;
                 return Ok(json!({
                     "token": token,
                     "riderId": rider_id,
@@ -218,6 +288,8 @@ impl EngineHost {
                         "tokens of device {device_id}"
                     )));
                 }
+                self.persist_tokens(&race_id)
+                    .map_err(|e| AdminError::Internal(format!("saving tokens: {e}")))?;
                 return Ok(json!({ "revoked": revoked }));
             }
             AdminRequest::MoveCheckpoint { name, distance_m } => {

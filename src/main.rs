@@ -7,6 +7,7 @@
 
 mod config;
 mod host;
+mod replay;
 mod serve;
 
 use std::path::PathBuf;
@@ -121,7 +122,11 @@ fn main() -> ExitCode {
         Command::Simulate {
             connect: Some(_), ..
         } => not_yet("--connect drives riders over QUIC, which lands with the ingest (issue 5)"),
-        Command::Replay { .. } => not_yet("replay lands with the journal (issue 5)"),
+        Command::Replay {
+            race,
+            speed,
+            config,
+        } => report(run_replay(&config, &race, speed, cli.log_format.as_deref())),
     }
 }
 
@@ -175,6 +180,37 @@ fn run_serve(
     demo: Option<serve::DemoOptions>,
     log_format: Option<&str>,
 ) -> anyhow::Result<()> {
+    let mut cfg = server_config(path, log_format)?;
+    if demo.is_some() && cfg.telemetry.log_filter == "info" {
+        // Forty simulated phones connecting are not news; keep the demo's log readable.
+        cfg.telemetry.log_filter =
+            "info,flevum_protocol::client=warn,flevum_engine::ingest::connection=warn".into();
+    }
+    init_tracing(&cfg);
+    runtime()?.block_on(serve::serve(cfg, demo))
+}
+
+/// `flevum replay RACE --speed N`.
+fn run_replay(
+    path: &std::path::Path,
+    race: &str,
+    speed: f64,
+    log_format: Option<&str>,
+) -> anyhow::Result<()> {
+    let cfg = server_config(path, log_format)?;
+    init_tracing(&cfg);
+    runtime()?.block_on(replay::replay(cfg, race, speed))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Loads the server config (a missing default file means built-in defaults plus environment
+/// overrides) and applies `--log-format`.
+fn server_config(path: &std::path::Path, log_format: Option<&str>) -> anyhow::Result<ServerConfig> {
     let mut cfg = if path.exists() {
         ServerConfig::load(path).map_err(|issues| config_error(path, &issues))?
     } else if path == std::path::Path::new("configs/flevum.toml") {
@@ -192,16 +228,7 @@ fn run_serve(
             config::LogFormat::Pretty
         };
     }
-    if demo.is_some() && cfg.telemetry.log_filter == "info" {
-        // Forty simulated phones connecting are not news; keep the demo's log readable.
-        cfg.telemetry.log_filter =
-            "info,flevum_protocol::client=warn,flevum_engine::ingest::connection=warn".into();
-    }
-    init_tracing(&cfg);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(serve::serve(cfg, demo))
+    Ok(cfg)
 }
 
 fn config_error(path: &std::path::Path, issues: &[config::ConfigIssue]) -> anyhow::Error {

@@ -60,15 +60,18 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
         },
         tick_interval: Duration::from_millis(cfg.engine.tick_ms.max(50)),
         command_queue: 4096,
+        clock: flevum_engine::shard::ShardClock::Wall,
     };
-    let uploads_dir = journal_dir
+    // Uploaded races and issued tokens live beside the journal.
+    let data_dir = journal_dir
         .parent()
-        .map_or_else(|| PathBuf::from("uploads"), |p| p.join("uploads"));
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let uploads_dir = data_dir.join("uploads");
     let hub = LiveHub::new(Default::default());
     let tokens = Arc::new(TokenStore::new());
     let host = Arc::new(EngineHost::new(
         shard,
-        uploads_dir.clone(),
+        data_dir,
         hub.clone(),
         tokens.clone(),
         stop_rx.clone(),
@@ -123,48 +126,9 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
     }));
 
     // Gateway.
-    let mut admin_token = cfg.gateway.admin_token.clone();
-    if admin_token.is_empty() {
-        admin_token = random_token();
-        eprintln!("flevum: organiser admin token for this run: {admin_token}");
-    }
-    let gateway_config = GatewayConfig {
-        admin_tokens: vec![admin_token],
-        tile_url: cfg.gateway.tile_url.clone().filter(|u| !u.is_empty()),
-        cors_origins: cfg.gateway.cors_origins.clone(),
-        max_body_bytes: cfg.gateway.max_body_bytes,
-        requests_per_minute_per_ip: cfg.gateway.requests_per_minute_per_ip,
-        websockets_per_ip: cfg.gateway.websockets_per_ip,
-        client_byte_budget: cfg.gateway.client_byte_budget,
-        ..GatewayConfig::default()
-    };
-    if let Err(errors) = gateway_config.validate() {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("invalid gateway settings: {}", list.join("; "));
-    }
-    let listener = tokio::net::TcpListener::bind(cfg.gateway.listen)
-        .await
-        .with_context(|| format!("binding the gateway on {}", cfg.gateway.listen))?;
-    let http_addr = listener.local_addr()?;
-    let state = GatewayState::new(
-        gateway_config,
-        hub.clone(),
-        Arc::new(Control(host.clone())),
-        prometheus,
-    )
-    .with_static_assets(StaticAssets {
-        index_html: flevum_gateway::web_assets::index_html,
-        asset: flevum_gateway::web_assets::asset,
-    });
-    tasks.push(tokio::spawn({
-        let stop = until_shutdown(stop_rx.clone());
-        async move {
-            if let Err(e) = flevum_gateway::run(listener, state, stop).await {
-                warn!("gateway stopped: {e}");
-            }
-        }
-    }));
-    eprintln!("flevum: live map and API on http://{http_addr}/");
+    let (http_addr, gateway) =
+        start_gateway(&cfg, hub.clone(), host.clone(), prometheus, &stop_rx).await?;
+    tasks.push(gateway);
 
     // The demo race and its simulated devices.
     let (demo_stop_tx, demo_stop_rx) = watch::channel(false);
@@ -226,6 +190,52 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
     drop(host);
     drop(demo_dir);
     Ok(())
+}
+
+/// Binds and starts the gateway (API, live feeds, the embedded page) over a host.
+pub async fn start_gateway(
+    cfg: &ServerConfig,
+    hub: LiveHub,
+    host: Arc<EngineHost>,
+    prometheus: flevum_gateway::PrometheusHandle,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let mut admin_token = cfg.gateway.admin_token.clone();
+    if admin_token.is_empty() {
+        admin_token = random_token();
+        eprintln!("flevum: organiser admin token for this run: {admin_token}");
+    }
+    let gateway_config = GatewayConfig {
+        admin_tokens: vec![admin_token],
+        tile_url: cfg.gateway.tile_url.clone().filter(|u| !u.is_empty()),
+        cors_origins: cfg.gateway.cors_origins.clone(),
+        max_body_bytes: cfg.gateway.max_body_bytes,
+        requests_per_minute_per_ip: cfg.gateway.requests_per_minute_per_ip,
+        websockets_per_ip: cfg.gateway.websockets_per_ip,
+        client_byte_budget: cfg.gateway.client_byte_budget,
+        ..GatewayConfig::default()
+    };
+    if let Err(errors) = gateway_config.validate() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("invalid gateway settings: {}", list.join("; "));
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.gateway.listen)
+        .await
+        .with_context(|| format!("binding the gateway on {}", cfg.gateway.listen))?;
+    let http_addr = listener.local_addr()?;
+    let state = GatewayState::new(gateway_config, hub, Arc::new(Control(host)), prometheus)
+        .with_static_assets(StaticAssets {
+            index_html: flevum_gateway::web_assets::index_html,
+            asset: flevum_gateway::web_assets::asset,
+        });
+    let stop = until_shutdown(stop_rx.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = flevum_gateway::run(listener, state, stop).await {
+            warn!("gateway stopped: {e}");
+        }
+    });
+    eprintln!("flevum: live map and API on http://{http_addr}/");
+    Ok((http_addr, task))
 }
 
 /// Simulated riders: one QUIC device client each, fed with the simulation in real time.
@@ -355,7 +365,7 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -325,6 +325,7 @@ impl Simulation {
                     name: format!("{} {}", FIRST[i % 16], LAST[(i / 16 + i * 7) % 16]),
                     team: TEAMS[i % 8].to_string(),
                     device_id: format!("sim-{}", r.id),
+                    device_token_sha256: None,
                 }
             })
             .collect();

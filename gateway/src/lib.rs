@@ -24,7 +24,8 @@ pub mod web_assets;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+pub use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder};
 
 pub use config::{ConfigError, GatewayConfig};
 pub use engine_control::{

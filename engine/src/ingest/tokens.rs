@@ -73,6 +73,38 @@ impl TokenStore {
         self.by_hash.insert(hash(token), grant);
     }
 
+    /// Registers a token known only by its SHA-256 (64 hex digits), as race configs and the
+    /// persisted token list hold them. Returns false (and registers nothing) for a malformed hash.
+    pub fn insert_hash(&self, sha256_hex: &str, grant: DeviceGrant) -> bool {
+        let hex = sha256_hex.as_bytes();
+        if hex.len() != 64 {
+            return false;
+        }
+        let mut hash = [0u8; 32];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => hash[i] = (hi * 16 + lo) as u8,
+                _ => return false,
+            }
+        }
+        self.by_hash.insert(hash, grant);
+        true
+    }
+
+    /// Every token of a race as (SHA-256 hex, grant), for persisting issued tokens without
+    /// their secrets.
+    pub fn hashes(&self, race_id: &str) -> Vec<(String, DeviceGrant)> {
+        let mut out: Vec<(String, DeviceGrant)> = self
+            .by_hash
+            .iter()
+            .filter(|e| e.value().race_id == race_id)
+            .map(|e| (hex(e.key()), e.value().clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The grant of `token`, or `None` when it is unknown or revoked.
     pub fn authenticate(&self, token: &str) -> Option<DeviceGrant> {
         self.by_hash.get(&hash(token)).map(|g| g.value().clone())
@@ -139,6 +171,18 @@ mod tests {
         assert_eq!(store.authenticate(&a), None);
         assert_eq!(store.authenticate(&b), Some(grant("d2", 2)));
         assert_eq!(store.revoke_device("r1", "d1"), 0);
+    }
+
+    #[test]
+    fn a_token_registered_by_its_hash_authenticates() {
+        let store = TokenStore::new();
+        let token = "secret-token-1";
+        let h = hex(&hash(token));
+        assert!(store.insert_hash(&h, grant("d1", 1)));
+        assert_eq!(store.authenticate(token), Some(grant("d1", 1)));
+        assert!(!store.insert_hash("zz", grant("d2", 2)));
+        assert!(!store.insert_hash(&"g".repeat(64), grant("d2", 2)));
+        assert_eq!(store.hashes("r1"), vec![(h, grant("d1", 1))]);
     }
 
     #[test]

@@ -40,6 +40,40 @@ pub struct ShardConfig {
     pub tick_interval: Duration,
     /// Commands waiting for the shard; a full queue makes submitters wait (back-pressure).
     pub command_queue: usize,
+    /// The race clock: the wall clock live, a scaled one when a finished race is replayed.
+    pub clock: ShardClock,
+}
+
+/// Where a shard's `now` comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum ShardClock {
+    /// The wall clock (live races).
+    #[default]
+    Wall,
+    /// Race time that starts at `origin_ms` when `since` was taken and runs `speed` times faster
+    /// than the wall clock (`flevum replay`).
+    Scaled {
+        /// Race time at `since`, ms since the Unix epoch.
+        origin_ms: Millis,
+        /// How many race seconds pass per wall second.
+        speed: f64,
+        /// The wall instant at which race time was `origin_ms`.
+        since: std::time::Instant,
+    },
+}
+
+impl ShardClock {
+    /// The race clock's current time, ms since the Unix epoch.
+    pub fn now_ms(&self) -> Millis {
+        match *self {
+            ShardClock::Wall => wall_ms(),
+            ShardClock::Scaled {
+                origin_ms,
+                speed,
+                since,
+            } => origin_ms + (since.elapsed().as_secs_f64() * 1000.0 * speed) as Millis,
+        }
+    }
 }
 
 impl Default for ShardConfig {
@@ -48,6 +82,7 @@ impl Default for ShardConfig {
             journal: JournalConfig::default(),
             tick_interval: Duration::from_secs(1),
             command_queue: 4096,
+            clock: ShardClock::Wall,
         }
     }
 }
@@ -100,6 +135,8 @@ pub struct RaceHandle {
     durable: Arc<DashMap<u32, ContiguousSeq>>,
     /// The race config as opened (rider list, devices, report interval) for lookups off-task.
     config: Arc<RaceConfig>,
+    /// The shard's clock, which stamps arrival times.
+    clock: ShardClock,
 }
 
 /// What recovery found when the shard opened.
@@ -165,7 +202,7 @@ pub fn open_race(
     // Catch the replayed race up to now, then forget the replay's outputs: fans of the new epoch
     // start from the snapshot; the alert history stays in the race's ring.
     if let Some(t) = next_tick {
-        race.handle_tick(t.max(wall_ms()));
+        race.handle_tick(t.max(config.clock.now_ms()));
     }
     while race.poll_output().is_some() {}
     report.torn_bytes = stats.torn_bytes;
@@ -190,10 +227,19 @@ pub fn open_race(
         tx,
         durable,
         config: Arc::new(race_config),
+        clock: config.clock,
     };
     let span = info_span!("race_shard", race = %handle.race_id);
     let task = tokio::spawn(
-        run_shard(race, rx, publisher, config.tick_interval, shutdown).instrument(span),
+        run_shard(
+            race,
+            rx,
+            publisher,
+            config.tick_interval,
+            config.clock,
+            shutdown,
+        )
+        .instrument(span),
     );
     Ok((handle, report, task))
 }
@@ -215,6 +261,7 @@ async fn run_shard(
     mut rx: mpsc::Receiver<Command>,
     publisher: Arc<dyn FramePublisher>,
     tick_interval: Duration,
+    clock: ShardClock,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let race_id = race.config().id.clone();
@@ -229,7 +276,7 @@ async fn run_shard(
             _ = &mut shutdown => break,
             _ = ticker.tick() => {
                 let started = std::time::Instant::now();
-                let now = wall_ms();
+                let now = clock.now_ms();
                 race.handle_tick(now);
                 while let Some(out) = race.poll_output() {
                     delayed.push_back((now + delay_ms, out));
@@ -305,7 +352,7 @@ impl RaceHandle {
         if records.is_empty() {
             return Ok(());
         }
-        let arrival_ms = wall_ms();
+        let arrival_ms = self.clock.now_ms();
         let entries: Vec<JournalEntry> = records
             .iter()
             .map(|record| JournalEntry::Fix {
@@ -336,7 +383,7 @@ impl RaceHandle {
 
     /// Journals an organiser command, then applies it; the race's verdict is returned.
     pub async fn admin(&self, command: AdminCommand) -> Result<(), ShardError> {
-        let at_ms = wall_ms();
+        let at_ms = self.clock.now_ms();
         let command_json =
             serde_json::to_string(&command).map_err(|e| ShardError::Encode(e.to_string()))?;
         self.journal

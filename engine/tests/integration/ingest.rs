@@ -775,6 +775,7 @@ async fn devices_reach_the_real_shard_and_journal_through_quic() {
         },
         tick_interval: Duration::from_millis(50),
         command_queue: 64,
+        clock: Default::default(),
     };
     let (stop_shard, shard_stopped) = oneshot::channel::<()>();
     let (race, _report, shard_task) = open_race(

@@ -138,6 +138,7 @@ fn two_riders() -> (CourseIndex, RaceConfig) {
         name: format!("R{id}"),
         team: String::new(),
         device_id: format!("d{id}"),
+        device_token_sha256: None,
     };
     let config = RaceConfig::new(
         "t",

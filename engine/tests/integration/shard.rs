@@ -48,6 +48,7 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
         },
         tick_interval: Duration::from_millis(50),
         command_queue: 64,
+        clock: Default::default(),
     };
     let now = wall_ms();
     let mut sim = Simulation::new(

@@ -21,6 +21,11 @@ pub struct RiderConfig {
     pub team: String,
     /// Identifier of the rider's tracker (device tokens are bound to it).
     pub device_id: String,
+    /// SHA-256 (hex) of the device token the organiser handed out for this rider, so a config
+    /// can grant a device without holding the secret (`printf %s TOKEN | sha256sum`). Tokens can
+    /// also be issued through the organiser API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token_sha256: Option<String>,
 }
 
 /// A checkpoint given in the config: a distance along the course or a coordinate to snap.
@@ -269,6 +274,14 @@ impl RaceConfig {
                     format!("duplicate bib {:?}", r.bib),
                 );
             }
+            if let Some(h) = &r.device_token_sha256
+                && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                err(
+                    &format!("riders[{i}].device_token_sha256"),
+                    "must be 64 hex digits (the SHA-256 of the token)".to_string(),
+                );
+            }
             if r.device_id.is_empty() || !devices.insert(r.device_id.as_str()) {
                 err(
                     &format!("riders[{i}].device_id"),
@@ -353,6 +366,7 @@ mod tests {
             name: format!("Rider {id}"),
             team: String::new(),
             device_id: dev.into(),
+            device_token_sha256: None,
         }
     }
 

@@ -1,0 +1,296 @@
+//! Crash recovery of the whole server: `flevum serve` is killed with SIGKILL while 50 devices
+//! stream over QUIC, restarted on the same journal, and every acknowledged fix must be in the
+//! recovered race state exactly once. Devices use the real client (buffer, reconnect, backfill).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flevum_engine::core::{Course, CourseIndex};
+use flevum_engine::shard::wall_ms;
+use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
+
+const RIDERS: u32 = 50;
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// A minimal HTTP/1.1 GET: status and body.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    // Chunked bodies: join the chunks.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.push_str(tail.get(..n)?);
+            rest = tail.get(n + 2..)?;
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn start_server(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flevum"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("FLEVUM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flevum starts")
+}
+
+fn wait_ready(http: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http_get(http, "/readyz") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the server did not become ready");
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes the server config, the race (50 riders with config-granted tokens) and a TLS
+/// certificate that survives restarts; returns (config path, pin).
+fn setup(dir: &Path, http: u16, quic: u16, start_ms: i64) -> (PathBuf, String) {
+    let course = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx");
+    std::fs::create_dir_all(dir.join("races")).unwrap();
+    let mut race = format!(
+        "id = \"crash\"\nname = \"Crash test\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
+         course = {:?}\nreport_interval_ms = 1000\n",
+        course.display().to_string()
+    );
+    for i in 1..=RIDERS {
+        race.push_str(&format!(
+            "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\ndevice_id = \"dev-{i}\"\n\
+             device_token_sha256 = \"{}\"\n",
+            sha256_hex(&format!("token-{i}"))
+        ));
+    }
+    std::fs::write(dir.join("races/crash.toml"), race).unwrap();
+    let pin = flevum_engine::ingest::write_self_signed(
+        &["localhost".to_string()],
+        &dir.join("cert.pem"),
+        &dir.join("key.pem"),
+    )
+    .unwrap();
+    let config = format!(
+        "[ingest]\nlisten = \"127.0.0.1:{quic}\"\ntls_cert = {:?}\ntls_key = {:?}\n\
+         [gateway]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"crash-test-admin-token-0123\"\n\
+         [engine]\ntick_ms = 200\nraces_dir = {:?}\n\
+         [journal]\ndir = {:?}\n",
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string(),
+        dir.join("races").display().to_string(),
+        dir.join("data/journal").display().to_string(),
+    );
+    let path = dir.join("flevum.toml");
+    std::fs::write(&path, config).unwrap();
+    (path, pin)
+}
+
+#[test]
+fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
+    let http = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let start_ms = wall_ms() - 30_000;
+    let (config, pin) = setup(dir.path(), http_port, quic_port, start_ms);
+
+    let course = Course::from_gpx_file(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx"),
+    )
+    .unwrap();
+    let mut sim = Simulation::new(
+        CourseIndex::new(course),
+        SimConfig {
+            riders: RIDERS,
+            start_ms,
+            fix_interval_ms: 1000,
+            max_delivery_ms: 0,
+            dropouts: 0,
+            off_course_at: None,
+            crash_riders: 0,
+            ..SimConfig::default()
+        },
+    );
+
+    let mut server = start_server(&config);
+    wait_ready(http);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let clients: BTreeMap<u32, DeviceClient> = (1..=RIDERS)
+        .map(|i| {
+            let c = DeviceClient::spawn(ClientConfig {
+                server: SocketAddr::from(([127, 0, 0, 1], quic_port)),
+                server_name: "localhost".into(),
+                pin: CertPin::Sha256(pin.clone()),
+                token: format!("token-{i}"),
+                backoff_max: Duration::from_secs(1),
+                ..ClientConfig::default()
+            })
+            .expect("client starts");
+            (i, c)
+        })
+        .collect();
+    let mut pushed: BTreeMap<u32, BTreeSet<i64>> = BTreeMap::new();
+    let mut stream_for = |until: Instant, sim: &mut Simulation| {
+        while Instant::now() < until {
+            let mut events = sim.step_until(wall_ms());
+            events.sort_by_key(|e| (e.rider_id, e.record.seq));
+            for e in events {
+                let c = &clients[&e.rider_id];
+                if e.record.seq >= c.next_seq() && c.push(e.record).is_ok() {
+                    pushed
+                        .entry(e.rider_id)
+                        .or_default()
+                        .insert(e.record.time_ms);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Stream, then kill the server mid-stream.
+    stream_for(Instant::now() + Duration::from_secs(4), &mut sim);
+    let acked_before: u32 = clients.values().map(|c| c.acked_seq()).sum();
+    assert!(
+        acked_before > 0,
+        "devices were acknowledged before the crash"
+    );
+    server.kill().expect("SIGKILL");
+    let _ = server.wait();
+    // Devices keep recording while the server is down.
+    stream_for(Instant::now() + Duration::from_secs(2), &mut sim);
+
+    let mut server = start_server(&config);
+    wait_ready(http);
+    stream_for(Instant::now() + Duration::from_secs(2), &mut sim);
+    runtime.block_on(async {
+        for (i, c) in &clients {
+            c.flush(Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("device {i} did not get everything acknowledged: {e}"));
+        }
+    });
+
+    // Every fix pushed (hence every acknowledged one) is in the race state exactly once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut missing = BTreeMap::new();
+    while Instant::now() < deadline {
+        missing.clear();
+        for (rider, times) in &pushed {
+            let path = format!("/v1/races/crash/riders/{rider}/track?format=geojson");
+            let (status, body) = http_get(http, &path).expect("track request");
+            assert_eq!(status, 200, "{body}");
+            let json: serde_json::Value = serde_json::from_str(&body).expect("track JSON");
+            let got: Vec<i64> = json["properties"]["timesMs"]
+                .as_array()
+                .expect("timesMs")
+                .iter()
+                .filter_map(|t| t.as_i64())
+                .collect();
+            let unique: BTreeSet<i64> = got.iter().copied().collect();
+            assert_eq!(
+                unique.len(),
+                got.len(),
+                "rider {rider}: a fix is duplicated"
+            );
+            let lost = times.difference(&unique).count();
+            if lost > 0 {
+                missing.insert(*rider, lost);
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        missing.is_empty(),
+        "fixes missing after recovery: {missing:?}"
+    );
+    let total: usize = pushed.values().map(BTreeSet::len).sum();
+    eprintln!("{total} fixes from {RIDERS} devices, server killed once, none lost or duplicated");
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // `flevum replay` re-runs the recovered journal at 20× and serves it like a live race.
+    let mut replay = Command::new(env!("CARGO_BIN_EXE_flevum"))
+        .args(["replay", "crash", "--speed", "20", "--config"])
+        .arg(&config)
+        .env("FLEVUM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flevum replay starts");
+    wait_ready(http);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut moving = 0;
+    while Instant::now() < deadline && moving < RIDERS as usize {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some((200, body)) = http_get(http, "/v1/races/crash/standings") {
+            let rows: serde_json::Value = serde_json::from_str(&body).expect("standings JSON");
+            moving = rows.as_array().map_or(0, |r| {
+                r.iter()
+                    .filter(|s| s["distanceM"].as_f64() > Some(100.0))
+                    .count()
+            });
+        }
+    }
+    let _ = replay.kill();
+    let _ = replay.wait();
+    assert_eq!(moving, RIDERS as usize, "every rider moves in the replay");
+    runtime.block_on(async {
+        for (_, c) in clients {
+            c.close().await;
+        }
+    });
+}
