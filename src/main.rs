@@ -7,6 +7,7 @@
 
 mod config;
 mod host;
+mod organiser;
 mod replay;
 mod serve;
 
@@ -70,9 +71,25 @@ enum Command {
         /// Seed of the simulation.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Send the fixes to a running server over QUIC instead of an in-process engine.
+        /// Send the fixes to a running server's QUIC ingest (ADDR:PORT) instead of an
+        /// in-process engine; the race is created and its tokens issued through the organiser API.
+        #[arg(long, requires_all = ["pin", "gateway", "admin_token"])]
+        connect: Option<std::net::SocketAddr>,
+        /// SHA-256 fingerprint of the server's certificate (printed by `flevum serve`).
         #[arg(long)]
-        connect: Option<String>,
+        pin: Option<String>,
+        /// The server's gateway, for the organiser API (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Organiser admin token of the server.
+        #[arg(long, env = "FLEVUM_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+        /// Id of the race to create on the server.
+        #[arg(long, default_value = "simulated")]
+        race_id: String,
+        /// Seconds from now until the simulated race starts.
+        #[arg(long, default_value_t = 10)]
+        start_in: i64,
     },
     /// Re-run a finished race from its journal.
     Replay {
@@ -118,16 +135,130 @@ fn main() -> ExitCode {
             riders,
             seed,
             connect: None,
+            ..
         } => report(simulate(&course, riders, seed)),
         Command::Simulate {
-            connect: Some(_), ..
-        } => not_yet("--connect drives riders over QUIC, which lands with the ingest (issue 5)"),
+            course,
+            riders,
+            seed,
+            connect: Some(addr),
+            pin,
+            gateway,
+            admin_token,
+            race_id,
+            start_in,
+        } => report(runtime().and_then(|rt| {
+            rt.block_on(simulate_connected(SimulateConnected {
+                course,
+                riders,
+                seed,
+                addr,
+                pin: pin.unwrap_or_default(),
+                gateway: gateway.unwrap_or_default(),
+                admin_token: admin_token.unwrap_or_default(),
+                race_id,
+                start_in,
+            }))
+        })),
         Command::Replay {
             race,
             speed,
             config,
         } => report(run_replay(&config, &race, speed, cli.log_format.as_deref())),
     }
+}
+
+/// What `flevum simulate --connect` needs.
+struct SimulateConnected {
+    /// Course file (GPX), uploaded with the race.
+    course: PathBuf,
+    /// Riders.
+    riders: u32,
+    /// Simulation seed.
+    seed: u64,
+    /// QUIC ingest address.
+    addr: std::net::SocketAddr,
+    /// Certificate pin.
+    pin: String,
+    /// Gateway base URL.
+    gateway: String,
+    /// Admin token.
+    admin_token: String,
+    /// Race id to create.
+    race_id: String,
+    /// Seconds until the start.
+    start_in: i64,
+}
+
+/// `flevum simulate --connect`: creates the race on a running server, issues one token per
+/// rider, and rides the simulation in real time through QUIC device clients.
+async fn simulate_connected(opts: SimulateConnected) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use flevum_engine::core::{Course, CourseIndex};
+    use flevum_engine::simulator::{SimConfig, Simulation};
+    let mut log = ServerConfig::default();
+    log.telemetry.log_filter = "info,flevum_protocol::client=warn".into();
+    init_tracing(&log);
+    let gpx = std::fs::read_to_string(&opts.course)
+        .with_context(|| format!("reading {}", opts.course.display()))?;
+    let course = Course::from_gpx_str(&gpx).context("loading the course")?;
+    let start_ms = flevum_engine::shard::wall_ms() + opts.start_in * 1000;
+    let sim = Simulation::new(
+        CourseIndex::new(course),
+        SimConfig {
+            riders: opts.riders.max(1),
+            seed: opts.seed,
+            start_ms,
+            fix_interval_ms: 2_000,
+            ..SimConfig::default()
+        },
+    );
+    let mut race = sim.race_config(&opts.race_id, "Simulated race");
+    race.course = "uploaded.gpx".into();
+    let config_toml = toml::to_string(&race).context("encoding the race config")?;
+    organiser::post_json(
+        &opts.gateway,
+        &opts.admin_token,
+        "/v1/admin/races",
+        &serde_json::json!({ "action": "create_race", "config_toml": config_toml, "gpx": gpx }),
+    )
+    .await
+    .context("creating the race")?;
+    let mut devices = std::collections::BTreeMap::new();
+    for rider in &race.riders {
+        let answer = organiser::post_json(
+            &opts.gateway,
+            &opts.admin_token,
+            &format!("/v1/admin/races/{}", race.id),
+            &serde_json::json!({ "action": "issue_token", "rider_id": rider.id }),
+        )
+        .await
+        .with_context(|| format!("issuing the token of rider {}", rider.id))?;
+        let token = answer["token"]
+            .as_str()
+            .context("the token answer has no token")?
+            .to_string();
+        devices.insert(rider.id, token);
+    }
+    eprintln!(
+        "simulating {} riders on race {} (starts in {} s): {}/races/{}",
+        race.riders.len(),
+        race.id,
+        opts.start_in,
+        opts.gateway.trim_end_matches('/'),
+        race.id
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let drive = tokio::spawn(serve::drive_devices(
+        sim, devices, opts.addr, opts.pin, stop_rx,
+    ));
+    tokio::select! {
+        _ = serve::wait_for_signal() => {}
+        _ = async { while !drive.is_finished() { tokio::time::sleep(std::time::Duration::from_millis(500)).await } } => {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = drive.await;
+    Ok(())
 }
 
 /// Prints an error chain and fails, or succeeds.
@@ -268,7 +399,15 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             // The race files the server would open, each validated with every problem listed.
             match serve::load_races(&cfg.engine.races_dir, std::path::Path::new("")) {
                 Ok(races) => {
+                    let mut failed = false;
                     for (race, course) in &races {
+                        // Building the race checks what needs the course: checkpoints snap onto it.
+                        let index = flevum_engine::core::CourseIndex::new(course.clone());
+                        if let Err(e) = flevum_engine::core::Race::new(race.clone(), index, 0) {
+                            eprintln!("race {}: {e}", race.id);
+                            failed = true;
+                            continue;
+                        }
                         println!(
                             "race {}: ok ({} riders, {:.1} km course, {} checkpoints)",
                             race.id,
@@ -277,7 +416,11 @@ fn check_config(path: &std::path::Path) -> ExitCode {
                             course.checkpoints().len() + race.checkpoints.len()
                         );
                     }
-                    ExitCode::SUCCESS
+                    if failed {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
                 }
                 Err(e) => {
                     eprintln!("{e:#}");

@@ -159,10 +159,22 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
         host.open(race.clone(), course)
             .context("opening the demo race")?;
         let server = SocketAddr::from(([127, 0, 0, 1], ingest_addr.port()));
-        demo_task = Some(tokio::spawn(drive_demo(
+        let devices = race
+            .riders
+            .iter()
+            .map(|rider| {
+                let token = tokens.issue(DeviceGrant {
+                    race_id: race.id.clone(),
+                    rider_id: rider.id,
+                    device_id: rider.device_id.clone(),
+                    report_interval_ms: race.report_interval_ms,
+                });
+                (rider.id, token)
+            })
+            .collect();
+        demo_task = Some(tokio::spawn(drive_devices(
             sim,
-            race,
-            tokens.clone(),
+            devices,
             server,
             fingerprint.clone(),
             demo_stop_rx,
@@ -238,23 +250,17 @@ pub async fn start_gateway(
     Ok((http_addr, task))
 }
 
-/// Simulated riders: one QUIC device client each, fed with the simulation in real time.
-async fn drive_demo(
+/// Simulated riders: one QUIC device client each (token per rider), fed with the simulation in
+/// real time until it is finished or `stop` turns true.
+pub async fn drive_devices(
     mut sim: Simulation,
-    race: RaceConfig,
-    tokens: Arc<TokenStore>,
+    devices: std::collections::BTreeMap<u32, String>,
     server: SocketAddr,
     fingerprint: String,
     stop: watch::Receiver<bool>,
 ) {
     let mut clients = std::collections::BTreeMap::new();
-    for rider in &race.riders {
-        let token = tokens.issue(DeviceGrant {
-            race_id: race.id.clone(),
-            rider_id: rider.id,
-            device_id: rider.device_id.clone(),
-            report_interval_ms: race.report_interval_ms,
-        });
+    for (rider, token) in devices {
         let config = ClientConfig {
             server,
             server_name: "localhost".into(),
@@ -264,9 +270,9 @@ async fn drive_demo(
         };
         match DeviceClient::spawn(config) {
             Ok(c) => {
-                clients.insert(rider.id, c);
+                clients.insert(rider, c);
             }
-            Err(e) => warn!(rider = rider.id, "demo device failed to start: {e}"),
+            Err(e) => warn!(rider, "simulated device failed to start: {e}"),
         }
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -297,7 +303,7 @@ async fn drive_demo(
             );
         }
         if sim.finished() {
-            info!("demo race finished; devices go quiet");
+            info!("simulated race finished; devices go quiet");
             break;
         }
     }

@@ -92,19 +92,39 @@ impl Default for ShardConfig {
 pub enum ShardError {
     /// The journal refused or failed the write: nothing was acknowledged.
     #[error("journal: {0}")]
-    Journal(#[from] JournalError),
+    Journal(JournalError),
     /// The race could not be built from its config.
     #[error("race: {0}")]
-    Race(#[from] crate::core::race::RaceError),
+    Race(crate::core::race::RaceError),
     /// The organiser command was refused by the race.
     #[error("admin command refused: {0}")]
-    Admin(#[from] AdminError),
+    Admin(AdminError),
     /// The command could not be serialised for the journal.
     #[error("admin command could not be encoded: {0}")]
     Encode(String),
     /// The shard task has stopped (shutdown).
     #[error("the race shard has stopped")]
     Stopped,
+}
+
+// The messages above already carry the inner error's text, so these are plain conversions
+// rather than `#[from]` sources (which would print every message twice in an error chain).
+impl From<JournalError> for ShardError {
+    fn from(e: JournalError) -> Self {
+        ShardError::Journal(e)
+    }
+}
+
+impl From<crate::core::race::RaceError> for ShardError {
+    fn from(e: crate::core::race::RaceError) -> Self {
+        ShardError::Race(e)
+    }
+}
+
+impl From<AdminError> for ShardError {
+    fn from(e: AdminError) -> Self {
+        ShardError::Admin(e)
+    }
 }
 
 type Query = Box<dyn FnOnce(&mut Race) + Send>;
