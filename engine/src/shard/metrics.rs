@@ -13,6 +13,9 @@ pub const TICK_SECONDS: &str = "flevum_shard_tick_seconds";
 pub const ALERTS_TOTAL: &str = "flevum_shard_alerts_total";
 /// Seconds from submit to durable (journal group commit), labelled `race`.
 pub const DURABLE_SECONDS: &str = "flevum_shard_durable_seconds";
+/// Seconds from a fix's device timestamp to the delta frame that first carries it (GPS time to
+/// fans, including the reorder window), labelled `race`.
+pub const FIX_TO_FRAME_SECONDS: &str = "flevum_shard_fix_to_frame_seconds";
 /// Journal entries replayed at open, labelled `race`.
 pub const RECOVERED_ENTRIES_TOTAL: &str = "flevum_shard_recovered_entries_total";
 /// Seconds recovery took, labelled `race`.
@@ -27,6 +30,11 @@ pub fn describe() {
         DURABLE_SECONDS,
         metrics::Unit::Seconds,
         "Submit to durable (journal fsync)"
+    );
+    metrics::describe_histogram!(
+        FIX_TO_FRAME_SECONDS,
+        metrics::Unit::Seconds,
+        "Device fix time to the delta frame carrying it"
     );
     metrics::describe_counter!(RECOVERED_ENTRIES_TOTAL, "Journal entries replayed at open");
     metrics::describe_histogram!(RECOVERY_SECONDS, metrics::Unit::Seconds, "Recovery time");
@@ -54,4 +62,22 @@ pub(super) fn record_recovery(race: &str, report: &RecoveryReport) {
         .increment(report.fixes + report.admin);
     metrics::histogram!(RECOVERY_SECONDS, "race" => race.to_string())
         .record(report.elapsed.as_secs_f64());
+}
+
+/// Records, for every rider whose newest fix appears in `delta` for the first time, how long ago
+/// the device took it; `seen` remembers the newest fix already counted per rider.
+pub(super) fn record_fix_to_frame(
+    race: &str,
+    now_ms: i64,
+    delta: &flevum_protocol::Delta,
+    seen: &mut std::collections::HashMap<u32, i64>,
+) {
+    let h = metrics::histogram!(FIX_TO_FRAME_SECONDS, "race" => race.to_string());
+    for s in &delta.states {
+        let prev = seen.entry(s.rider_id).or_insert(0);
+        if s.last_fix_ms > *prev {
+            *prev = s.last_fix_ms;
+            h.record((now_ms - s.last_fix_ms).max(0) as f64 / 1000.0);
+        }
+    }
 }

@@ -288,6 +288,7 @@ async fn run_shard(
     // The organiser's publish delay: frames wait this long before fans see them.
     let delay_ms = Millis::from(race.config().publish_delay_s) * 1000;
     let mut delayed: std::collections::VecDeque<(Millis, RaceOutput)> = Default::default();
+    let mut fix_seen = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
@@ -304,7 +305,10 @@ async fn run_shard(
                 while delayed.front().is_some_and(|(at, _)| *at <= now) {
                     let Some((_, out)) = delayed.pop_front() else { break };
                     match out {
-                        RaceOutput::Delta(d) => publisher.delta(d),
+                        RaceOutput::Delta(d) => {
+                            metrics::record_fix_to_frame(&race_id, clock.now_ms(), &d, &mut fix_seen);
+                            publisher.delta(d)
+                        }
                         RaceOutput::Alert(a) => {
                             metrics::record_alert(&race_id);
                             publisher.alert(&race_id, a);
