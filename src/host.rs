@@ -404,6 +404,11 @@ fn race_detail(config: &RaceConfig, index: &CourseIndex) -> RaceDetail {
     }
 }
 
+/// The organiser's publish delay of a race, ms: everything fans can read lags this much.
+fn publish_delay_ms(handle: &RaceHandle) -> i64 {
+    i64::from(handle.config().publish_delay_s) * 1000
+}
+
 /// Scheduled before the start, finished once closed or every rider is done, else live.
 async fn status_of(handle: &RaceHandle) -> RaceStatus {
     let start = handle.config().start_ms;
@@ -477,6 +482,7 @@ impl EngineControl for Control {
 
     fn standings(&self, race: String) -> BoxFuture<Option<Vec<Standing>>> {
         let handle = self.race(&race);
+        let hub = self.hub.clone();
         Box::pin(async move {
             let handle = handle?;
             let riders: BTreeMap<u32, RiderInfo> = handle
@@ -496,7 +502,8 @@ impl EngineControl for Control {
                 })
                 .collect();
             let start = handle.config().start_ms;
-            let (views, finishes) = handle
+            let delay_ms = publish_delay_ms(&handle);
+            let (mut views, finishes) = handle
                 .query(|r| {
                     (
                         r.views().values().cloned().collect::<Vec<_>>(),
@@ -505,6 +512,18 @@ impl EngineControl for Control {
                 })
                 .await
                 .ok()?;
+            if delay_ms > 0 {
+                // A delayed race shows what its delayed live feed shows, not the live state.
+                views = hub
+                    .snapshot(handle.race_id())
+                    .map(|s| s.states)
+                    .unwrap_or_default();
+            }
+            let now = handle.now_ms();
+            let finishes: BTreeMap<u32, i64> = finishes
+                .into_iter()
+                .filter(|(_, t)| *t <= now - delay_ms)
+                .collect();
             let mut rows: Vec<Standing> = views
                 .into_iter()
                 .filter_map(|v| {
@@ -529,7 +548,18 @@ impl EngineControl for Control {
 
     fn groups(&self, race: String) -> BoxFuture<Option<Vec<GroupView>>> {
         let handle = self.race(&race);
-        Box::pin(async move { handle?.query(|r| r.group_views().to_vec()).await.ok() })
+        let hub = self.hub.clone();
+        Box::pin(async move {
+            let handle = handle?;
+            if publish_delay_ms(&handle) > 0 {
+                return Some(
+                    hub.snapshot(handle.race_id())
+                        .map(|s| s.groups)
+                        .unwrap_or_default(),
+                );
+            }
+            handle.query(|r| r.group_views().to_vec()).await.ok()
+        })
     }
 
     fn splits(&self, race: String) -> BoxFuture<Option<Vec<SplitRow>>> {
@@ -550,12 +580,14 @@ impl EngineControl for Control {
                 })
                 .await
                 .ok()?;
+            let visible_until = handle.now_ms() - publish_delay_ms(&handle);
             let mut rows = Vec::new();
             for (i, (name, distance_m)) in checkpoints.iter().enumerate() {
                 let mut passed: Vec<(i64, u32)> = splits
                     .iter()
                     .filter_map(|s| Some((s.passages.get(i).copied().flatten()?, s.rider_id)))
                     .collect();
+                passed.retain(|(t, _)| *t <= visible_until);
                 passed.sort_unstable();
                 let first = passed.first().map(|p| p.0);
                 for (pos, (t, rider_id)) in passed.iter().enumerate() {
@@ -577,10 +609,13 @@ impl EngineControl for Control {
     fn rider_track(&self, race: String, rider: u32) -> BoxFuture<Option<Vec<TrackPoint>>> {
         let handle = self.race(&race);
         Box::pin(async move {
-            let samples = handle?.query(move |r| r.track(rider)).await.ok()??;
+            let handle = handle?;
+            let visible_until = handle.now_ms() - publish_delay_ms(&handle);
+            let samples = handle.query(move |r| r.track(rider)).await.ok()??;
             Some(
                 samples
                     .into_iter()
+                    .filter(|s| s.time_ms <= visible_until)
                     .map(|s| TrackPoint {
                         time_ms: s.time_ms,
                         lat: s.lat,

@@ -400,6 +400,11 @@ impl RaceHandle {
             .map_err(|_| ShardError::Stopped)
     }
 
+    /// The shard's clock now (the wall clock live, the scaled race clock in a replay).
+    pub fn now_ms(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
     /// Highest contiguous sequence number of this rider's device that is durable (0: none).
     pub fn durable_seq(&self, rider_id: u32) -> u32 {
         self.durable.get(&rider_id).map_or(0, |s| s.contiguous())
