@@ -363,19 +363,7 @@ fn race_detail(config: &RaceConfig, index: &CourseIndex) -> RaceDetail {
                 .map(|e| [d.round(), (e * 10.0).round() / 10.0])
         })
         .collect();
-    let checkpoints = course
-        .checkpoints()
-        .iter()
-        .map(|c| {
-            let (lat, lon) = course.position_at(c.distance_m);
-            flevum_protocol::CheckpointInfo {
-                name: c.name.clone(),
-                distance_m: c.distance_m,
-                lat,
-                lon,
-            }
-        })
-        .collect();
+    let checkpoints = course.checkpoint_infos();
     RaceDetail {
         id: config.id.clone(),
         name: config.name.clone(),
@@ -456,22 +444,7 @@ impl EngineControl for Control {
             detail.status = status_of(&handle).await;
             // Checkpoints may have been moved by the organiser since the race opened.
             if let Ok(cps) = handle
-                .query(|r| {
-                    let course = r.course().course();
-                    course
-                        .checkpoints()
-                        .iter()
-                        .map(|c| {
-                            let (lat, lon) = course.position_at(c.distance_m);
-                            flevum_protocol::CheckpointInfo {
-                                name: c.name.clone(),
-                                distance_m: c.distance_m,
-                                lat,
-                                lon,
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
+                .query(|r| r.course().course().checkpoint_infos())
                 .await
             {
                 detail.checkpoints = cps;

@@ -333,6 +333,22 @@ impl Course {
         &self.checkpoints
     }
 
+    /// The checkpoints as fans see them: name, distance and position on the course.
+    pub fn checkpoint_infos(&self) -> Vec<flevum_protocol::CheckpointInfo> {
+        self.checkpoints
+            .iter()
+            .map(|c| {
+                let (lat, lon) = self.position_at(c.distance_m);
+                flevum_protocol::CheckpointInfo {
+                    name: c.name.clone(),
+                    distance_m: c.distance_m,
+                    lat,
+                    lon,
+                }
+            })
+            .collect()
+    }
+
     /// Total length in metres.
     pub fn length_m(&self) -> f64 {
         self.points.last().map_or(0.0, |p| p.distance_m)

@@ -13,8 +13,8 @@ pub mod rider;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use flevum_protocol::{
-    Alert, AlertKind, CheckpointInfo, CourseSummary, Delta, GroupKind, GroupView, PositionRecord,
-    RecordFlags, RiderInfo, RiderStatus, RiderView, Severity, Snapshot,
+    Alert, AlertKind, CourseSummary, Delta, GroupKind, GroupView, PositionRecord, RecordFlags,
+    RiderInfo, RiderStatus, RiderView, Severity, Snapshot,
 };
 use serde::{Deserialize, Serialize};
 
@@ -1383,19 +1383,7 @@ impl Race {
                 length_m: course.length_m(),
                 ascent_m: course.ascent_m(),
                 line: course.display_line(1000),
-                checkpoints: course
-                    .checkpoints()
-                    .iter()
-                    .map(|c| {
-                        let (lat, lon) = course.position_at(c.distance_m);
-                        CheckpointInfo {
-                            name: c.name.clone(),
-                            distance_m: c.distance_m,
-                            lat,
-                            lon,
-                        }
-                    })
-                    .collect(),
+                checkpoints: course.checkpoint_infos(),
             },
             riders: self
                 .config
