@@ -10,7 +10,7 @@ pub mod config;
 pub mod groups;
 pub mod rider;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use flevum_protocol::{
     Alert, AlertKind, CourseSummary, Delta, GroupKind, GroupView, PositionRecord, RecordFlags,
@@ -502,8 +502,8 @@ impl Race {
         }
         let statuses: BTreeMap<u32, RiderStatus> = self
             .riders
-            .keys()
-            .map(|&id| (id, self.status_of(id, watermark)))
+            .iter()
+            .map(|(&id, rider)| (id, self.status_of(id, rider, watermark)))
             .collect();
         self.update_finishers(now, &statuses);
         let road = self.road_order(&statuses, watermark);
@@ -560,8 +560,11 @@ impl Race {
 
     /// The finish time of a rider, if they have crossed the line.
     fn finish_time(&self, id: u32) -> Option<Millis> {
+        self.finish_time_of(self.riders.get(&id)?)
+    }
+
+    fn finish_time_of(&self, rider: &RiderTrack) -> Option<Millis> {
         let length = self.index.course().length_m();
-        let rider = self.riders.get(&id)?;
         // Most riders have not reached the line: skip the passage-log search for them.
         if rider.last_passage()?.0 < length - FINISH_TOLERANCE_M {
             return None;
@@ -571,14 +574,11 @@ impl Race {
             .filter(|&t| t >= self.config.start_ms)
     }
 
-    fn status_of(&self, id: u32, watermark: Millis) -> RiderStatus {
-        let Some(rider) = self.riders.get(&id) else {
-            return RiderStatus::NotStarted;
-        };
+    fn status_of(&self, id: u32, rider: &RiderTrack, watermark: Millis) -> RiderStatus {
         if self.abandoned.contains(&id) {
             return RiderStatus::Abandoned;
         }
-        if self.finish_time(id).is_some() {
+        if self.finish_time_of(rider).is_some() {
             return RiderStatus::Finished;
         }
         let Some(last) = rider.last() else {
@@ -702,18 +702,28 @@ impl Race {
         statuses: &BTreeMap<u32, RiderStatus>,
     ) {
         let mut newly_stopped: Vec<(u32, f64, Millis)> = Vec::new();
-        for (&id, &status) in statuses {
-            let Some(rider) = self.riders.get(&id) else {
-                continue;
+        // One pass over the riders for the facts, then the bookkeeping (which needs `&mut self`).
+        // `statuses` was built from `riders`: the same ids in the same order.
+        let facts: Vec<_> = statuses
+            .iter()
+            .zip(self.riders.values())
+            .map(|((&id, &status), rider)| {
+                let last = rider.last();
+                (
+                    id,
+                    status,
+                    rider.last_passage().map_or(0.0, |p| p.0 / 1000.0),
+                    last.map_or(0.0, |f| f.matched.lateral_m),
+                    last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
+                    last.map_or(watermark, |f| f.record.time_ms),
+                )
+            })
+            .collect();
+        for (id, status, km, lateral, battery, last_time) in facts {
+            let (previous, battery_low) = {
+                let a = self.announced.entry(id).or_default();
+                (a.status, a.battery_low)
             };
-            let km = rider.last_passage().map_or(0.0, |p| p.0 / 1000.0);
-            let lateral = rider.last().map_or(0.0, |f| f.matched.lateral_m);
-            let battery = rider
-                .last()
-                .map(|f| f.record.battery_pct)
-                .filter(|&b| b <= 100);
-            let last_time = rider.last().map_or(watermark, |f| f.record.time_ms);
-            let previous = self.announced.entry(id).or_default().status;
             if previous != Some(status) {
                 let was = previous.unwrap_or(RiderStatus::NotStarted);
                 let subject = u64::from(id);
@@ -769,6 +779,9 @@ impl Race {
             }
             if let Some(b) = battery {
                 let low = b <= self.config.alerts.low_battery_pct;
+                if low == battery_low || (!low && b <= self.config.alerts.low_battery_pct + 10) {
+                    continue;
+                }
                 let a = self.announced.entry(id).or_default();
                 if low && !a.battery_low {
                     a.battery_low = true;
@@ -1197,10 +1210,10 @@ impl Race {
         &self,
         statuses: &BTreeMap<u32, RiderStatus>,
         road: &[RoadPosition],
-    ) -> BTreeMap<u32, u32> {
+    ) -> HashMap<u32, u32> {
         let mut order: Vec<u32> = self.finish_order.iter().map(|(id, _)| *id).collect();
         order.extend(road.iter().map(|p| p.rider_id));
-        let placed: BTreeSet<u32> = order.iter().copied().collect();
+        let placed: HashSet<u32> = order.iter().copied().collect();
         let mut rest: Vec<(f64, u32)> = statuses
             .iter()
             .filter(|(id, s)| matches!(s, RiderStatus::SignalLost) && !placed.contains(id))
@@ -1222,9 +1235,9 @@ impl Race {
         rank: u32,
         road: Option<&RoadPosition>,
         group: Option<u32>,
+        rider: Option<&RiderTrack>,
     ) -> RiderView {
         let course = self.index.course();
-        let rider = self.riders.get(&id);
         let last = rider.and_then(|r| r.last());
         let (distance_m, last_fix_ms) = rider
             .and_then(|r| r.last_passage())
@@ -1242,8 +1255,8 @@ impl Race {
             None => course.position_at(0.0),
         };
         let speed = rider.map_or(0.0, |r| r.speed_mps());
-        let finish_gap = self
-            .finish_time(id)
+        let finish_gap = rider
+            .and_then(|r| self.finish_time_of(r))
             .and_then(|t| self.finish_order.first().map(|(_, w)| t - w));
         let remaining = course.length_m() - distance_m;
         let eta_finish_ms = (status == RiderStatus::Racing && speed > 1.0)
@@ -1273,16 +1286,18 @@ impl Race {
         road: &[RoadPosition],
     ) -> (BTreeMap<u32, RiderView>, Vec<GroupView>) {
         let ranks = self.ranking(statuses, road);
-        let by_rider: BTreeMap<u32, &RoadPosition> = road.iter().map(|p| (p.rider_id, p)).collect();
-        let group_of: BTreeMap<u32, u32> = self
+        let by_rider: HashMap<u32, &RoadPosition> = road.iter().map(|p| (p.rider_id, p)).collect();
+        let group_of: HashMap<u32, u32> = self
             .groups
             .groups()
             .iter()
             .flat_map(|g| g.riders.iter().map(move |&r| (r, g.id)))
             .collect();
+        // `statuses` was built from `riders`: the same ids in the same order.
         let views = statuses
             .iter()
-            .map(|(&id, &s)| {
+            .zip(self.riders.values())
+            .map(|((&id, &s), rider)| {
                 (
                     id,
                     self.view_of(
@@ -1291,6 +1306,7 @@ impl Race {
                         ranks.get(&id).copied().unwrap_or(0),
                         by_rider.get(&id).copied(),
                         group_of.get(&id).copied(),
+                        Some(rider),
                     ),
                 )
             })
