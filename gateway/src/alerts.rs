@@ -259,7 +259,15 @@ pub async fn alerts(
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let since = last_id.or(q.since);
+        // A commentator tuning in mid-race first gets the last few alerts for context; a
+        // reconnecting client resumes exactly after the last one it saw.
+        let since = last_id.or(q.since).or_else(|| {
+            state
+                .hub
+                .alerts_since(&race, 0, usize::MAX)
+                .last()
+                .map(|a| a.seq.saturating_sub(SSE_CONTEXT_ALERTS))
+        });
         return sse(&state, &race, since, filter).into_response();
     }
     let limit = state.config.alerts_page_limit;
@@ -272,6 +280,9 @@ pub async fn alerts(
         .collect();
     Json(list).into_response()
 }
+
+/// Alerts replayed to a new SSE subscriber that names no position to resume from.
+const SSE_CONTEXT_ALERTS: u64 = 20;
 
 /// The SSE stream: backlog after `since`, then live alerts; ends when the client lags (it
 /// reconnects with `Last-Event-ID` and resumes from the ring).
