@@ -13,6 +13,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -142,5 +145,36 @@ pub fn router(state: GatewayState) -> Router {
         Some(c) => api.layer(c),
         None => api,
     };
-    api.layer(TraceLayer::new_for_http()).with_state(state)
+    // Every request gets an id (the caller's `x-request-id`, or a counter) that the trace span
+    // and the response carry, so one request can be followed through the logs.
+    let header = axum::http::HeaderName::from_static("x-request-id");
+    api.layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!(
+                "http",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %id,
+            )
+        }))
+        .layer(SetRequestIdLayer::new(header, CountingRequestId::default()))
+        .with_state(state)
+}
+
+/// Request ids for requests that came without one: a process-wide counter.
+#[derive(Clone, Default)]
+struct CountingRequestId(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl MakeRequestId for CountingRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        axum::http::HeaderValue::from_str(&format!("req-{n}"))
+            .ok()
+            .map(RequestId::new)
+    }
 }

@@ -426,3 +426,23 @@ async fn alerts_json_history_with_filters() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let (state, _engine, _hub) = state_with(config());
+    let (s, headers, _) = call(
+        &state,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let id = headers.get("x-request-id").expect("a generated request id");
+    assert!(id.to_str().unwrap().starts_with("req-"));
+    // A caller's own id is kept.
+    let req = Request::get("/healthz")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let (_, headers, _) = call(&state, req).await;
+    assert_eq!(headers.get("x-request-id").unwrap(), "abc-123");
+}
