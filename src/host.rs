@@ -62,8 +62,8 @@ pub struct EngineHost {
     shard: ShardConfig,
     /// Where uploaded races (config + GPX) are kept so a restart reopens them.
     uploads_dir: PathBuf,
-    /// The hub frames are published into.
-    hub: LiveHub,
+    /// Where the shards' frames go (the in-process hub, or the NATS bus in `flevum engine`).
+    publisher: Arc<dyn FramePublisher>,
     /// Validation limits for positions arriving over HTTP.
     limits: RecordLimits,
     /// Set once every configured race is open and ingest listens.
@@ -90,13 +90,30 @@ impl EngineHost {
         tokens: Arc<TokenStore>,
         shutdown: watch::Receiver<bool>,
     ) -> EngineHost {
+        Self::with_publisher(
+            shard,
+            uploads_dir,
+            Arc::new(HubPublisher(hub)),
+            tokens,
+            shutdown,
+        )
+    }
+
+    /// An empty host whose shards publish to `publisher`.
+    pub fn with_publisher(
+        shard: ShardConfig,
+        uploads_dir: PathBuf,
+        publisher: Arc<dyn FramePublisher>,
+        tokens: Arc<TokenStore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> EngineHost {
         EngineHost {
             races: DashMap::new(),
             tokens,
             sink: Arc::new(ShardSink::new()),
             shard,
             uploads_dir,
-            hub,
+            publisher,
             limits: RecordLimits::default(),
             ready: AtomicBool::new(false),
             shutdown,
@@ -125,7 +142,7 @@ impl EngineHost {
             &self.shard,
             config.clone(),
             index,
-            Arc::new(HubPublisher(self.hub.clone())),
+            self.publisher.clone(),
             until_shutdown(self.shutdown.clone()),
         )?;
         info!(

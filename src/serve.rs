@@ -335,14 +335,14 @@ fn load_race(file: &Path, uploaded: bool) -> anyhow::Result<(RaceConfig, Course)
     Ok((config, course))
 }
 
-fn random_token() -> String {
+pub fn random_token() -> String {
     use rand::Rng;
     let mut bytes = [0u8; 18];
     rand::rng().fill(&mut bytes[..]);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
