@@ -12,6 +12,7 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod gateway;
+pub mod jetstream;
 pub mod merge;
 pub mod metrics;
 pub mod subjects;

@@ -219,3 +219,85 @@ async fn control_requests_are_answered_by_an_engine() {
     assert!(matches!(e, Err(BusError::Remote(m)) if m == "refused"));
     task.abort();
 }
+
+#[tokio::test]
+async fn a_second_engine_takes_over_a_race_and_replays_every_acknowledged_entry() {
+    use crate::jetstream::{JetStreamConfig, JetStreamJournal, RaceLease, lease_bucket};
+    let store = tempfile::tempdir().unwrap();
+    let Some(mut server) =
+        NatsServer::start("jetstream_takeover", Some(store.path().to_path_buf()))
+    else {
+        return;
+    };
+    let js = JetStreamConfig {
+        replicas: 1,
+        lease_ttl: Duration::from_secs(1),
+    };
+    let a = async_nats::connect(server.url()).await.unwrap();
+    let b = async_nats::connect(server.url()).await.unwrap();
+    let bucket_a = lease_bucket(a.clone(), &js).await.unwrap();
+    let bucket_b = lease_bucket(b.clone(), &js).await.unwrap();
+    let mut lease_a = RaceLease::try_acquire(&bucket_a, "r", "engine-a")
+        .await
+        .unwrap()
+        .expect("a free race is taken");
+    assert!(
+        RaceLease::try_acquire(&bucket_b, "r", "engine-b")
+            .await
+            .unwrap()
+            .is_none(),
+        "a held race cannot be taken"
+    );
+    let journal_a = JetStreamJournal::open(a.clone(), "r", &js).await.unwrap();
+    let mut acked = Vec::new();
+    for batch in 0..10 {
+        let entries: Vec<bytes::Bytes> = (0..10)
+            .map(|i| bytes::Bytes::from(format!("fix-{}", batch * 10 + i)))
+            .collect();
+        let last = journal_a.append(entries.clone()).await.unwrap();
+        assert_eq!(last, (batch + 1) * 10, "stream sequence of the last entry");
+        acked.extend(entries);
+        lease_a.renew().await.unwrap();
+    }
+    // Engine A dies: no more renewals, its connection goes away.
+    drop((journal_a, lease_a, bucket_a, a));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let lease_b = loop {
+        if let Some(l) = RaceLease::try_acquire(&bucket_b, "r", "engine-b")
+            .await
+            .unwrap()
+        {
+            break l;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        RaceLease::owner(&bucket_b, "r").await.unwrap().as_deref(),
+        Some("engine-b")
+    );
+    let mut journal_b = JetStreamJournal::open(b.clone(), "r", &js).await.unwrap();
+    let mut replayed = Vec::new();
+    assert_eq!(journal_b.replay(|e| replayed.push(e)).await.unwrap(), 100);
+    assert_eq!(replayed, acked, "every acknowledged entry, in order");
+    lease_b.release().await.unwrap();
+    assert_eq!(RaceLease::owner(&bucket_b, "r").await.unwrap(), None);
+
+    // The NATS server restarts: the acknowledged entries are still there.
+    drop((journal_b, bucket_b, b));
+    let port = server.port;
+    server.kill();
+    let server = NatsServer::start_on("jetstream_restart", port, Some(store.path().to_path_buf()))
+        .expect("the server starts again");
+    let c = async_nats::connect(server.url()).await.unwrap();
+    let mut journal_c = JetStreamJournal::open(c, "r", &js).await.unwrap();
+    let mut after = Vec::new();
+    journal_c.replay(|e| after.push(e)).await.unwrap();
+    assert_eq!(
+        after, acked,
+        "no acknowledged entry lost across a server restart"
+    );
+}
