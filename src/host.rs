@@ -52,6 +52,9 @@ impl FramePublisher for HubPublisher {
     fn alert(&self, race_id: &str, alert: Alert) {
         self.0.publish_alert(race_id, alert);
     }
+    fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
+        self.0.snapshot(race_id)
+    }
 }
 
 /// An open race and what the API serves about it without asking the shard.
@@ -76,8 +79,8 @@ pub struct EngineHost {
     uploads_dir: PathBuf,
     /// Where issued device tokens are kept (hashes only) so a restart still accepts them.
     tokens_dir: PathBuf,
-    /// The hub frames are published into.
-    hub: LiveHub,
+    /// Where the shards' frames go (the in-process hub, or the NATS bus in `flevum engine`).
+    publisher: Arc<dyn FramePublisher>,
     /// Validation limits for positions arriving over HTTP.
     limits: RecordLimits,
     /// Set once every configured race is open and ingest listens.
@@ -104,6 +107,23 @@ impl EngineHost {
         tokens: Arc<TokenStore>,
         shutdown: watch::Receiver<bool>,
     ) -> EngineHost {
+        Self::with_publisher(
+            shard,
+            data_dir,
+            Arc::new(HubPublisher(hub)),
+            tokens,
+            shutdown,
+        )
+    }
+
+    /// An empty host whose shards publish to `publisher`.
+    pub fn with_publisher(
+        shard: ShardConfig,
+        data_dir: PathBuf,
+        publisher: Arc<dyn FramePublisher>,
+        tokens: Arc<TokenStore>,
+        shutdown: watch::Receiver<bool>,
+    ) -> EngineHost {
         EngineHost {
             races: DashMap::new(),
             tokens,
@@ -111,7 +131,7 @@ impl EngineHost {
             shard,
             uploads_dir: data_dir.join("uploads"),
             tokens_dir: data_dir.join("tokens"),
-            hub,
+            publisher,
             limits: RecordLimits::default(),
             ready: AtomicBool::new(false),
             shutdown,
@@ -141,7 +161,7 @@ impl EngineHost {
             &self.shard,
             config.clone(),
             index,
-            Arc::new(HubPublisher(self.hub.clone())),
+            self.publisher.clone(),
             until_shutdown(self.shutdown.clone()),
         )?;
         info!(
@@ -455,7 +475,7 @@ impl EngineControl for Control {
 
     fn standings(&self, race: String) -> BoxFuture<Option<Vec<Standing>>> {
         let handle = self.race(&race);
-        let hub = self.hub.clone();
+        let publisher = self.publisher.clone();
         Box::pin(async move {
             let handle = handle?;
             let riders: BTreeMap<u32, RiderInfo> = handle
@@ -487,8 +507,8 @@ impl EngineControl for Control {
                 .ok()?;
             if delay_ms > 0 {
                 // A delayed race shows what its delayed live feed shows, not the live state.
-                views = hub
-                    .snapshot(handle.race_id())
+                views = publisher
+                    .published_snapshot(handle.race_id())
                     .map(|s| s.states)
                     .unwrap_or_default();
             }
@@ -521,12 +541,13 @@ impl EngineControl for Control {
 
     fn groups(&self, race: String) -> BoxFuture<Option<Vec<GroupView>>> {
         let handle = self.race(&race);
-        let hub = self.hub.clone();
+        let publisher = self.publisher.clone();
         Box::pin(async move {
             let handle = handle?;
             if publish_delay_ms(&handle) > 0 {
                 return Some(
-                    hub.snapshot(handle.race_id())
+                    publisher
+                        .published_snapshot(handle.race_id())
                         .map(|s| s.groups)
                         .unwrap_or_default(),
                 );

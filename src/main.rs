@@ -6,6 +6,8 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod engine_role;
+mod gateway_role;
 mod host;
 mod organiser;
 mod replay;
@@ -48,17 +50,32 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         demo_start_in: i64,
     },
-    /// Run only the engine role, joined to gateways by NATS.
+    /// Run only the engine role (shards, QUIC ingest), joined to gateways by NATS.
     Engine {
-        /// NATS URL of the bus.
+        /// NATS URL(s) of the bus, comma separated.
+        #[arg(long, env = "FLEVUM_BUS")]
+        bus: String,
+        /// Server config file (the [engine], [ingest] and [journal] sections apply).
+        #[arg(long, default_value = "configs/flevum.toml")]
+        config: PathBuf,
+        /// Name of this process on the NATS server (monitoring).
         #[arg(long)]
-        bus: Option<String>,
+        name: Option<String>,
     },
-    /// Run only the gateway role, joined to engines by NATS.
+    /// Run only the gateway role (HTTP, WebSocket fans), joined to engines by NATS.
     Gateway {
-        /// NATS URL of the bus.
+        /// NATS URL(s) of the bus, comma separated.
+        #[arg(long, env = "FLEVUM_BUS")]
+        bus: String,
+        /// Server config file (the [gateway] and [journal] sections apply).
+        #[arg(long, default_value = "configs/flevum.toml")]
+        config: PathBuf,
+        /// Name of this process on the NATS server (monitoring).
         #[arg(long)]
-        bus: Option<String>,
+        name: Option<String>,
+        /// How long the gateway keeps following a race after its last fan left, ms.
+        #[arg(long, default_value_t = 30_000)]
+        bus_linger_ms: u64,
     },
     /// Simulate a race on a course and print a summary (or drive a server with --connect).
     Simulate {
@@ -113,10 +130,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => check_config(&path),
-        Command::Engine { .. } | Command::Gateway { .. } => not_yet(
-            "the split engine/gateway roles need the NATS bus (issue 9), which has not landed; \
-             use `flevum serve`",
-        ),
+        Command::Engine { bus, config, name } => report(run_role(
+            Role::Engine,
+            None,
+            &config,
+            bus,
+            name,
+            cli.log_format.as_deref(),
+        )),
+        Command::Gateway {
+            bus,
+            config,
+            name,
+            bus_linger_ms,
+        } => report(run_role(
+            Role::Gateway,
+            Some(std::time::Duration::from_millis(bus_linger_ms)),
+            &config,
+            bus,
+            name,
+            cli.log_format.as_deref(),
+        )),
         Command::Serve {
             config,
             demo,
@@ -304,6 +338,69 @@ fn simulate(course: &std::path::Path, riders: u32, seed: u64) -> anyhow::Result<
     Ok(())
 }
 
+/// One of the split roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// `flevum engine`.
+    Engine,
+    /// `flevum gateway`.
+    Gateway,
+}
+
+/// `flevum engine` / `flevum gateway`: loads the config like `serve` and runs the role.
+fn run_role(
+    role: Role,
+    linger: Option<std::time::Duration>,
+    path: &std::path::Path,
+    bus: String,
+    name: Option<String>,
+    log_format: Option<&str>,
+) -> anyhow::Result<()> {
+    let cfg = load_config(path, log_format)?;
+    init_tracing(&cfg);
+    let default_name = match role {
+        Role::Engine => "flevum-engine",
+        Role::Gateway => "flevum-gateway",
+    };
+    let mut bus = flevum_bus::BusConfig {
+        name: name.unwrap_or_else(|| default_name.to_string()),
+        ..flevum_bus::BusConfig::with_url(bus)
+    };
+    if let Some(linger) = linger {
+        bus.linger = linger;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match role {
+        Role::Engine => runtime.block_on(engine_role::engine(cfg, bus)),
+        Role::Gateway => runtime.block_on(gateway_role::gateway(cfg, bus)),
+    }
+}
+
+/// The config at `path` (a missing default file means built-in defaults plus environment),
+/// with the command line's log format applied.
+fn load_config(path: &std::path::Path, log_format: Option<&str>) -> anyhow::Result<ServerConfig> {
+    let mut cfg = if path.exists() {
+        ServerConfig::load(path).map_err(|issues| config_error(path, &issues))?
+    } else if path == std::path::Path::new("configs/flevum.toml") {
+        let mut cfg = ServerConfig::default();
+        cfg.apply_env(|k| std::env::var(k).ok())
+            .map_err(|issues| config_error(path, &issues))?;
+        cfg
+    } else {
+        anyhow::bail!("config file {} not found", path.display());
+    };
+    if let Some(f) = log_format {
+        cfg.telemetry.log_format = if f == "json" {
+            config::LogFormat::Json
+        } else {
+            config::LogFormat::Pretty
+        };
+    }
+    Ok(cfg)
+}
+
 /// `flevum serve`: loads the config (a missing default file means built-in defaults), sets up
 /// logging and runs the server on a multi-threaded runtime.
 fn run_serve(
@@ -383,12 +480,6 @@ fn init_tracing(cfg: &ServerConfig) {
         config::LogFormat::Json => builder.json().try_init(),
         config::LogFormat::Pretty => builder.try_init(),
     };
-}
-
-/// Says that a subcommand is not available yet and fails.
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("flevum: not available yet: {what}");
-    ExitCode::from(2)
 }
 
 /// `flevum check-config PATH`.

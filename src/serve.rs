@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use flevum_engine::core::{Course, CourseIndex, RaceConfig};
-use flevum_engine::ingest::{DeviceGrant, IngestConfig, IngestServer, TlsConfig, TokenStore};
-use flevum_engine::journal::JournalConfig;
-use flevum_engine::shard::{ShardConfig, wall_ms};
+use flevum_engine::ingest::{DeviceGrant, IngestServer, TokenStore};
+use flevum_engine::shard::wall_ms;
 use flevum_engine::simulator::{SimConfig, Simulation};
-use flevum_gateway::{GatewayConfig, GatewayState, LiveHub, StaticAssets};
+use flevum_gateway::{GatewayState, LiveHub, StaticAssets};
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -51,17 +50,8 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
     let journal_dir = demo_dir
         .as_ref()
         .map_or_else(|| cfg.journal.dir.clone(), |d| d.path().join("journal"));
-    let shard = ShardConfig {
-        journal: JournalConfig {
-            dir: journal_dir.clone(),
-            segment_bytes: cfg.journal.segment_mib.max(1) * 1024 * 1024,
-            commit_interval: Duration::from_millis(cfg.journal.group_commit_ms),
-            fsync: cfg.journal.fsync,
-        },
-        tick_interval: Duration::from_millis(cfg.engine.tick_ms.max(50)),
-        command_queue: 4096,
-        clock: flevum_engine::shard::ShardClock::Wall,
-    };
+    let mut shard = crate::engine_role::shard_config(&cfg);
+    shard.journal.dir = journal_dir.clone();
     // Uploaded races and issued tokens live beside the journal.
     let data_dir = journal_dir
         .parent()
@@ -92,24 +82,7 @@ pub async fn serve(cfg: ServerConfig, demo: Option<DemoOptions>) -> anyhow::Resu
     }
 
     // QUIC ingest.
-    let ingest_config = IngestConfig {
-        listen: cfg.ingest.listen,
-        tls: match (&cfg.ingest.tls_cert, &cfg.ingest.tls_key) {
-            (Some(cert), Some(key)) => TlsConfig::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            _ => TlsConfig::SelfSigned {
-                names: vec!["localhost".into(), "flevum.local".into()],
-            },
-        },
-        max_connections: cfg.ingest.max_connections,
-        device_rate_per_s: cfg.ingest.rate_per_device,
-        device_burst: f64::from(cfg.ingest.burst_per_device),
-        keep_alive: Duration::from_secs(cfg.ingest.keep_alive_s),
-        idle_timeout: Duration::from_secs(cfg.ingest.idle_timeout_s),
-        ..IngestConfig::default()
-    };
+    let ingest_config = crate::engine_role::ingest_config(&cfg);
     let ingest = IngestServer::bind(ingest_config, tokens.clone(), host.ingest_sink())
         .context("starting the QUIC ingest")?;
     let ingest_addr = ingest.local_addr();
@@ -212,25 +185,7 @@ pub async fn start_gateway(
     prometheus: flevum_gateway::PrometheusHandle,
     stop_rx: &watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let mut admin_token = cfg.gateway.admin_token.clone();
-    if admin_token.is_empty() {
-        admin_token = random_token();
-        eprintln!("flevum: organiser admin token for this run: {admin_token}");
-    }
-    let gateway_config = GatewayConfig {
-        admin_tokens: vec![admin_token],
-        tile_url: cfg.gateway.tile_url.clone().filter(|u| !u.is_empty()),
-        cors_origins: cfg.gateway.cors_origins.clone(),
-        max_body_bytes: cfg.gateway.max_body_bytes,
-        requests_per_minute_per_ip: cfg.gateway.requests_per_minute_per_ip,
-        websockets_per_ip: cfg.gateway.websockets_per_ip,
-        client_byte_budget: cfg.gateway.client_byte_budget,
-        ..GatewayConfig::default()
-    };
-    if let Err(errors) = gateway_config.validate() {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("invalid gateway settings: {}", list.join("; "));
-    }
+    let gateway_config = crate::gateway_role::gateway_config(cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.gateway.listen)
         .await
         .with_context(|| format!("binding the gateway on {}", cfg.gateway.listen))?;
@@ -364,7 +319,7 @@ fn load_race(file: &Path, uploaded: bool) -> anyhow::Result<(RaceConfig, Course)
     Ok((config, course))
 }
 
-fn random_token() -> String {
+pub fn random_token() -> String {
     use rand::Rng;
     let mut bytes = [0u8; 18];
     rand::rng().fill(&mut bytes[..]);

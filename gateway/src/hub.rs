@@ -194,6 +194,24 @@ struct RaceChannel {
 #[derive(Debug, Clone)]
 pub struct RaceHandle(Arc<RaceChannel>);
 
+/// Called with a race id each time a client subscribes to the race's frames or alerts (a
+/// NATS-fed gateway starts following the race then).
+pub type InterestHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The hub's interest hook, set at most once.
+#[derive(Clone, Default)]
+struct Interest(Arc<OnceLock<InterestHook>>);
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Interest(hook)"
+        } else {
+            "Interest(none)"
+        })
+    }
+}
+
 /// The in-process bus: cheap to clone, shared by the engine side and the gateway.
 #[derive(Debug, Clone)]
 pub struct LiveHub {
@@ -201,6 +219,8 @@ pub struct LiveHub {
     config: Arc<HubConfig>,
     /// Races by id.
     races: Arc<DashMap<String, RaceHandle>>,
+    /// Told when a client subscribes to a race (None in the embedded default).
+    interest: Interest,
 }
 
 impl RaceChannel {
@@ -244,6 +264,27 @@ impl LiveHub {
         LiveHub {
             config: Arc::new(config),
             races: Arc::new(DashMap::new()),
+            interest: Interest::default(),
+        }
+    }
+
+    /// Sets the hook told about every new live or alerts subscriber (once; false if a hook
+    /// was already set). The hook runs on the subscriber's task and must not block.
+    pub fn set_interest_hook(&self, hook: InterestHook) -> bool {
+        self.interest.0.set(hook).is_ok()
+    }
+
+    /// Live and alert subscribers the race has now (0 for an unknown race).
+    pub fn watchers(&self, race_id: &str) -> usize {
+        self.race_handle(race_id).map_or(0, |r| {
+            r.0.tx.receiver_count() + r.0.alerts_tx.receiver_count()
+        })
+    }
+
+    /// Tells the interest hook about a subscriber of `race_id`.
+    fn interested(&self, race_id: &str) {
+        if let Some(hook) = self.interest.0.get() {
+            hook(race_id);
         }
     }
 
@@ -430,6 +471,8 @@ impl LiveHub {
                 .collect(),
             None => Vec::new(),
         };
+        drop(st);
+        self.interested(race_id);
         AlertSubscription { backlog, rx }
     }
 
@@ -441,6 +484,7 @@ impl LiveHub {
         let rx = race.0.tx.subscribe();
         let start = Self::live_start(&mut st, resume);
         drop(st);
+        self.interested(race_id);
         LiveSubscription { race, start, rx }
     }
 
@@ -565,6 +609,25 @@ pub(crate) mod tests {
             rx.try_recv(),
             Err(broadcast::error::TryRecvError::Closed)
         ));
+    }
+
+    #[test]
+    fn interest_hook_sees_subscribers_and_watchers_are_counted() {
+        let hub = LiveHub::new(HubConfig::default());
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s2 = seen.clone();
+        assert!(hub.set_interest_hook(Arc::new(move |r: &str| {
+            s2.lock().unwrap().push(r.to_string());
+        })));
+        assert!(!hub.set_interest_hook(Arc::new(|_: &str| {})), "set once");
+        assert_eq!(hub.watchers("r"), 0);
+        let live = hub.subscribe_live("r", None);
+        let alerts = hub.subscribe_alerts("r", None);
+        assert_eq!(hub.watchers("r"), 2);
+        assert_eq!(*seen.lock().unwrap(), ["r", "r"]);
+        drop(live);
+        drop(alerts);
+        assert_eq!(hub.watchers("r"), 0);
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub trait FramePublisher: Send + Sync + 'static {
     fn delta(&self, delta: Delta);
     /// One alert, for the commentators' feed.
     fn alert(&self, race_id: &str, alert: Alert);
+    /// The state as published so far (behind the race's publish delay), when the publisher
+    /// keeps one; the API answers delayed races from it.
+    fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
+        None
+    }
 }
 
 /// How a shard runs.

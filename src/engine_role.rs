@@ -1,0 +1,278 @@
+//! `flevum engine --bus nats://…`: race shards, the QUIC ingest and the engine side of the NATS
+//! bus (frames on `race.<id>.frames`, alerts, snapshot and control request/reply), no HTTP.
+//!
+//! Only wiring, as `serve`: the engine host answers the gateways' control requests through
+//! [`ControlBridge`]; the wire shapes of those answers live here ([`SubmitReply`], [`AdminReply`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flevum_bus::control::ControlFuture;
+use flevum_bus::{Bus, BusConfig, ControlHandler, NatsEngineBus};
+use flevum_engine::ingest::{IngestConfig, IngestServer, TlsConfig, TokenStore};
+use flevum_engine::journal::JournalConfig;
+use flevum_engine::shard::{FramePublisher, ShardConfig};
+use flevum_gateway::engine_control::{AdminError, AdminRequest, EngineControl, SubmitError};
+use flevum_protocol::{Alert, Delta, PositionRecord, Snapshot};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::ServerConfig;
+use crate::host::{Control, EngineHost, until_shutdown};
+
+/// A shard publisher that hands frames to a bus.
+pub struct BusPublisher(pub Arc<dyn Bus>);
+
+impl FramePublisher for BusPublisher {
+    fn snapshot(&self, snapshot: Snapshot) {
+        self.0.publish_snapshot(snapshot);
+    }
+    fn delta(&self, delta: Delta) {
+        self.0.publish_delta(delta);
+    }
+    fn alert(&self, race_id: &str, alert: Alert) {
+        self.0.publish_alert(race_id, alert);
+    }
+}
+
+/// `submit_positions` over the bus.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", content = "message", rename_all = "snake_case")]
+pub enum SubmitReply {
+    /// Durable.
+    Ok,
+    /// Unknown or revoked token.
+    Unauthorized,
+    /// Refused positions.
+    Invalid(String),
+    /// Engine cannot take them now.
+    Unavailable(String),
+}
+
+/// `admin` over the bus.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", content = "value", rename_all = "snake_case")]
+pub enum AdminReply {
+    /// The command's answer.
+    Ok(Value),
+    /// Not found.
+    NotFound(String),
+    /// Invalid.
+    Invalid(String),
+    /// Conflict.
+    Conflict(String),
+    /// Engine failure.
+    Internal(String),
+}
+
+impl From<Result<(), SubmitError>> for SubmitReply {
+    fn from(r: Result<(), SubmitError>) -> Self {
+        match r {
+            Ok(()) => SubmitReply::Ok,
+            Err(SubmitError::Unauthorized) => SubmitReply::Unauthorized,
+            Err(SubmitError::Invalid(m)) => SubmitReply::Invalid(m),
+            Err(SubmitError::Unavailable(m)) => SubmitReply::Unavailable(m),
+        }
+    }
+}
+
+impl From<SubmitReply> for Result<(), SubmitError> {
+    fn from(r: SubmitReply) -> Self {
+        match r {
+            SubmitReply::Ok => Ok(()),
+            SubmitReply::Unauthorized => Err(SubmitError::Unauthorized),
+            SubmitReply::Invalid(m) => Err(SubmitError::Invalid(m)),
+            SubmitReply::Unavailable(m) => Err(SubmitError::Unavailable(m)),
+        }
+    }
+}
+
+impl From<Result<Value, AdminError>> for AdminReply {
+    fn from(r: Result<Value, AdminError>) -> Self {
+        match r {
+            Ok(v) => AdminReply::Ok(v),
+            Err(AdminError::NotFound(m)) => AdminReply::NotFound(m),
+            Err(AdminError::Invalid(m)) => AdminReply::Invalid(m),
+            Err(AdminError::Conflict(m)) => AdminReply::Conflict(m),
+            Err(AdminError::Internal(m)) => AdminReply::Internal(m),
+        }
+    }
+}
+
+impl From<AdminReply> for Result<Value, AdminError> {
+    fn from(r: AdminReply) -> Self {
+        match r {
+            AdminReply::Ok(v) => Ok(v),
+            AdminReply::NotFound(m) => Err(AdminError::NotFound(m)),
+            AdminReply::Invalid(m) => Err(AdminError::Invalid(m)),
+            AdminReply::Conflict(m) => Err(AdminError::Conflict(m)),
+            AdminReply::Internal(m) => Err(AdminError::Internal(m)),
+        }
+    }
+}
+
+/// Request bodies of the control methods (fields absent where a method takes none).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlRequest {
+    /// Race id.
+    pub race: Option<String>,
+    /// Rider id (`rider_track`).
+    pub rider: Option<u32>,
+    /// Device token (`submit_positions`) or viewer token (`viewer_allowed`).
+    pub token: Option<String>,
+    /// Positions (`submit_positions`).
+    pub records: Vec<PositionRecord>,
+    /// Organiser command (`admin`).
+    pub request: Option<AdminRequest>,
+}
+
+/// Answers the gateways' control requests from the engine host.
+pub struct ControlBridge(pub Control);
+
+fn to_json<T: Serialize>(v: T) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+impl ControlHandler for ControlBridge {
+    fn handle(&self, method: String, body: Value) -> ControlFuture {
+        let c = self.0.clone();
+        Box::pin(async move {
+            let req: ControlRequest =
+                serde_json::from_value(body).map_err(|e| format!("bad request: {e}"))?;
+            let race = || req.race.clone().ok_or_else(|| "missing race".to_string());
+            match method.as_str() {
+                "races" => to_json(c.races().await),
+                "race_detail" => to_json(c.race_detail(race()?).await),
+                "standings" => to_json(c.standings(race()?).await),
+                "groups" => to_json(c.groups(race()?).await),
+                "splits" => to_json(c.splits(race()?).await),
+                "rider_track" => {
+                    let rider = req.rider.ok_or("missing rider")?;
+                    to_json(c.rider_track(race()?, rider).await)
+                }
+                "submit_positions" => {
+                    let token = req.token.clone().ok_or("missing token")?;
+                    to_json(SubmitReply::from(
+                        c.submit_positions(token, req.records).await,
+                    ))
+                }
+                "admin" => {
+                    let request = req.request.ok_or("missing request")?;
+                    to_json(AdminReply::from(c.admin(req.race, request).await))
+                }
+                "viewer_allowed" => to_json(c.viewer_allowed(race()?, req.token).await),
+                "ready" => to_json(c.ready().await),
+                other => Err(format!("unknown control method {other:?}")),
+            }
+        })
+    }
+}
+
+/// The shard settings of `cfg` (as `serve` maps them).
+pub fn shard_config(cfg: &ServerConfig) -> ShardConfig {
+    ShardConfig {
+        journal: JournalConfig {
+            dir: cfg.journal.dir.clone(),
+            segment_bytes: cfg.journal.segment_mib.max(1) * 1024 * 1024,
+            commit_interval: Duration::from_millis(cfg.journal.group_commit_ms),
+            fsync: cfg.journal.fsync,
+        },
+        tick_interval: Duration::from_millis(cfg.engine.tick_ms.max(50)),
+        command_queue: 4096,
+        clock: flevum_engine::shard::ShardClock::Wall,
+    }
+}
+
+/// The QUIC ingest settings of `cfg` (as `serve` maps them).
+pub fn ingest_config(cfg: &ServerConfig) -> IngestConfig {
+    IngestConfig {
+        listen: cfg.ingest.listen,
+        tls: match (&cfg.ingest.tls_cert, &cfg.ingest.tls_key) {
+            (Some(cert), Some(key)) => TlsConfig::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => TlsConfig::SelfSigned {
+                names: vec!["localhost".into(), "flevum.local".into()],
+            },
+        },
+        max_connections: cfg.ingest.max_connections,
+        device_rate_per_s: cfg.ingest.rate_per_device,
+        device_burst: f64::from(cfg.ingest.burst_per_device),
+        keep_alive: Duration::from_secs(cfg.ingest.keep_alive_s),
+        idle_timeout: Duration::from_secs(cfg.ingest.idle_timeout_s),
+        ..IngestConfig::default()
+    }
+}
+
+/// Runs the engine role until Ctrl-C or SIGTERM.
+pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
+    flevum_engine::shard::metrics::describe();
+    flevum_engine::journal::metrics::describe();
+    flevum_bus::metrics::describe();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let nats = NatsEngineBus::connect(&bus)
+        .await
+        .context("connecting the engine to the bus")?;
+    let shard = shard_config(&cfg);
+    let uploads_dir = shard
+        .journal
+        .dir
+        .parent()
+        .map_or_else(|| PathBuf::from("uploads"), |p| p.join("uploads"));
+    let tokens = Arc::new(TokenStore::new());
+    let host = Arc::new(EngineHost::with_publisher(
+        shard,
+        uploads_dir.clone(),
+        Arc::new(BusPublisher(Arc::new(nats.clone()))),
+        tokens.clone(),
+        stop_rx.clone(),
+    ));
+    let mut tasks = Vec::new();
+    for (config, course) in crate::serve::load_races(&cfg.engine.races_dir, &uploads_dir)? {
+        tasks.push(
+            host.open(config, course)
+                .context("opening a configured race")?,
+        );
+    }
+    let ingest = IngestServer::bind(ingest_config(&cfg), tokens, host.ingest_sink())
+        .context("starting the QUIC ingest")?;
+    let ingest_addr = ingest.local_addr();
+    eprintln!(
+        "flevum engine: devices connect to {ingest_addr}; certificate sha256 {}",
+        ingest.cert_fingerprint()
+    );
+    tasks.push(tokio::spawn({
+        let stop = until_shutdown(stop_rx.clone());
+        async move {
+            if let Err(e) = ingest.run(stop).await {
+                warn!("ingest stopped: {e}");
+            }
+        }
+    }));
+    let control = flevum_bus::serve_control(
+        nats.client(),
+        Arc::new(ControlBridge(Control(host.clone()))),
+    )
+    .await
+    .context("answering control requests on the bus")?;
+    nats.adopt(control.abort_handle());
+    host.set_ready();
+    info!(bus = %bus.url, "engine ready");
+    eprintln!("flevum engine: publishing on {}", bus.url);
+
+    crate::serve::wait_for_signal().await;
+    eprintln!("flevum engine: shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), nats.flush()).await;
+    control.abort();
+    Ok(())
+}
