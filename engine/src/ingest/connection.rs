@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     devices: DashMap<(String, String), Arc<DeviceState>>,
     /// Open (post-TLS) connections.
     open: AtomicUsize,
+    /// Endpoint counters (welcomed handshakes are counted here).
+    stats: Arc<super::IngestStats>,
 }
 
 /// What survives a device's reconnect: its rate limit, its ack tracker, its current connection.
@@ -63,6 +65,7 @@ impl Shared {
         config: IngestConfig,
         tokens: Arc<TokenStore>,
         sink: Arc<dyn IngestSink>,
+        stats: Arc<super::IngestStats>,
     ) -> Self {
         Shared {
             config,
@@ -70,6 +73,7 @@ impl Shared {
             sink,
             devices: DashMap::new(),
             open: AtomicUsize::new(0),
+            stats,
         }
     }
 
@@ -327,6 +331,7 @@ async fn serve(
         return;
     }
     ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "ok").increment(1);
+    shared.stats.welcomed.fetch_add(1, Ordering::Relaxed);
     info!(race = %grant.race_id, rider = grant.rider_id, acked, "device connected");
 
     let (tx, rx) = mpsc::channel::<Item>(shared.config.device_queue.max(1));
