@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flevum_engine::ingest::{
-    DeviceGrant, IngestConfig, IngestServer, IngestSink, IngestStats, SubmitFuture, TlsConfig,
+    DeviceGrant, IngestConfig, IngestServer, IngestControl, IngestSink, IngestStats, SubmitFuture, TlsConfig,
     TokenStore, write_self_signed,
 };
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
@@ -40,8 +40,10 @@ struct Opts {
     sink_delay_ms: u64,
     /// No issue-10 tuning on the server (admission off, quinn defaults).
     baseline: bool,
-    /// Restart the server after the storm and measure the reconnect.
+    /// After the storm, drop every connection (`drop`) and measure the reconnect.
     blip: bool,
+    /// Make the blip a server restart on the same port instead.
+    blip_restart: bool,
     /// Admission rate override.
     rate: Option<f64>,
     /// Admission burst override.
@@ -65,6 +67,7 @@ fn parse_opts() -> Result<Opts, String> {
         sink_delay_ms: 2,
         baseline: false,
         blip: false,
+        blip_restart: false,
         rate: None,
         burst: None,
         queue: None,
@@ -90,6 +93,10 @@ fn parse_opts() -> Result<Opts, String> {
             "--pin" => o.pin = Some(val()?),
             "--baseline" => o.baseline = true,
             "--blip" => o.blip = true,
+            "--blip-restart" => {
+                o.blip = true;
+                o.blip_restart = true;
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -236,6 +243,8 @@ struct Instance {
     task: tokio::task::JoinHandle<()>,
     /// Its counters.
     stats: Arc<IngestStats>,
+    /// Its connection control (for the `drop` blip).
+    control: IngestControl,
 }
 
 fn start_instance(
@@ -252,6 +261,7 @@ fn start_instance(
         b.recv_effective, b.recv_requested, b.send_effective, b.send_requested
     );
     let stats = server.stats();
+    let control = server.control();
     let (stop, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         if let Err(e) = server
@@ -263,7 +273,16 @@ fn start_instance(
             eprintln!("server: {e}");
         }
     });
-    Ok((Instance { stop, task, stats }, addr, pin))
+    Ok((
+        Instance {
+            stop,
+            task,
+            stats,
+            control,
+        },
+        addr,
+        pin,
+    ))
 }
 
 async fn server_role(opts: Opts) -> Result<(), String> {
@@ -328,6 +347,11 @@ async fn server_role(opts: Opts) -> Result<(), String> {
                     })
                 );
                 cpu_mark = cpu;
+            }
+            Some("drop") => {
+                let t0 = Instant::now();
+                let n = inst.control.disconnect_all();
+                println!("BLIPPED {} ({n} connections closed)", t0.elapsed().as_millis());
             }
             Some("blip") => {
                 // Restart: every connection drops, device state in the server is gone; the sink
@@ -735,7 +759,8 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     if opts.blip {
         meas.phase.store(3, Ordering::Relaxed);
         let tb = Instant::now();
-        let down = control.command("blip", "BLIPPED")?;
+        let cmd = if opts.blip_restart { "blip" } else { "drop" };
+        let down = control.command(cmd, "BLIPPED")?;
         let back = wait_until(Duration::from_secs(90), || {
             connect_times(&meas, 0..total, tb).len() >= total
         })
@@ -744,7 +769,7 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         let mut rt = connect_times(&meas, 0..total, tb);
         rt.sort_by(|a, b| a.total_cmp(b));
         println!(
-            "blip: server down {down} ms; {}/{} back in {:.2} s{}; reconnect s p50={:.2} p99={:.2} max={:.2}",
+            "blip ({cmd}): {down} ms; {}/{} back in {:.2} s{}; reconnect s p50={:.2} p99={:.2} max={:.2}",
             rt.len(),
             total,
             back_s,
@@ -779,6 +804,7 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         }
     }
     let final_stats = control.stats();
+    println!("client process CPU {:.1} s", cpu_seconds());
     let lat = meas
         .latency
         .lock()

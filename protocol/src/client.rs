@@ -257,7 +257,9 @@ impl DeviceClient {
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(config.idle_timeout)
                     .map_err(|e| ClientError::Config(format!("idle_timeout: {e}")))?,
-            ));
+            ))
+            // Fixes are tiny: no path-MTU probing (a few packets less per connection).
+            .mtu_discovery_config(None);
         let quic = quic_client_config(&config.pin, transport)?;
         let acked = buffer.acked();
         let (acked_tx, _) = watch::channel(acked);

@@ -33,6 +33,8 @@ const CLOSE_REFUSED: u32 = 2;
 const CLOSE_SINK: u32 = 3;
 /// Application close code: protocol violation (undecodable handshake stream message).
 const CLOSE_PROTOCOL: u32 = 4;
+/// Application close code: the operator disconnected all devices (they reconnect).
+const CLOSE_DISCONNECTED: u32 = 5;
 
 /// State shared by the endpoint and all connection tasks.
 pub(crate) struct Shared {
@@ -79,6 +81,21 @@ impl Shared {
 
     pub(crate) fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Closes every device's current connection (the devices reconnect and resend what is not
+    /// acknowledged); returns how many were closed.
+    pub(crate) fn disconnect_all(&self, reason: &[u8]) -> usize {
+        let mut n = 0;
+        for entry in self.devices.iter() {
+            if let Ok(cur) = entry.value().current.lock()
+                && let Some((_, conn)) = cur.as_ref()
+            {
+                conn.close(VarInt::from_u32(CLOSE_DISCONNECTED), reason);
+                n += 1;
+            }
+        }
+        n
     }
 }
 

@@ -83,6 +83,10 @@ pub struct IngestConfig {
     /// not a lost handshake. Beyond this the attempt is refused at the QUIC level
     /// (`CONNECTION_REFUSED`, no TLS work) and the device retries after a jittered back-off.
     pub handshake_queue: usize,
+    /// TLS 1.3 sessions remembered for resumption (one ticket per connection, single use); a
+    /// reconnecting device then skips the certificate signature and its verification. 0 turns
+    /// resumption off. Sessions live in memory: a restarted engine starts with none.
+    pub tls_session_cache: usize,
     /// quinn `ServerConfig::max_incoming`: connection attempts quinn holds before refusing by
     /// itself; above `handshake_queue` + `handshake_burst` so our admission decides first.
     pub max_incoming: usize,
@@ -112,6 +116,7 @@ impl Default for IngestConfig {
             handshake_burst: 500.0,
             handshake_queue: 4_000,
             max_incoming: 16_384,
+            tls_session_cache: 32_768,
         }
     }
 }
@@ -222,6 +227,27 @@ pub struct IngestServer {
     stats: Arc<IngestStats>,
 }
 
+/// Acts on the connections of a running [`IngestServer`] (cloneable, for operators and tests).
+#[derive(Clone)]
+pub struct IngestControl {
+    /// The server's connection state.
+    shared: Arc<connection::Shared>,
+}
+
+impl std::fmt::Debug for IngestControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestControl").finish_non_exhaustive()
+    }
+}
+
+impl IngestControl {
+    /// Closes every device connection (a "blip"); devices reconnect with back-off and resend
+    /// what is unacknowledged. Returns how many connections were closed.
+    pub fn disconnect_all(&self) -> usize {
+        self.shared.disconnect_all(b"disconnected by operator")
+    }
+}
+
 /// Counters of the endpoint's admission control, readable while it runs (load tests, health).
 #[derive(Debug, Default)]
 pub struct IngestStats {
@@ -256,7 +282,7 @@ impl IngestServer {
     ) -> Result<IngestServer, IngestError> {
         let material = tls::TlsMaterial::load(&config.tls)?;
         let fingerprint = material.fingerprint();
-        let rustls_cfg = material.server_config()?;
+        let rustls_cfg = material.server_config(config.tls_session_cache)?;
         let quic_crypto = QuicServerConfig::try_from(rustls_cfg)
             .map_err(|e| IngestError::Tls(format!("QUIC crypto: {e}")))?;
         let mut transport = quinn::TransportConfig::default();
@@ -267,6 +293,9 @@ impl IngestServer {
             .receive_window(quinn::VarInt::from_u32(1024 * 1024))
             .stream_receive_window(quinn::VarInt::from_u32(256 * 1024))
             .send_window(256 * 1024)
+            // Fixes are 32-byte records: path-MTU probing buys nothing and costs a few packets
+            // per connection, times 10,000 at a mass start.
+            .mtu_discovery_config(None)
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(config.idle_timeout)
@@ -338,6 +367,13 @@ impl IngestServer {
     /// The socket buffer sizes asked for and granted by the kernel.
     pub fn socket_buffers(&self) -> SocketBuffers {
         self.buffers
+    }
+
+    /// A handle to act on the running endpoint's connections (usable after `run` took `self`).
+    pub fn control(&self) -> IngestControl {
+        IngestControl {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Admission counters of this endpoint (live while `run` runs).

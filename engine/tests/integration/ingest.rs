@@ -848,7 +848,7 @@ async fn restart_on(
     tokens: Arc<TokenStore>,
     sink: Arc<dyn IngestSink>,
 ) -> (oneshot::Sender<()>, JoinHandle<()>) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let server = loop {
         match IngestServer::bind(
             IngestConfig {
