@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flevum_engine::ingest::{
-    DeviceGrant, IngestConfig, IngestServer, IngestControl, IngestSink, IngestStats, SubmitFuture, TlsConfig,
-    TokenStore, write_self_signed,
+    DeviceGrant, IngestConfig, IngestControl, IngestServer, IngestSink, IngestStats, SubmitFuture,
+    TlsConfig, TokenStore, write_self_signed,
 };
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 use flevum_protocol::{PositionRecord, RecordFlags};
@@ -351,7 +351,10 @@ async fn server_role(opts: Opts) -> Result<(), String> {
             Some("drop") => {
                 let t0 = Instant::now();
                 let n = inst.control.disconnect_all();
-                println!("BLIPPED {} ({n} connections closed)", t0.elapsed().as_millis());
+                println!(
+                    "BLIPPED {} ({n} connections closed)",
+                    t0.elapsed().as_millis()
+                );
             }
             Some("blip") => {
                 // Restart: every connection drops, device state in the server is gone; the sink
@@ -480,8 +483,8 @@ fn spawn_server(opts: &Opts) -> Result<(Control, SocketAddr, String), String> {
 fn client_endpoint() -> Result<quinn::Endpoint, String> {
     use socket2::{Domain, Protocol, Socket, Type};
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| e.to_string())?;
+    let socket =
+        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| e.to_string())?;
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.bind(&addr.into()).map_err(|e| e.to_string())?;
@@ -805,11 +808,7 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     }
     let final_stats = control.stats();
     println!("client process CPU {:.1} s", cpu_seconds());
-    let lat = meas
-        .latency
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
+    let lat = meas.latency.lock().map(|l| l.clone()).unwrap_or_default();
     for (name, v) in PHASES.iter().zip(lat) {
         println!("live send→ack ms [{name}]: {}", summary(v));
     }
@@ -822,8 +821,8 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     );
     let get = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
     let lost = get(&storm_stats, "live_backfill").saturating_sub(get(&pre_stats, "live_backfill"));
-    let live_total = lost
-        + get(&storm_stats, "live_datagram").saturating_sub(get(&pre_stats, "live_datagram"));
+    let live_total =
+        lost + get(&storm_stats, "live_datagram").saturating_sub(get(&pre_stats, "live_datagram"));
     println!(
         "live datagram loss storm→settled: {lost} of {live_total} live fixes arrived only as backfill ({:.2} %)",
         100.0 * lost as f64 / live_total.max(1) as f64

@@ -79,7 +79,11 @@ impl<T> Admission<T> {
             return None;
         }
         // One token's refill time, at least 1 ms so the loop does not spin.
-        let per_token = if self.rate > 0.0 { 1.0 / self.rate } else { 0.0 };
+        let per_token = if self.rate > 0.0 {
+            1.0 / self.rate
+        } else {
+            0.0
+        };
         Some(Duration::from_secs_f64(per_token.max(0.001)))
     }
 

@@ -343,12 +343,7 @@ impl IngestServer {
             endpoint,
             local_addr,
             fingerprint,
-            shared: Arc::new(connection::Shared::new(
-                config,
-                tokens,
-                sink,
-                stats.clone(),
-            )),
+            shared: Arc::new(connection::Shared::new(config, tokens, sink, stats.clone())),
             buffers,
             stats,
         })
