@@ -50,6 +50,8 @@ struct Opts {
     burst: Option<f64>,
     /// Admission queue override.
     queue: Option<usize>,
+    /// Admission in-flight cap override.
+    inflight: Option<usize>,
     /// `--role clients`: server address.
     server: Option<SocketAddr>,
     /// `--role clients`: certificate pin.
@@ -71,6 +73,7 @@ fn parse_opts() -> Result<Opts, String> {
         rate: None,
         burst: None,
         queue: None,
+        inflight: None,
         server: None,
         pin: None,
     };
@@ -89,6 +92,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--rate" => o.rate = Some(num(val()?)? as f64),
             "--burst" => o.burst = Some(num(val()?)? as f64),
             "--queue" => o.queue = Some(num(val()?)? as usize),
+            "--inflight" => o.inflight = Some(num(val()?)? as usize),
             "--server" => o.server = Some(val()?.parse().map_err(|e| format!("--server: {e}"))?),
             "--pin" => o.pin = Some(val()?),
             "--baseline" => o.baseline = true,
@@ -221,7 +225,9 @@ fn server_config(opts: &Opts, listen: SocketAddr, tls: TlsConfig) -> IngestConfi
     if opts.baseline {
         // What the ingest had before issue 10: every attempt handshaken at once.
         cfg.handshake_rate_per_s = 0.0;
+        cfg.handshake_max_inflight = 0;
         cfg.socket_send_buffer = 0;
+        cfg.tls_session_cache = 256;
     }
     if let Some(r) = opts.rate {
         cfg.handshake_rate_per_s = r;
@@ -231,6 +237,9 @@ fn server_config(opts: &Opts, listen: SocketAddr, tls: TlsConfig) -> IngestConfi
     }
     if let Some(q) = opts.queue {
         cfg.handshake_queue = q;
+    }
+    if let Some(n) = opts.inflight {
+        cfg.handshake_max_inflight = n;
     }
     cfg
 }

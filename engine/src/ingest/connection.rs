@@ -50,6 +50,10 @@ pub(crate) struct Shared {
     open: AtomicUsize,
     /// Endpoint counters (welcomed handshakes are counted here).
     stats: Arc<super::IngestStats>,
+    /// Handshakes admitted and not yet welcomed or failed (admission control's in-flight cap).
+    in_flight: AtomicUsize,
+    /// Signalled whenever a handshake leaves `in_flight`, to start a waiting one.
+    pub handshake_done: tokio::sync::Notify,
 }
 
 /// What survives a device's reconnect: its rate limit, its ack tracker, its current connection.
@@ -76,7 +80,19 @@ impl Shared {
             devices: DashMap::new(),
             open: AtomicUsize::new(0),
             stats,
+            in_flight: AtomicUsize::new(0),
+            handshake_done: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Takes an in-flight handshake slot for a connection about to be spawned.
+    pub(crate) fn begin_handshake(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Handshakes admitted and not finished.
+    pub(crate) fn handshakes_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub(crate) fn open_connections(&self) -> usize {
@@ -109,6 +125,25 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
+/// Holds one in-flight handshake slot until the handshake ends (either way).
+struct HandshakeSlot<'a>(Option<&'a Shared>);
+
+impl HandshakeSlot<'_> {
+    /// Frees the slot now (idempotent).
+    fn release(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            shared.handshake_done.notify_one();
+        }
+    }
+}
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// One batch of records as read from the wire, before validation.
 struct Item {
     /// `datagram` or `stream`, for metrics.
@@ -119,6 +154,8 @@ struct Item {
 
 /// Runs one connection to its end. Errors are logged and counted, never returned.
 pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u64) {
+    // The slot was taken by the accept loop (`begin_handshake`) before spawning this task.
+    let mut slot = HandshakeSlot(Some(&shared));
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
@@ -134,6 +171,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
     let Some((grant, hello, send)) = handshake(&shared, &conn, open).await else {
         return;
     };
+    // Authenticated: the expensive part is over, let the next device in.
+    slot.release();
     tracing::Span::current().record("device", grant.device_id.as_str());
     let state = shared
         .devices

@@ -83,6 +83,13 @@ pub struct IngestConfig {
     /// not a lost handshake. Beyond this the attempt is refused at the QUIC level
     /// (`CONNECTION_REFUSED`, no TLS work) and the device retries after a jittered back-off.
     pub handshake_queue: usize,
+    /// Admission control: most handshakes in progress at once (QUIC + TLS + `Hello`/`Welcome`);
+    /// adapts the start rate to what the CPU finishes, so started handshakes stay short and
+    /// devices do not give up on them. 0 = no cap.
+    pub handshake_max_inflight: usize,
+    /// Admission control: longest wait in the queue; older attempts are refused (cheaply) and
+    /// the device retries after its jittered back-off, instead of being handshaken after it gave up.
+    pub handshake_queue_wait: Duration,
     /// TLS 1.3 sessions remembered for resumption (one ticket per connection, single use); a
     /// reconnecting device then skips the certificate signature and its verification. 0 turns
     /// resumption off. Sessions live in memory: a restarted engine starts with none.
@@ -117,6 +124,8 @@ impl Default for IngestConfig {
             handshake_queue: 4_000,
             max_incoming: 16_384,
             tls_session_cache: 32_768,
+            handshake_max_inflight: 256,
+            handshake_queue_wait: Duration::from_secs(3),
         }
     }
 }
@@ -400,18 +409,34 @@ impl IngestServer {
             ::metrics::counter!(metrics::ADMISSION_TOTAL, metrics::LABEL_OUTCOME => "admitted")
                 .increment(1);
             let shared = self.shared.clone();
+            shared.begin_handshake();
             tasks.spawn(connection::handle(shared, incoming, id).instrument(span));
         };
         tokio::pin!(shutdown);
+        let free_slots = || {
+            let cap = cfg.handshake_max_inflight;
+            if cap == 0 {
+                usize::MAX
+            } else {
+                cap.saturating_sub(self.shared.handshakes_in_flight())
+            }
+        };
         loop {
-            // Start the waiting handshakes the bucket has tokens for.
-            for incoming in admission.release(Instant::now()) {
+            let now = Instant::now();
+            for incoming in admission.expire(now, cfg.handshake_queue_wait) {
+                self.refuse(incoming);
+            }
+            // Start the waiting handshakes the bucket and the in-flight cap allow.
+            for incoming in admission.release(now, free_slots()) {
                 spawn(&mut tasks, incoming);
             }
-            let wake = admission.next_release(Instant::now());
+            ::metrics::gauge!(metrics::ADMISSION_QUEUE).set(admission.waiting() as f64);
+            let wake = admission.next_release(now);
+            let slot_freed = self.shared.handshake_done.notified();
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600))), if wake.is_some() => {}
+                () = slot_freed, if admission.waiting() > 0 => {}
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     if self.shared.open_connections() >= cfg.max_connections.saturating_mul(2) {
@@ -419,7 +444,7 @@ impl IngestServer {
                         self.refuse(incoming);
                         continue;
                     }
-                    match admission.offer(incoming, Instant::now()) {
+                    match admission.offer(incoming, Instant::now(), free_slots()) {
                         admission::Offer::Admit(incoming) => spawn(&mut tasks, incoming),
                         admission::Offer::Queued(len) => {
                             self.stats.queued.fetch_add(1, Ordering::Relaxed);
