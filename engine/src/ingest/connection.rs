@@ -156,10 +156,17 @@ struct Item {
 pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u64) {
     // The slot was taken by the accept loop (`begin_handshake`) before spawning this task.
     let mut slot = HandshakeSlot(Some(&shared));
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    // Bounded like the `Hello`: a device that gave up must not hold a handshake slot until the
+    // idle timeout.
+    let conn = match tokio::time::timeout(shared.config.handshake_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             debug!("QUIC handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "timeout").increment(1);
+            debug!("QUIC handshake timed out");
             return;
         }
     };

@@ -50,7 +50,8 @@ pub struct IngestConfig {
     pub keep_alive: Duration,
     /// QUIC idle timeout; long enough for phones on mobile networks that lose coverage briefly.
     pub idle_timeout: Duration,
-    /// Time a device has to open its handshake stream and send `Hello`.
+    /// Time a device has to complete the QUIC handshake, and then to open its handshake stream
+    /// and send `Hello` (each); bounds how long an abandoned attempt holds an admission slot.
     pub handshake_timeout: Duration,
     /// Validation limits applied to every record.
     pub record_limits: RecordLimits,
@@ -109,7 +110,7 @@ impl Default for IngestConfig {
             device_burst: 4_000.0,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             record_limits: RecordLimits::default(),
             socket_receive_buffer: 4 * 1024 * 1024,
             datagram_receive_buffer: 256 * 1024,
