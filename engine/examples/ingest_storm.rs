@@ -52,6 +52,8 @@ struct Opts {
     queue: Option<usize>,
     /// Admission in-flight cap override.
     inflight: Option<usize>,
+    /// Admission queue wait override, ms.
+    queue_wait_ms: Option<u64>,
     /// `--role clients`: server address.
     server: Option<SocketAddr>,
     /// `--role clients`: certificate pin.
@@ -74,6 +76,7 @@ fn parse_opts() -> Result<Opts, String> {
         burst: None,
         queue: None,
         inflight: None,
+        queue_wait_ms: None,
         server: None,
         pin: None,
     };
@@ -93,6 +96,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--burst" => o.burst = Some(num(val()?)? as f64),
             "--queue" => o.queue = Some(num(val()?)? as usize),
             "--inflight" => o.inflight = Some(num(val()?)? as usize),
+            "--queue-wait-ms" => o.queue_wait_ms = Some(num(val()?)?),
             "--server" => o.server = Some(val()?.parse().map_err(|e| format!("--server: {e}"))?),
             "--pin" => o.pin = Some(val()?),
             "--baseline" => o.baseline = true,
@@ -240,6 +244,9 @@ fn server_config(opts: &Opts, listen: SocketAddr, tls: TlsConfig) -> IngestConfi
     }
     if let Some(n) = opts.inflight {
         cfg.handshake_max_inflight = n;
+    }
+    if let Some(ms) = opts.queue_wait_ms {
+        cfg.handshake_queue_wait = Duration::from_millis(ms);
     }
     cfg
 }

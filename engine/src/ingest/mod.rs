@@ -122,11 +122,11 @@ impl Default for IngestConfig {
             socket_send_buffer: 4 * 1024 * 1024,
             handshake_rate_per_s: 2_000.0,
             handshake_burst: 500.0,
-            handshake_queue: 4_000,
-            max_incoming: 16_384,
+            handshake_queue: 16_000,
+            max_incoming: 20_000,
             tls_session_cache: 32_768,
             handshake_max_inflight: 256,
-            handshake_queue_wait: Duration::from_secs(3),
+            handshake_queue_wait: Duration::from_secs(8),
         }
     }
 }
