@@ -378,6 +378,10 @@ async fn server_role(opts: Opts) -> Result<(), String> {
                 let t0 = Instant::now();
                 let _ = inst.stop.send(());
                 let _ = inst.task.await;
+                eprintln!(
+                    "server: old instance stopped after {} ms",
+                    t0.elapsed().as_millis()
+                );
                 let deadline = Instant::now() + Duration::from_secs(10);
                 inst = loop {
                     match start_instance(

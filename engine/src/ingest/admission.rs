@@ -165,7 +165,10 @@ mod tests {
             a.offer(2, t0 + Duration::from_secs(2), 0),
             Offer::Queued(2)
         ));
-        assert_eq!(a.expire(t0 + Duration::from_secs(3), Duration::from_secs(2)), vec![1]);
+        assert_eq!(
+            a.expire(t0 + Duration::from_secs(3), Duration::from_secs(2)),
+            vec![1]
+        );
         assert_eq!(a.waiting(), 1);
     }
 }

@@ -85,6 +85,16 @@ impl Shared {
         }
     }
 
+    /// Forgets every device's connection handle (at shutdown), so nothing keeps the endpoint's
+    /// connections alive after `run` returns.
+    pub(crate) fn forget_connections(&self) {
+        for entry in self.devices.iter() {
+            if let Ok(mut cur) = entry.value().current.lock() {
+                *cur = None;
+            }
+        }
+    }
+
     /// Takes an in-flight handshake slot for a connection about to be spawned.
     pub(crate) fn begin_handshake(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -478,7 +478,14 @@ impl IngestServer {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
-        let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        self.shared.forget_connections();
+        let waited = Instant::now();
+        let idle = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        info!(
+            idle = idle.is_ok(),
+            waited_ms = waited.elapsed().as_millis() as u64,
+            "ingest endpoint closed"
+        );
         Ok(())
     }
 
