@@ -382,7 +382,8 @@ async fn server_role(opts: Opts) -> Result<(), String> {
                     "server: old instance stopped after {} ms",
                     t0.elapsed().as_millis()
                 );
-                let deadline = Instant::now() + Duration::from_secs(10);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut attempts = 0u32;
                 inst = loop {
                     match start_instance(
                         server_config(&opts, addr, tls.clone()),
@@ -391,7 +392,10 @@ async fn server_role(opts: Opts) -> Result<(), String> {
                     ) {
                         Ok((i, _, _)) => break i,
                         Err(e) if Instant::now() < deadline => {
-                            eprintln!("server: rebinding: {e}");
+                            attempts += 1;
+                            if attempts % 50 == 1 {
+                                eprintln!("server: rebinding: {e}");
+                            }
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         Err(e) => return Err(e),
