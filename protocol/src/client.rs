@@ -60,6 +60,10 @@ pub struct ClientConfig {
     pub keep_alive: Duration,
     /// QUIC idle timeout.
     pub idle_timeout: Duration,
+    /// Least delay before retrying after the engine refused the connection at the QUIC level
+    /// (`CONNECTION_REFUSED`: its admission control is full and sends no `retry_after_ms`);
+    /// jittered ±50 % and raised to the current exponential back-off when that is longer.
+    pub refused_retry_after: Duration,
 }
 
 impl Default for ClientConfig {
@@ -81,6 +85,7 @@ impl Default for ClientConfig {
             backoff_max: Duration::from_secs(30),
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            refused_retry_after: Duration::from_millis(500),
         }
     }
 }
@@ -151,6 +156,13 @@ struct Shared {
     acked_tx: watch::Sender<u32>,
     /// Set on `close`.
     shutdown_tx: watch::Sender<bool>,
+    /// `true` while a welcomed connection is up, for waiters (`subscribe_connected`).
+    connected_tx: watch::Sender<bool>,
+    /// The QUIC client config (TLS with its session cache, transport), reused by every
+    /// reconnect so TLS 1.3 session resumption works.
+    quic: quinn::ClientConfig,
+    /// Whether the endpoint belongs to this client (closed with it) or is shared (left open).
+    owns_endpoint: bool,
 }
 
 /// The mutable part of [`Shared`].
@@ -210,6 +222,31 @@ impl std::fmt::Debug for DeviceClient {
 impl DeviceClient {
     /// Opens the buffer (reloading persisted fixes), binds a UDP socket and starts connecting.
     pub fn spawn(config: ClientConfig) -> Result<DeviceClient, ClientError> {
+        let bind: SocketAddr = if config.server.is_ipv6() {
+            SocketAddr::from(([0u16; 8], 0))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        };
+        let endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ClientError::Socket(e.to_string()))?;
+        Self::start(config, endpoint, true)
+    }
+
+    /// Like [`DeviceClient::spawn`], but connects through `endpoint` (one UDP socket shared by
+    /// many clients, as a load generator or a gateway for many trackers needs) and leaves it open
+    /// when closed. The endpoint's default client config is not used.
+    pub fn spawn_on(
+        config: ClientConfig,
+        endpoint: quinn::Endpoint,
+    ) -> Result<DeviceClient, ClientError> {
+        Self::start(config, endpoint, false)
+    }
+
+    fn start(
+        config: ClientConfig,
+        endpoint: quinn::Endpoint,
+        owns_endpoint: bool,
+    ) -> Result<DeviceClient, ClientError> {
         let buffer = match &config.buffer_path {
             Some(p) => OfflineBuffer::open(p, config.buffer_capacity)?,
             None => OfflineBuffer::in_memory(config.buffer_capacity),
@@ -220,19 +257,14 @@ impl DeviceClient {
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(config.idle_timeout)
                     .map_err(|e| ClientError::Config(format!("idle_timeout: {e}")))?,
-            ));
+            ))
+            // Fixes are tiny: no path-MTU probing (a few packets less per connection).
+            .mtu_discovery_config(None);
         let quic = quic_client_config(&config.pin, transport)?;
-        let bind: SocketAddr = if config.server.is_ipv6() {
-            SocketAddr::from(([0u16; 8], 0))
-        } else {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        };
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| ClientError::Socket(e.to_string()))?;
-        endpoint.set_default_client_config(quic);
         let acked = buffer.acked();
         let (acked_tx, _) = watch::channel(acked);
         let (shutdown_tx, _) = watch::channel(false);
+        let (connected_tx, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(State {
@@ -244,9 +276,22 @@ impl DeviceClient {
             wake: Notify::new(),
             acked_tx,
             shutdown_tx,
+            connected_tx,
+            quic,
+            owns_endpoint,
         });
         let task = tokio::spawn(session::run(shared.clone(), endpoint));
         Ok(DeviceClient { shared, task })
+    }
+
+    /// A receiver of the highest acknowledged sequence (changes on every ack that moves it).
+    pub fn subscribe_acked(&self) -> watch::Receiver<u32> {
+        self.shared.acked_tx.subscribe()
+    }
+
+    /// A receiver that is `true` while a welcomed connection is up.
+    pub fn subscribe_connected(&self) -> watch::Receiver<bool> {
+        self.shared.connected_tx.subscribe()
     }
 
     /// Buffers a fix (persisting it when configured) and, when connected, sends it at once as a

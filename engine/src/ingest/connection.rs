@@ -33,6 +33,8 @@ const CLOSE_REFUSED: u32 = 2;
 const CLOSE_SINK: u32 = 3;
 /// Application close code: protocol violation (undecodable handshake stream message).
 const CLOSE_PROTOCOL: u32 = 4;
+/// Application close code: the operator disconnected all devices (they reconnect).
+const CLOSE_DISCONNECTED: u32 = 5;
 
 /// State shared by the endpoint and all connection tasks.
 pub(crate) struct Shared {
@@ -46,6 +48,12 @@ pub(crate) struct Shared {
     devices: DashMap<(String, String), Arc<DeviceState>>,
     /// Open (post-TLS) connections.
     open: AtomicUsize,
+    /// Endpoint counters (welcomed handshakes are counted here).
+    stats: Arc<super::IngestStats>,
+    /// Handshakes admitted and not yet welcomed or failed (admission control's in-flight cap).
+    in_flight: AtomicUsize,
+    /// Signalled whenever a handshake leaves `in_flight`, to start a waiting one.
+    pub handshake_done: tokio::sync::Notify,
 }
 
 /// What survives a device's reconnect: its rate limit, its ack tracker, its current connection.
@@ -63,6 +71,7 @@ impl Shared {
         config: IngestConfig,
         tokens: Arc<TokenStore>,
         sink: Arc<dyn IngestSink>,
+        stats: Arc<super::IngestStats>,
     ) -> Self {
         Shared {
             config,
@@ -70,11 +79,49 @@ impl Shared {
             sink,
             devices: DashMap::new(),
             open: AtomicUsize::new(0),
+            stats,
+            in_flight: AtomicUsize::new(0),
+            handshake_done: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Forgets every device's connection handle (at shutdown), so nothing keeps the endpoint's
+    /// connections alive after `run` returns.
+    pub(crate) fn forget_connections(&self) {
+        for entry in self.devices.iter() {
+            if let Ok(mut cur) = entry.value().current.lock() {
+                *cur = None;
+            }
+        }
+    }
+
+    /// Takes an in-flight handshake slot for a connection about to be spawned.
+    pub(crate) fn begin_handshake(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Handshakes admitted and not finished.
+    pub(crate) fn handshakes_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub(crate) fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Closes every device's current connection (the devices reconnect and resend what is not
+    /// acknowledged); returns how many were closed.
+    pub(crate) fn disconnect_all(&self, reason: &[u8]) -> usize {
+        let mut n = 0;
+        for entry in self.devices.iter() {
+            if let Ok(cur) = entry.value().current.lock()
+                && let Some((_, conn)) = cur.as_ref()
+            {
+                conn.close(VarInt::from_u32(CLOSE_DISCONNECTED), reason);
+                n += 1;
+            }
+        }
+        n
     }
 }
 
@@ -88,6 +135,25 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
+/// Holds one in-flight handshake slot until the handshake ends (either way).
+struct HandshakeSlot<'a>(Option<&'a Shared>);
+
+impl HandshakeSlot<'_> {
+    /// Frees the slot now (idempotent).
+    fn release(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            shared.handshake_done.notify_one();
+        }
+    }
+}
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// One batch of records as read from the wire, before validation.
 struct Item {
     /// `datagram` or `stream`, for metrics.
@@ -98,10 +164,19 @@ struct Item {
 
 /// Runs one connection to its end. Errors are logged and counted, never returned.
 pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u64) {
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    // The slot was taken by the accept loop (`begin_handshake`) before spawning this task.
+    let mut slot = HandshakeSlot(Some(&shared));
+    // Bounded like the `Hello`: a device that gave up must not hold a handshake slot until the
+    // idle timeout.
+    let conn = match tokio::time::timeout(shared.config.handshake_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             debug!("QUIC handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "timeout").increment(1);
+            debug!("QUIC handshake timed out");
             return;
         }
     };
@@ -113,6 +188,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
     let Some((grant, hello, send)) = handshake(&shared, &conn, open).await else {
         return;
     };
+    // Authenticated: the expensive part is over, let the next device in.
+    slot.release();
     tracing::Span::current().record("device", grant.device_id.as_str());
     let state = shared
         .devices
@@ -327,6 +404,7 @@ async fn serve(
         return;
     }
     ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "ok").increment(1);
+    shared.stats.welcomed.fetch_add(1, Ordering::Relaxed);
     info!(race = %grant.race_id, rider = grant.rider_id, acked, "device connected");
 
     let (tx, rx) = mpsc::channel::<Item>(shared.config.device_queue.max(1));

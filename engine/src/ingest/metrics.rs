@@ -24,6 +24,16 @@ pub const SUBMIT_ERRORS_TOTAL: &str = "flevum_ingest_submit_errors_total";
 /// Counter: `Ack` messages sent to devices.
 pub const ACKS_SENT_TOTAL: &str = "flevum_ingest_acks_sent_total";
 
+/// Counter: connection attempts by admission outcome, label [`LABEL_OUTCOME`] (`admitted`,
+/// `queued`, `refused`).
+pub const ADMISSION_TOTAL: &str = "flevum_ingest_admission_total";
+/// Gauge: connection attempts waiting for a handshake token.
+pub const ADMISSION_QUEUE: &str = "flevum_ingest_admission_queue";
+/// Gauge: effective kernel receive buffer of the UDP socket, bytes (as granted, see `rmem_max`).
+pub const SOCKET_RECV_BUFFER_BYTES: &str = "flevum_ingest_socket_recv_buffer_bytes";
+/// Gauge: effective kernel send buffer of the UDP socket, bytes (as granted, see `wmem_max`).
+pub const SOCKET_SEND_BUFFER_BYTES: &str = "flevum_ingest_socket_send_buffer_bytes";
+
 /// Label key: handshake outcome.
 pub const LABEL_OUTCOME: &str = "outcome";
 /// Label key: why a record was rejected.

@@ -4,6 +4,7 @@
 //! validation, per-device rate limits and contiguous acks. Does not journal or apply records: it
 //! hands them to an [`IngestSink`] and acknowledges what the sink made durable.
 
+pub mod admission;
 pub mod metrics;
 pub mod rate;
 pub mod seq_tracker;
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flevum_protocol::RecordLimits;
 use quinn::crypto::rustls::QuicServerConfig;
@@ -49,7 +50,8 @@ pub struct IngestConfig {
     pub keep_alive: Duration,
     /// QUIC idle timeout; long enough for phones on mobile networks that lose coverage briefly.
     pub idle_timeout: Duration,
-    /// Time a device has to open its handshake stream and send `Hello`.
+    /// Time a device has to complete the QUIC handshake, and then to open its handshake stream
+    /// and send `Hello` (each); bounds how long an abandoned attempt holds an admission slot.
     pub handshake_timeout: Duration,
     /// Validation limits applied to every record.
     pub record_limits: RecordLimits,
@@ -68,6 +70,34 @@ pub struct IngestConfig {
     pub overload_retry_after_ms: u32,
     /// How long `run` waits for connection tasks after shutdown before aborting them.
     pub shutdown_grace: Duration,
+    /// Requested kernel send buffer of the UDP socket (a storm's handshake answers leave in a
+    /// burst); capped by the OS (`wmem_max`), the effective size is logged and exported; 0 leaves
+    /// the kernel default.
+    pub socket_send_buffer: usize,
+    /// Admission control: new QUIC handshakes started per second (token bucket refill); 0 turns
+    /// admission control off (every connection attempt is handshaken at once).
+    pub handshake_rate_per_s: f64,
+    /// Admission control: handshakes that may start at once (token bucket size).
+    pub handshake_burst: f64,
+    /// Admission control: connection attempts that wait for a handshake token; quinn keeps
+    /// buffering their retransmitted Initials meanwhile, so waiting costs the device a short delay,
+    /// not a lost handshake. Beyond this the attempt is refused at the QUIC level
+    /// (`CONNECTION_REFUSED`, no TLS work) and the device retries after a jittered back-off.
+    pub handshake_queue: usize,
+    /// Admission control: most handshakes in progress at once (QUIC + TLS + `Hello`/`Welcome`);
+    /// adapts the start rate to what the CPU finishes, so started handshakes stay short and
+    /// devices do not give up on them. 0 = no cap.
+    pub handshake_max_inflight: usize,
+    /// Admission control: longest wait in the queue; older attempts are refused (cheaply) and
+    /// the device retries after its jittered back-off, instead of being handshaken after it gave up.
+    pub handshake_queue_wait: Duration,
+    /// TLS 1.3 sessions remembered for resumption (one ticket per connection, single use); a
+    /// reconnecting device then skips the certificate signature and its verification. 0 turns
+    /// resumption off. Sessions live in memory: a restarted engine starts with none.
+    pub tls_session_cache: usize,
+    /// quinn `ServerConfig::max_incoming`: connection attempts quinn holds before refusing by
+    /// itself; above `handshake_queue` + `handshake_burst` so our admission decides first.
+    pub max_incoming: usize,
 }
 
 impl Default for IngestConfig {
@@ -80,7 +110,7 @@ impl Default for IngestConfig {
             device_burst: 4_000.0,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             record_limits: RecordLimits::default(),
             socket_receive_buffer: 4 * 1024 * 1024,
             datagram_receive_buffer: 256 * 1024,
@@ -89,6 +119,14 @@ impl Default for IngestConfig {
             seq_window: 1 << 20,
             overload_retry_after_ms: 5_000,
             shutdown_grace: Duration::from_secs(3),
+            socket_send_buffer: 4 * 1024 * 1024,
+            handshake_rate_per_s: 2_000.0,
+            handshake_burst: 500.0,
+            handshake_queue: 16_000,
+            max_incoming: 20_000,
+            tls_session_cache: 32_768,
+            handshake_max_inflight: 256,
+            handshake_queue_wait: Duration::from_secs(8),
         }
     }
 }
@@ -113,9 +151,27 @@ pub enum IngestError {
     },
 }
 
-/// Binds the UDP socket with a large receive buffer, so a burst of connection attempts (a start
-/// line of phones) is queued rather than dropped by the kernel.
-fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> Result<std::net::UdpSocket, IngestError> {
+/// Effective kernel buffer sizes of the ingest's UDP socket, as read back after asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketBuffers {
+    /// Receive buffer asked for.
+    pub recv_requested: usize,
+    /// Receive buffer the kernel granted (Linux reports twice the usable size; capped by
+    /// `net.core.rmem_max`).
+    pub recv_effective: usize,
+    /// Send buffer asked for.
+    pub send_requested: usize,
+    /// Send buffer the kernel granted (capped by `net.core.wmem_max`).
+    pub send_effective: usize,
+}
+
+/// Binds the UDP socket with large buffers, so a burst of connection attempts (a start line of
+/// phones) is queued rather than dropped by the kernel; reads back what the kernel granted.
+fn bind_socket(
+    addr: SocketAddr,
+    recv_buffer: usize,
+    send_buffer: usize,
+) -> Result<(std::net::UdpSocket, SocketBuffers), IngestError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let io = |what: &str, e| IngestError::Io {
         what: format!("{what} {addr}"),
@@ -130,10 +186,39 @@ fn bind_socket(addr: SocketAddr, recv_buffer: usize) -> Result<std::net::UdpSock
     if let Err(e) = socket.set_recv_buffer_size(recv_buffer) {
         warn!("could not set UDP receive buffer to {recv_buffer} bytes: {e}");
     }
+    // 0 = leave the kernel default.
+    if send_buffer > 0
+        && let Err(e) = socket.set_send_buffer_size(send_buffer)
+    {
+        warn!("could not set UDP send buffer to {send_buffer} bytes: {e}");
+    }
+    let buffers = SocketBuffers {
+        recv_requested: recv_buffer,
+        recv_effective: socket.recv_buffer_size().unwrap_or(0),
+        send_requested: send_buffer,
+        send_effective: socket.send_buffer_size().unwrap_or(0),
+    };
+    // Linux doubles the value it grants (bookkeeping overhead), so below the request = capped.
+    if buffers.recv_effective < recv_buffer {
+        warn!(
+            requested = recv_buffer,
+            effective = buffers.recv_effective,
+            "kernel capped the UDP receive buffer (raise net.core.rmem_max)"
+        );
+    }
+    if buffers.send_effective < send_buffer {
+        warn!(
+            requested = send_buffer,
+            effective = buffers.send_effective,
+            "kernel capped the UDP send buffer (raise net.core.wmem_max)"
+        );
+    }
+    ::metrics::gauge!(metrics::SOCKET_RECV_BUFFER_BYTES).set(buffers.recv_effective as f64);
+    ::metrics::gauge!(metrics::SOCKET_SEND_BUFFER_BYTES).set(buffers.send_effective as f64);
     socket
         .bind(&addr.into())
         .map_err(|e| io("binding QUIC endpoint on", e))?;
-    Ok(socket.into())
+    Ok((socket.into(), buffers))
 }
 
 /// The running QUIC ingest endpoint.
@@ -146,6 +231,47 @@ pub struct IngestServer {
     fingerprint: String,
     /// State shared with the connection tasks.
     shared: Arc<connection::Shared>,
+    /// What the kernel granted for the socket buffers.
+    buffers: SocketBuffers,
+    /// Admission and handshake counters, shared with whoever asked for [`IngestServer::stats`].
+    stats: Arc<IngestStats>,
+}
+
+/// Acts on the connections of a running [`IngestServer`] (cloneable, for operators and tests).
+#[derive(Clone)]
+pub struct IngestControl {
+    /// The server's connection state.
+    shared: Arc<connection::Shared>,
+}
+
+impl std::fmt::Debug for IngestControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestControl").finish_non_exhaustive()
+    }
+}
+
+impl IngestControl {
+    /// Closes every device connection (a "blip"); devices reconnect with back-off and resend
+    /// what is unacknowledged. Returns how many connections were closed.
+    pub fn disconnect_all(&self) -> usize {
+        self.shared.disconnect_all(b"disconnected by operator")
+    }
+}
+
+/// Counters of the endpoint's admission control, readable while it runs (load tests, health).
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Connection attempts handed to the TLS handshake.
+    pub admitted: AtomicU64,
+    /// Connection attempts that had to wait for a handshake token.
+    pub queued: AtomicU64,
+    /// Connection attempts refused at the QUIC level (admission queue full or far over the
+    /// connection limit).
+    pub refused: AtomicU64,
+    /// Longest admission queue seen.
+    pub queue_max: AtomicU64,
+    /// Device handshakes answered with `Welcome`.
+    pub welcomed: AtomicU64,
 }
 
 impl std::fmt::Debug for IngestServer {
@@ -166,11 +292,20 @@ impl IngestServer {
     ) -> Result<IngestServer, IngestError> {
         let material = tls::TlsMaterial::load(&config.tls)?;
         let fingerprint = material.fingerprint();
-        let rustls_cfg = material.server_config()?;
+        let rustls_cfg = material.server_config(config.tls_session_cache)?;
         let quic_crypto = QuicServerConfig::try_from(rustls_cfg)
             .map_err(|e| IngestError::Tls(format!("QUIC crypto: {e}")))?;
         let mut transport = quinn::TransportConfig::default();
+        // Devices send a few hundred bytes per second: small per-connection windows keep the
+        // memory of 10,000 connections bounded without limiting a backlog upload (64 KiB
+        // batches, a few in flight).
         transport
+            .receive_window(quinn::VarInt::from_u32(1024 * 1024))
+            .stream_receive_window(quinn::VarInt::from_u32(256 * 1024))
+            .send_window(256 * 1024)
+            // Fixes are 32-byte records: path-MTU probing buys nothing and costs a few packets
+            // per connection, times 10,000 at a mass start.
+            .mtu_discovery_config(None)
             .keep_alive_interval(Some(config.keep_alive))
             .max_idle_timeout(Some(
                 quinn::IdleTimeout::try_from(config.idle_timeout)
@@ -181,8 +316,15 @@ impl IngestServer {
             .max_concurrent_uni_streams(config.max_uni_streams.into());
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
         server_config.transport_config(Arc::new(transport));
-        server_config.migration(true);
-        let socket = bind_socket(config.listen, config.socket_receive_buffer)?;
+        server_config
+            .migration(true)
+            .max_incoming(config.max_incoming.max(1));
+        let stats = Arc::new(IngestStats::default());
+        let (socket, buffers) = bind_socket(
+            config.listen,
+            config.socket_receive_buffer,
+            config.socket_send_buffer,
+        )?;
         let runtime = quinn::default_runtime().ok_or_else(|| {
             IngestError::Config("no async runtime (call bind inside tokio)".into())
         })?;
@@ -200,12 +342,20 @@ impl IngestServer {
             what: "reading local address".into(),
             source: e,
         })?;
-        info!(%local_addr, %fingerprint, "ingest endpoint bound");
+        info!(
+            %local_addr,
+            %fingerprint,
+            recv_buffer = buffers.recv_effective,
+            send_buffer = buffers.send_effective,
+            "ingest endpoint bound"
+        );
         Ok(IngestServer {
             endpoint,
             local_addr,
             fingerprint,
-            shared: Arc::new(connection::Shared::new(config, tokens, sink)),
+            shared: Arc::new(connection::Shared::new(config, tokens, sink, stats.clone())),
+            buffers,
+            stats,
         })
     }
 
@@ -219,31 +369,93 @@ impl IngestServer {
         self.fingerprint.clone()
     }
 
+    /// The socket buffer sizes asked for and granted by the kernel.
+    pub fn socket_buffers(&self) -> SocketBuffers {
+        self.buffers
+    }
+
+    /// A handle to act on the running endpoint's connections (usable after `run` took `self`).
+    pub fn control(&self) -> IngestControl {
+        IngestControl {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Admission counters of this endpoint (live while `run` runs).
+    pub fn stats(&self) -> Arc<IngestStats> {
+        self.stats.clone()
+    }
+
     /// Accepts connections until `shutdown` resolves, then closes the endpoint, waits up to
     /// `shutdown_grace` for connection tasks (they finish the submit in flight) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), IngestError> {
         let mut tasks = JoinSet::new();
         let next_id = AtomicU64::new(1);
+        let cfg = &self.shared.config;
+        let mut admission = admission::Admission::new(
+            cfg.handshake_rate_per_s,
+            cfg.handshake_burst,
+            cfg.handshake_queue,
+            Instant::now(),
+        );
+        let spawn = |tasks: &mut JoinSet<()>, incoming: quinn::Incoming| {
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!(
+                "ingest_conn",
+                conn = id,
+                remote = %incoming.remote_address(),
+                device = tracing::field::Empty,
+            );
+            self.stats.admitted.fetch_add(1, Ordering::Relaxed);
+            ::metrics::counter!(metrics::ADMISSION_TOTAL, metrics::LABEL_OUTCOME => "admitted")
+                .increment(1);
+            let shared = self.shared.clone();
+            shared.begin_handshake();
+            tasks.spawn(connection::handle(shared, incoming, id).instrument(span));
+        };
         tokio::pin!(shutdown);
+        let free_slots = || {
+            let cap = cfg.handshake_max_inflight;
+            if cap == 0 {
+                usize::MAX
+            } else {
+                cap.saturating_sub(self.shared.handshakes_in_flight())
+            }
+        };
         loop {
+            let now = Instant::now();
+            for incoming in admission.expire(now, cfg.handshake_queue_wait) {
+                self.refuse(incoming);
+            }
+            // Start the waiting handshakes the bucket and the in-flight cap allow.
+            for incoming in admission.release(now, free_slots()) {
+                spawn(&mut tasks, incoming);
+            }
+            ::metrics::gauge!(metrics::ADMISSION_QUEUE).set(admission.waiting() as f64);
+            let wake = admission.next_release(now);
+            let slot_freed = self.shared.handshake_done.notified();
             tokio::select! {
                 () = &mut shutdown => break,
+                () = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600))), if wake.is_some() => {}
+                () = slot_freed, if admission.waiting() > 0 => {}
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    if self.shared.open_connections() >= self.shared.config.max_connections.saturating_mul(2) {
+                    if self.shared.open_connections() >= cfg.max_connections.saturating_mul(2) {
                         // Far over the limit: do not even spend a TLS handshake.
-                        incoming.refuse();
+                        self.refuse(incoming);
                         continue;
                     }
-                    let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    let span = tracing::info_span!(
-                        "ingest_conn",
-                        conn = id,
-                        remote = %incoming.remote_address(),
-                        device = tracing::field::Empty,
-                    );
-                    let shared = self.shared.clone();
-                    tasks.spawn(connection::handle(shared, incoming, id).instrument(span));
+                    match admission.offer(incoming, Instant::now(), free_slots()) {
+                        admission::Offer::Admit(incoming) => spawn(&mut tasks, incoming),
+                        admission::Offer::Queued(len) => {
+                            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                            self.stats.queue_max.fetch_max(len as u64, Ordering::Relaxed);
+                            ::metrics::counter!(metrics::ADMISSION_TOTAL, metrics::LABEL_OUTCOME => "queued")
+                                .increment(1);
+                            ::metrics::gauge!(metrics::ADMISSION_QUEUE).set(len as f64);
+                        }
+                        admission::Offer::Refuse(incoming) => self.refuse(incoming),
+                    }
                 }
                 Some(res) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Err(e) = res
@@ -254,6 +466,9 @@ impl IngestServer {
                 }
             }
         }
+        for incoming in admission.drain() {
+            incoming.refuse();
+        }
         info!("ingest shutting down");
         self.endpoint.close(0u32.into(), b"server shutdown");
         let grace = self.shared.config.shutdown_grace;
@@ -263,7 +478,22 @@ impl IngestServer {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
-        let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        self.shared.forget_connections();
+        let waited = Instant::now();
+        let idle = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        info!(
+            idle = idle.is_ok(),
+            waited_ms = waited.elapsed().as_millis() as u64,
+            "ingest endpoint closed"
+        );
         Ok(())
+    }
+
+    /// Refuses a connection attempt at the QUIC level: one small packet, no TLS work.
+    fn refuse(&self, incoming: quinn::Incoming) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(metrics::ADMISSION_TOTAL, metrics::LABEL_OUTCOME => "refused")
+            .increment(1);
+        incoming.refuse();
     }
 }

@@ -116,8 +116,12 @@ impl TlsMaterial {
             .unwrap_or_default()
     }
 
-    /// The rustls server config (TLS 1.3 only, ring provider, ALPN `flevum/1`).
-    pub fn server_config(self) -> Result<Arc<rustls::ServerConfig>, IngestError> {
+    /// The rustls server config (TLS 1.3 only, ring provider, ALPN `flevum/1`), remembering up
+    /// to `session_cache` sessions for resumption (0 = no resumption tickets).
+    pub fn server_config(
+        self,
+        session_cache: usize,
+    ) -> Result<Arc<rustls::ServerConfig>, IngestError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -127,6 +131,13 @@ impl TlsMaterial {
             .map_err(|e| IngestError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![flevum_protocol::ALPN.to_vec()];
         cfg.max_early_data_size = 0;
+        if session_cache > 0 {
+            cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(session_cache);
+            cfg.send_tls13_tickets = 1;
+        } else {
+            cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            cfg.send_tls13_tickets = 0;
+        }
         Ok(Arc::new(cfg))
     }
 }

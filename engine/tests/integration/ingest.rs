@@ -841,3 +841,153 @@ async fn devices_reach_the_real_shard_and_journal_through_quic() {
     let _ = stop_shard.send(());
     shard_task.await.unwrap();
 }
+
+/// Binds a server on `addr` (retrying while the old socket is released) and runs it.
+async fn restart_on(
+    addr: SocketAddr,
+    config: IngestConfig,
+    tokens: Arc<TokenStore>,
+    sink: Arc<dyn IngestSink>,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server = loop {
+        match IngestServer::bind(
+            IngestConfig {
+                listen: addr,
+                ..config.clone()
+            },
+            tokens.clone(),
+            sink.clone(),
+        ) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("rebinding {addr}: {e}"),
+        }
+    };
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, task)
+}
+
+/// Issue 10: a mass start through admission control (most devices wait for a handshake token or
+/// are refused at the QUIC level and retry), then the server restarts under all of them. Every
+/// fix pushed before, during and after the blip reaches the sink exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mass_start_and_server_blip_lose_no_fix() {
+    const DEVICES: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
+    let config = IngestConfig {
+        tls: TlsConfig::Files { cert, key },
+        // A small admission budget so the storm exercises the queue and the refusals.
+        handshake_rate_per_s: 150.0,
+        handshake_burst: 30.0,
+        handshake_queue: 60,
+        ..test_config()
+    };
+    let tokens = Arc::new(TokenStore::new());
+    let toks: Vec<String> = (0..DEVICES)
+        .map(|i| tokens.issue(grant(&format!("m{i}"), i as u32)))
+        .collect();
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(2)));
+    let server = IngestServer::bind(config.clone(), tokens.clone(), sink.clone()).unwrap();
+    let addr = server.local_addr();
+    let fingerprint = server.cert_fingerprint();
+    let stats = server.stats();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    let running = Running {
+        addr,
+        fingerprint,
+        stop,
+        task,
+    };
+    // Devices share four UDP sockets, as a load generator does.
+    let endpoints: Vec<quinn::Endpoint> = (0..4)
+        .map(|_| quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap())
+        .collect();
+    let clients: Vec<DeviceClient> = toks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            DeviceClient::spawn_on(
+                ClientConfig {
+                    refused_retry_after: Duration::from_millis(200),
+                    connect_timeout: Duration::from_secs(10),
+                    ..client_config(&running, t)
+                },
+                endpoints[i % endpoints.len()].clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+    // Fixes 1..=5 are pushed at the gun, while the devices are still connecting.
+    for c in &clients {
+        for s in 1..=5 {
+            c.push(rec(s)).unwrap();
+        }
+    }
+    for c in &clients {
+        wait_connected_within(c, Duration::from_secs(60)).await;
+    }
+    let admitted = stats.admitted.load(Ordering::Relaxed);
+    let queued = stats.queued.load(Ordering::Relaxed);
+    let refused = stats.refused.load(Ordering::Relaxed);
+    eprintln!("mass start: admitted {admitted}, queued {queued}, refused {refused}");
+    assert!(admitted >= DEVICES as u64);
+    // Live fixes, then the blip: the server goes away under all of them.
+    for c in &clients {
+        for s in 6..=10 {
+            c.push(rec(s)).unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    for c in &clients {
+        for s in 11..=15 {
+            c.push(rec(s)).unwrap();
+        }
+    }
+    let (stop, task) = restart_on(addr, config, tokens, sink.clone()).await;
+    for c in &clients {
+        for s in 16..=20 {
+            c.push(rec(s)).unwrap();
+        }
+    }
+    for c in &clients {
+        c.flush(Duration::from_secs(60)).await.unwrap();
+        assert_eq!(c.acked_seq(), 20);
+    }
+    for i in 0..DEVICES {
+        assert_eq!(sink.seqs(&format!("m{i}")), (1..=20).collect::<Vec<_>>());
+    }
+    assert_eq!(sink.total(), DEVICES * 20);
+    assert_eq!(
+        sink.duplicates.load(Ordering::SeqCst),
+        0,
+        "a fix was submitted twice"
+    );
+    for c in clients {
+        c.close().await;
+    }
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -28,12 +28,23 @@ enum End {
     },
     /// The engine refused the handshake.
     Refused(Refusal),
+    /// The engine refused the QUIC connection itself (`CONNECTION_REFUSED`, its admission
+    /// control is full); retry after a jittered delay of at least `refused_retry_after`.
+    Busy,
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Why a connection attempt failed before `Welcome`.
+enum Failure {
+    /// QUIC-level `CONNECTION_REFUSED` from the engine's admission control.
+    Busy,
+    /// Anything else (timeout, TLS, lost connection, protocol).
+    Other(String),
 }
 
 /// `d` scaled by a random factor in [0.5, 1.5).
@@ -85,10 +96,17 @@ pub(super) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                     }
                     jitter(backoff)
                 }
+                End::Busy => {
+                    debug!("engine busy (connection refused), backing off");
+                    jitter(backoff.max(cfg.refused_retry_after))
+                }
                 End::Refused(r) => {
                     warn!(reason = ?r.reason, "engine refused: {}", r.message);
                     if r.retry_after_ms > 0 || r.reason == RefusalReason::Overloaded {
-                        jitter(backoff).max(Duration::from_millis(u64::from(r.retry_after_ms)))
+                        // Not before `retry_after_ms`, spread over the following half of it so
+                        // thousands of refused devices do not come back in the same instant.
+                        let after = Duration::from_millis(u64::from(r.retry_after_ms));
+                        jitter(backoff).max(after.mul_f64(rand::rng().random_range(1.0..1.5)))
                     } else {
                         shared.lock().status = ClientStatus::Refused(r);
                         jitter(cfg.backoff_max)
@@ -102,8 +120,10 @@ pub(super) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 _ = shutdown.changed() => break,
             }
         }
-        endpoint.close(VarInt::from_u32(0), b"client closed");
-        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        if shared.owns_endpoint {
+            endpoint.close(VarInt::from_u32(0), b"client closed");
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
     }
     .instrument(span)
     .await;
@@ -118,11 +138,21 @@ async fn session(
     let cfg = &shared.config;
     let handshake = async {
         let conn = endpoint
-            .connect(cfg.server, &cfg.server_name)
-            .map_err(|e| e.to_string())?
+            .connect_with(shared.quic.clone(), cfg.server, &cfg.server_name)
+            .map_err(|e| Failure::Other(e.to_string()))?
             .await
-            .map_err(|e| e.to_string())?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                quinn::ConnectionError::ConnectionClosed(c)
+                    if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+                {
+                    Failure::Busy
+                }
+                e => Failure::Other(e.to_string()),
+            })?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))?;
         let hello = DeviceMessage::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             device_token: cfg.token.clone(),
@@ -130,12 +160,13 @@ async fn session(
         });
         send.write_all(&encode_message(&hello))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::Other(e.to_string()))?;
         let body = read_body(&mut recv)
-            .await?
-            .ok_or_else(|| "handshake stream closed".to_string())?;
-        let msg = decode_message(&body, now_ms()).map_err(|e| e.to_string())?;
-        Ok::<_, String>((conn, send, recv, msg))
+            .await
+            .map_err(Failure::Other)?
+            .ok_or_else(|| Failure::Other("handshake stream closed".to_string()))?;
+        let msg = decode_message(&body, now_ms()).map_err(|e| Failure::Other(e.to_string()))?;
+        Ok::<_, Failure>((conn, send, recv, msg))
     };
     let result = tokio::select! {
         r = tokio::time::timeout(cfg.connect_timeout, handshake) => r,
@@ -143,7 +174,8 @@ async fn session(
     };
     let (conn, _send, recv, msg) = match result {
         Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
+        Ok(Err(Failure::Busy)) => return End::Busy,
+        Ok(Err(Failure::Other(e))) => {
             debug!("connect failed: {e}");
             return End::Lost { welcomed: false };
         }
@@ -177,6 +209,7 @@ async fn session(
         st.conn = Some(conn.clone());
         st.status = ClientStatus::Connected;
     }
+    shared.connected_tx.send_replace(true);
     let mut acks = tokio::spawn(read_acks(shared.clone(), recv));
     let mut tick = tokio::time::interval(cfg.backfill_tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,6 +251,7 @@ async fn session(
         }
     };
     acks.abort();
+    shared.connected_tx.send_replace(false);
     {
         let mut st = shared.lock();
         st.conn = None;
