@@ -76,8 +76,8 @@ pub struct ViewArgs {
     #[arg(long, default_value_t = 0)]
     pub follow: u32,
     /// Riders in the race (for picking followed riders).
-    #[arg(long, default_value_t = 200)]
-    pub riders: u32,
+    #[arg(long = "riders-view", default_value_t = 200)]
+    pub view_riders: u32,
 }
 
 /// Options of one worker process.
@@ -210,9 +210,9 @@ fn delta_time_ms(text: &str) -> Option<i64> {
 
 fn view_commands(view: &ViewArgs, fan: u64) -> Vec<String> {
     let mut out = Vec::new();
-    if view.follow > 0 && view.riders > 0 {
+    if view.follow > 0 && view.view_riders > 0 {
         let riders: Vec<u32> = (0..u64::from(view.follow))
-            .map(|k| (crate::fleet::mix(fan * 7919 + k) % u64::from(view.riders)) as u32 + 1)
+            .map(|k| (crate::fleet::mix(fan * 7919 + k) % u64::from(view.view_riders)) as u32 + 1)
             .collect();
         out.push(json!({"type": "follow", "riders": riders}).to_string());
     }
@@ -366,7 +366,12 @@ pub async fn swarm_run(
             Some((k, p)) if i < *k => Some(p.clone()),
             _ => None,
         };
-        let cmds = view_commands(view, seed * 1_000_003 + u64::from(i));
+        // Probe fans watch the whole race so that every fix can be matched.
+        let cmds = if probe.is_some() {
+            Vec::new()
+        } else {
+            view_commands(view, seed * 1_000_003 + u64::from(i))
+        };
         tasks.spawn(fan(
             url.clone(),
             cmds,
@@ -393,7 +398,8 @@ pub async fn swarm_run(
     let start = Instant::now();
     let resync0 = s.resyncs.load(Ordering::Relaxed);
     s.measuring.store(true, Ordering::Relaxed);
-    let _ = end.set(start + duration);
+    // Fans keep their sockets a little past the window so the counts below see them open.
+    let _ = end.set(start + duration + Duration::from_secs(2));
     tokio::time::sleep_until(start + duration).await;
     s.measuring.store(false, Ordering::Relaxed);
     let window_s = start.elapsed().as_secs_f64();
@@ -681,8 +687,8 @@ async fn run_workers(
             &a.view.viewport,
             "--follow",
             &a.view.follow.to_string(),
-            "--riders",
-            &a.view.riders.to_string(),
+            "--riders-view",
+            &a.view.view_riders.to_string(),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit());
