@@ -4,7 +4,7 @@
 # client run as separate processes on this machine (loopback only).
 #
 # Usage: load-tests/run-all.sh [scenario…]   (default: all; sizes via env, see below)
-# Scenarios: udp devices storm blip saturate fans fans2 e2e recovery
+# Scenarios: udp devices storm blip saturate saturate-few fans fansidle fans2 e2e recovery
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -93,31 +93,39 @@ for s in $SCEN; do
     udp) run udp-probe udp-probe --duration-s 5 ;;
     devices)
         start_server devices
-        run devices devices $(common) --race ingest --devices "$DEVICES" --interval-ms 1000 \
+        run devices-$DEVICES devices $(common) --race ingest --devices "$DEVICES" --interval-ms 1000 \
             --duration-s "$DEVICES_S" --ramp 20 --dropout-frac 0.02 --dropout-s 10 --drain-s 60 ;;
     storm)
         start_server storm
-        run storm devices $(common) --race storm --devices "$STORM" --interval-ms 1000 \
+        run storm-$STORM devices $(common) --race storm --devices "$STORM" --interval-ms 1000 \
             --duration-s 20 --ramp 0 --drain-s 60 ;;
     blip)
         start_server blip
-        run blip devices $(common) --race blip --devices "$STORM" --interval-ms 1000 \
+        run blip-$STORM devices $(common) --race blip --devices "$STORM" --interval-ms 1000 \
             --duration-s 40 --ramp 10 --blip 25 --drain-s 60 ;;
     saturate)
         start_server saturate
         run saturate saturate $(common) --race sat --devices "$SAT_DEVICES" --start-rate 2 \
             --factor 1.5 --step-s 10 --max-steps 12 --p99-limit-ms 50 --udp-probe-s 5 ;;
+    saturate-few)
+        start_server saturate-few
+        run saturate-${SAT_FEW:-200}dev saturate $(common) --race sat --devices "${SAT_FEW:-200}" \
+            --start-rate 5 --factor 1.5 --step-s 10 --max-steps 12 --p99-limit-ms 50 --udp-probe-s 5 ;;
     fans)
         start_server fans
-        run fans fans $(common) --race fans --fans "$FANS" --procs 1 --drive-riders 200 \
+        run fans-$FANS fans $(common) --race fans --fans "$FANS" --procs 1 --drive-riders 200 \
             --duration-s 30 --connect-rate 1500 ;;
+    fansidle)
+        start_server fansidle
+        run fansidle-$FANS fans $(common) --race idle --fans "$FANS" --procs 1 --drive-riders 0 \
+            --duration-s 20 --connect-rate 1500 ;;
     fans2)
         start_server fans2
-        run fans2 fans $(common) --race fans --fans "$FANS2" --procs 2 --drive-riders 200 \
+        run fans2-$FANS2 fans $(common) --race fans --fans "$FANS2" --procs 2 --drive-riders 200 \
             --duration-s 30 --connect-rate 1000 ;;
     e2e)
         start_server e2e
-        run e2e e2e $(common) --race e2e --riders "$E2E_RIDERS" --fans "$E2E_FANS" --probes 20 \
+        run e2e-${E2E_RIDERS}x$E2E_FANS e2e $(common) --race e2e --riders "$E2E_RIDERS" --fans "$E2E_FANS" --probes 20 \
             --viewport empty --follow 5 --riders-view "$E2E_RIDERS" --duration-s 30 --connect-rate 1500 ;;
     recovery)
         stop_server

@@ -300,7 +300,8 @@ async fn fan(
                                     .record_us((recv_us - t_ms * 1000).max(0) as u64);
                             }
                         }
-                        if let Some(p) = &probe
+                        if measuring
+                            && let Some(p) = &probe
                             && let Ok(f) = serde_json::from_str::<LiteFrame>(text)
                             && f.frame == "delta"
                         {
@@ -510,7 +511,8 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
     );
     let connect_s = u64::from(per_proc / a.connect_rate.max(1)) + 20;
     let driven = if a.drive_riders > 0 {
-        let secs = connect_s + a.duration_s + 10;
+        // Stopped (drained) once the fans are done, however long connecting takes.
+        let secs = (connect_s + a.duration_s) * 10;
         let d = drive(
             &a.server,
             &a.race,
@@ -524,6 +526,11 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(4)).await;
         Some(d)
     } else {
+        if !a.race.existing {
+            // Idle fans: a race with one rider and no device, so ticks carry (almost) nothing.
+            let motion = CourseMotion::load(&a.race.course)?;
+            setup::prepare_race(&a.server, &a.race, &motion, 0, 1000).await?;
+        }
         None
     };
     let rss_before = a.server.server_pid.and_then(vm_rss_kib);
@@ -614,7 +621,8 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         per_conn = Some(pc);
     }
     if let Some((fleet, task)) = driven {
-        task.abort();
+        fleet.stats.draining.store(true, Ordering::Relaxed);
+        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
         r.set(
             "driven_fixes_acked",
             fleet.stats.acked.load(Ordering::Relaxed),

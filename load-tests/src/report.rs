@@ -167,12 +167,15 @@ pub struct Report {
 impl Report {
     /// An empty report for `scenario`, stamped with the time and command line.
     pub fn new(scenario: &str, params: serde_json::Value) -> Report {
+        let mut results = BTreeMap::new();
+        // Other work on this shared machine shows up here.
+        results.insert("loadavg_at_report".to_string(), loadavg().into());
         Report {
             scenario: scenario.to_string(),
             date_utc: utc_now(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             params,
-            results: BTreeMap::new(),
+            results,
             latency_ms: BTreeMap::new(),
             targets: Vec::new(),
             notes: Vec::new(),
@@ -228,10 +231,11 @@ impl Report {
     }
 
     /// Prints the table to stdout and writes the JSON file when asked.
-    pub fn finish(&self, out: Option<&Path>) -> anyhow::Result<()> {
+    pub fn finish(mut self, out: Option<&Path>) -> anyhow::Result<()> {
+        self.set("loadavg_at_end", loadavg());
         print!("{}", self.table());
         if let Some(path) = out {
-            std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
+            std::fs::write(path, serde_json::to_vec_pretty(&self)?)?;
             eprintln!("report written to {}", path.display());
         }
         Ok(())
@@ -285,6 +289,13 @@ pub fn progress(
             );
         }
     })
+}
+
+/// `/proc/loadavg` (1, 5 and 15 minute load averages), empty if unreadable.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// Resident memory of a process in KiB (`VmRSS` in `/proc/<pid>/status`).

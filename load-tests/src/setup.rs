@@ -227,7 +227,8 @@ pub fn race_toml(id: &str, riders: u32, report_interval_ms: u32, reorder: Option
     if let Some(r) = reorder {
         s.push_str(&format!("reorder_window_ms = {r}\n"));
     }
-    for i in 1..=riders {
+    // A race needs a rider; `riders = 0` makes one that never reports (idle fan tests).
+    for i in 1..=riders.max(1) {
         s.push_str(&format!(
             "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\ndevice_id = \"load-{id}-{i}\"\n"
         ));
