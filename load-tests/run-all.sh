@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT=${OUT:-$ROOT/bench/load-reports}
+OUT=${OUT:-$ROOT/load-tests/reports}
 RESULTS=${RESULTS:-$ROOT/bench/RESULTS.md}
 mkdir -p "$OUT"
 
@@ -109,8 +109,9 @@ for s in $SCEN; do
             --factor 1.5 --step-s 10 --max-steps 12 --p99-limit-ms 50 --udp-probe-s 5 ;;
     saturate-few)
         start_server saturate-few
-        run saturate-${SAT_FEW:-200}dev saturate $(common) --race sat --devices "${SAT_FEW:-200}" \
-            --start-rate 5 --factor 1.5 --step-s 10 --max-steps 12 --p99-limit-ms 50 --udp-probe-s 5 ;;
+        run saturate-${SAT_FEW:-200}dev-p99-${SAT_P99:-50}ms saturate $(common) --race sat --devices "${SAT_FEW:-200}" \
+            --start-rate "${SAT_START:-5}" --factor 1.5 --step-s 10 --max-steps 12 \
+            --p99-limit-ms "${SAT_P99:-50}" --udp-probe-s 5 ;;
     fans)
         start_server fans
         run fans-$FANS fans $(common) --race fans --fans "$FANS" --procs 1 --drive-riders 200 \
@@ -125,7 +126,8 @@ for s in $SCEN; do
             --duration-s 30 --connect-rate 1000 ;;
     e2e)
         start_server e2e
-        run e2e-${E2E_RIDERS}x$E2E_FANS e2e $(common) --race e2e --riders "$E2E_RIDERS" --fans "$E2E_FANS" --probes 20 \
+        run e2e-${E2E_RIDERS}x$E2E_FANS${E2E_REORDER:+-reorder$E2E_REORDER} e2e $(common) --race e2e \
+            --riders "$E2E_RIDERS" --fans "$E2E_FANS" --probes 20 ${E2E_REORDER:+--reorder-window-ms $E2E_REORDER} \
             --viewport empty --follow 5 --riders-view "$E2E_RIDERS" --duration-s 30 --connect-rate 1500 ;;
     recovery)
         stop_server
