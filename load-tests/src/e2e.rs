@@ -92,13 +92,15 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
     });
     let pushed0 = fleet.stats.pushed.load(Ordering::Relaxed);
     let res = fans::swarm_run(
-        a.server.gateway,
-        &a.race.race,
-        a.fans,
-        a.connect_rate,
-        Duration::from_secs(a.duration_s),
-        &a.view,
-        0,
+        fans::SwarmPlan {
+            gateway: a.server.gateway,
+            race: &a.race.race,
+            fans: a.fans,
+            rate: a.connect_rate,
+            duration: Duration::from_secs(a.duration_s),
+            view: &a.view,
+            seed: 0,
+        },
         swarm.clone(),
         Some((a.probes.min(a.fans), Arc::new(Probe { log: log.clone() }))),
         || {},
@@ -107,7 +109,10 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
     prog.abort();
     let pushed = fleet.stats.pushed.load(Ordering::Relaxed) - pushed0;
     fleet.stats.draining.store(true, Ordering::Relaxed);
-    if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .is_err()
+    {
         eprintln!("riders still draining after 30 s");
     }
 

@@ -315,11 +315,9 @@ async fn fan(
                         }
                     }
                 }
-                Message::Binary(b) => {
-                    if measuring {
-                        s.frames.fetch_add(1, Ordering::Relaxed);
-                        s.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    }
+                Message::Binary(b) if measuring => {
+                    s.frames.fetch_add(1, Ordering::Relaxed);
+                    s.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
                 }
                 Message::Close(c) => {
                     s.closes.fetch_add(1, Ordering::Relaxed);
@@ -340,20 +338,41 @@ async fn fan(
     s.connected.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Connects `n` fans at `rate` per second, waits until all are connected, signals `on_connected`,
-/// measures for `duration` and returns the worker's result.
+/// What a swarm connects to and how.
+pub struct SwarmPlan<'a> {
+    /// Gateway address.
+    pub gateway: SocketAddr,
+    /// Race id.
+    pub race: &'a str,
+    /// Fans to connect.
+    pub fans: u32,
+    /// New connections per second.
+    pub rate: u32,
+    /// Measuring window once every fan is connected.
+    pub duration: Duration,
+    /// Viewport and follow of the (non-probe) fans.
+    pub view: &'a ViewArgs,
+    /// Seeds the followed riders.
+    pub seed: u64,
+}
+
+/// Connects the plan's fans, waits until all are connected, signals `on_connected`, measures
+/// for the plan's duration and returns the worker's result.
 pub async fn swarm_run(
-    gateway: SocketAddr,
-    race: &str,
-    n: u32,
-    rate: u32,
-    duration: Duration,
-    view: &ViewArgs,
-    seed: u64,
+    plan: SwarmPlan<'_>,
     swarm: Arc<Swarm>,
     probes: Option<(u32, Arc<Probe>)>,
     on_connected: impl FnOnce(),
 ) -> WorkerResult {
+    let SwarmPlan {
+        gateway,
+        race,
+        fans: n,
+        rate,
+        duration,
+        view,
+        seed,
+    } = plan;
     let url = format!("ws://{gateway}/v1/races/{race}/live");
     let end = Arc::new(std::sync::OnceLock::new());
     let permit = Arc::new(Semaphore::new(256));
@@ -444,13 +463,15 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         )
     });
     let result = swarm_run(
-        a.gateway,
-        &a.race,
-        a.fans,
-        a.connect_rate,
-        Duration::from_secs(a.duration_s),
-        &a.view,
-        u64::from(a.index),
+        SwarmPlan {
+            gateway: a.gateway,
+            race: &a.race,
+            fans: a.fans,
+            rate: a.connect_rate,
+            duration: Duration::from_secs(a.duration_s),
+            view: &a.view,
+            seed: u64::from(a.index),
+        },
         swarm.clone(),
         None,
         || {
@@ -554,13 +575,15 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         let pid = a.server.server_pid;
         let rc = rss_connected.clone();
         let res = swarm_run(
-            a.server.gateway,
-            &a.race.race,
-            a.fans,
-            a.connect_rate,
-            Duration::from_secs(a.duration_s),
-            &a.view,
-            0,
+            SwarmPlan {
+                gateway: a.server.gateway,
+                race: &a.race.race,
+                fans: a.fans,
+                rate: a.connect_rate,
+                duration: Duration::from_secs(a.duration_s),
+                view: &a.view,
+                seed: 0,
+            },
             swarm,
             None,
             move || {
