@@ -93,9 +93,9 @@ pub struct Fleet {
     pub live: Latency,
     /// send→ack of fixes pushed while offline or reconnecting (backfilled on streams).
     pub buffered: Latency,
-    /// Client spawn → `Connected` (25 ms polling resolution).
+    /// Client spawn → `Connected` (25 ms status polling, or the first ack if that comes first).
     pub handshake: Latency,
-    /// Blip → the device is `Connected` again (25 ms polling resolution).
+    /// Blip → the device is `Connected` again (25 ms status polling, or the first ack).
     pub blip_back: Latency,
 }
 
@@ -234,6 +234,18 @@ async fn device(
                 }
                 let acked = *acks.as_mut().expect("checked above").borrow_and_update();
                 let now = Instant::now();
+                // An ack (or Welcome) proves the connection is up, even if no status poll saw it.
+                if !connected && client.is_some() {
+                    set_connected(true, &mut connected);
+                    if first_connect {
+                        first_connect = false;
+                        fleet.handshake.record(now - connecting_since);
+                    }
+                    if let Some(b) = blip_started.take() {
+                        fleet.blip_back.record(now - b);
+                        stats.blip_back.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 while pending.front().is_some_and(|p| p.record.seq <= acked) {
                     let Some(p) = pending.pop_front() else { break };
                     if p.live {

@@ -148,7 +148,7 @@ pub struct Target {
 pub struct Report {
     /// Scenario name (`devices`, `fans`, `e2e`, `saturate`, `udp-probe`, `recovery`).
     pub scenario: String,
-    /// Start of the run, UTC, ISO 8601.
+    /// When the report was made (the end of the run), UTC, ISO 8601.
     pub date_utc: String,
     /// The command line that produced it.
     pub command: String,
