@@ -328,6 +328,12 @@ impl DeviceClient {
         *self.shared.acked_tx.borrow()
     }
 
+    /// A receiver that changes whenever the acknowledged sequence moves (for load tools and
+    /// apps that wait on acks without polling).
+    pub fn subscribe_acks(&self) -> watch::Receiver<u32> {
+        self.shared.acked_tx.subscribe()
+    }
+
     /// Fixes not yet acknowledged.
     pub fn pending(&self) -> usize {
         self.shared.lock().buffer.len()

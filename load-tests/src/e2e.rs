@@ -1,0 +1,171 @@
+//! `flevum-load e2e`: riders over QUIC and fans over WebSocket at once; device-send →
+//! fan-receive latency per fix, matched in probe fans' deltas by rider id and
+//! `RiderView.lastFixMs` = the fix's `time_ms`.
+//!
+//! Probe fans watch the whole race and parse every delta; the other fans use the cheap path of
+//! `fans`. Everything runs in this one process (≤ ~19,900 sockets).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::fans::{self, Probe, Swarm, ViewArgs};
+use crate::fleet::SendLog;
+use crate::report::{Report, progress};
+use crate::setup::{RaceArgs, ServerArgs};
+
+/// Options of `e2e`.
+#[derive(Debug, Clone, Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    /// Server to load.
+    pub server: ServerArgs,
+    #[command(flatten)]
+    /// Race (created with `--riders`).
+    pub race: RaceArgs,
+    /// Riders, each a QUIC device.
+    #[arg(long, default_value_t = 200)]
+    pub riders: u32,
+    /// Fix interval, ms.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// WebSocket fans.
+    #[arg(long, default_value_t = 1000)]
+    pub fans: u32,
+    /// Fans that parse every delta and match fixes (whole-race view).
+    #[arg(long, default_value_t = 20)]
+    pub probes: u32,
+    /// Connections per second.
+    #[arg(long, default_value_t = 2000)]
+    pub connect_rate: u32,
+    #[command(flatten)]
+    /// What the non-probe fans look at.
+    pub view: ViewArgs,
+    /// Measuring time, s.
+    #[arg(long, default_value_t = 30)]
+    pub duration_s: u64,
+    /// Engine tick interval, ms (for the target tick + 50 ms).
+    #[arg(long, default_value_t = 1000)]
+    pub tick_ms: u64,
+    /// JSON report file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs the scenario.
+pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
+    a.server.check_loopback()?;
+    anyhow::ensure!(
+        a.riders + a.fans <= 19_000,
+        "riders + fans must stay below 19,000 sockets in one process"
+    );
+    let log = Arc::new(SendLog::default());
+    // The riders report until the fans are done (then drain), however long connecting takes.
+    let secs = 1800;
+    let (fleet, task) = fans::drive(
+        &a.server,
+        &a.race,
+        a.riders,
+        a.interval_ms,
+        secs,
+        Some(log.clone()),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let swarm = Arc::new(Swarm::default());
+    let (sw, fl) = (swarm.clone(), fleet.clone());
+    let prog = progress("e2e", move || {
+        format!(
+            "riders connected {} acked {} | fans {} frames {} resyncs {} matched {} send→fan p99 {:.1} ms",
+            fl.stats.connected.load(Ordering::Relaxed),
+            fl.stats.acked.load(Ordering::Relaxed),
+            sw.stats.connected.load(Ordering::Relaxed),
+            sw.stats.frames.load(Ordering::Relaxed),
+            sw.stats.resyncs.load(Ordering::Relaxed),
+            sw.matched.load(Ordering::Relaxed),
+            sw.send_to_fan.percentiles().p99
+        )
+    });
+    let pushed0 = fleet.stats.pushed.load(Ordering::Relaxed);
+    let res = fans::swarm_run(
+        fans::SwarmPlan {
+            gateway: a.server.gateway,
+            race: &a.race.race,
+            fans: a.fans,
+            rate: a.connect_rate,
+            duration: Duration::from_secs(a.duration_s),
+            view: &a.view,
+            seed: 0,
+        },
+        swarm.clone(),
+        Some((a.probes.min(a.fans), Arc::new(Probe { log: log.clone() }))),
+        || {},
+    )
+    .await;
+    prog.abort();
+    let pushed = fleet.stats.pushed.load(Ordering::Relaxed) - pushed0;
+    fleet.stats.draining.store(true, Ordering::Relaxed);
+    if tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .is_err()
+    {
+        eprintln!("riders still draining after 30 s");
+    }
+
+    let mut r = Report::new(
+        "e2e",
+        json!({
+            "riders": a.riders, "interval_ms": a.interval_ms, "fans": a.fans,
+            "probes": a.probes, "view": a.view, "duration_s": a.duration_s, "race": a.race.race,
+            "reorder_window_ms": a.race.reorder_window_ms,
+        }),
+    );
+    r.set("fans_connected", res.connected);
+    r.set(
+        "frames_per_s",
+        (res.frames as f64 / res.window_s.max(1e-9)).round(),
+    );
+    r.set(
+        "bytes_per_s",
+        (res.bytes as f64 / res.window_s.max(1e-9)).round(),
+    );
+    r.set("resyncs", res.resyncs);
+    r.set("byte_budget_closes", res.budget_closes);
+    r.set("fixes_pushed_during_fans", pushed);
+    let matched = swarm.matched.load(Ordering::Relaxed);
+    r.set("fix_sightings_matched_by_probes", matched);
+    r.set(
+        "fixes_seen_per_probe_share",
+        ((matched as f64 / f64::from(a.probes.max(1)) / pushed.max(1) as f64) * 1000.0).round()
+            / 1000.0,
+    );
+    r.set("fixes_acked", fleet.stats.acked.load(Ordering::Relaxed));
+    r.set("fixes_pushed", fleet.stats.pushed.load(Ordering::Relaxed));
+    r.set("fixes_lost", fleet.stats.lost.load(Ordering::Relaxed));
+    let e2e = swarm.send_to_fan.percentiles();
+    r.latency_ms
+        .insert("device_send_to_fan_receive".into(), e2e.clone());
+    r.latency_ms.insert(
+        "tick_to_receive".into(),
+        swarm.tick_to_receive.percentiles(),
+    );
+    r.latency_ms
+        .insert("device_send_to_ack".into(), fleet.live.percentiles());
+    let limit = a.tick_ms as f64 + 50.0;
+    r.target(
+        "device-send → fan-receive p99",
+        &format!("≤ tick + 50 ms = {limit} ms"),
+        format!("{:.1} ms", e2e.p99),
+        e2e.count > 0 && e2e.p99 <= limit,
+    );
+    r.notes.push(
+        "matched in probe fans' deltas by (riderId, lastFixMs = fix time_ms); a fix superseded \
+         by the rider's next fix within one tick is never visible and so not matched"
+            .into(),
+    );
+    r.finish(a.out.as_deref())
+}
