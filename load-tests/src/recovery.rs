@@ -162,6 +162,7 @@ pub async fn run(a: RecoveryArgs) -> anyhow::Result<()> {
                 name: format!("Rider {i}"),
                 team: String::new(),
                 device_id: format!("dev-{i}"),
+                device_token_sha256: None,
             })
             .collect();
         let race = RaceConfig::new(race_id, "Recovery", start_ms, riders);
@@ -169,6 +170,7 @@ pub async fn run(a: RecoveryArgs) -> anyhow::Result<()> {
             journal: cfg.clone(),
             tick_interval: Duration::from_millis(1000),
             command_queue: 4096,
+            clock: Default::default(),
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let t = Instant::now();
