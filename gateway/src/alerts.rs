@@ -231,17 +231,22 @@ pub async fn alerts(
             ping_interval: state.config.ping_interval(),
             idle_timeout: state.config.idle_timeout(),
         };
-        return ws.max_message_size(64 * 1024).on_upgrade(move |socket| {
-            async move {
-                let sub = state.hub.subscribe_alerts(&race, q.since);
-                let (sink, stream) = socket.split();
-                let end =
-                    serve_alerts(sink, stream, sub, &filter, timing, state.shutdown.clone()).await;
-                tracing::debug!(?end, "alerts client done");
-                drop(guard);
-            }
-            .instrument(span)
-        });
+        return ws
+            .max_message_size(64 * 1024)
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(16 * 1024)
+            .on_upgrade(move |socket| {
+                async move {
+                    let sub = state.hub.subscribe_alerts(&race, q.since);
+                    let (sink, stream) = socket.split();
+                    let end =
+                        serve_alerts(sink, stream, sub, &filter, timing, state.shutdown.clone())
+                            .await;
+                    tracing::debug!(?end, "alerts client done");
+                    drop(guard);
+                }
+                .instrument(span)
+            });
     }
 
     if let Err(e) = crate::api::require_race(&state, &race).await {

@@ -470,24 +470,29 @@ pub async fn live_ws(
         byte_budget: state.config.client_byte_budget as u64,
     };
     let span = tracing::info_span!("live_ws", race = %race, %ip);
-    ws.max_message_size(64 * 1024).on_upgrade(move |socket| {
-        async move {
-            let sub = state.hub.subscribe_live(&race, resume);
-            let (sink, stream) = socket.split();
-            let end = serve_live(
-                sink,
-                stream,
-                sub,
-                settings,
-                encoding,
-                state.shutdown.clone(),
-            )
-            .await;
-            tracing::debug!(?end, "live client done");
-            drop(guard);
-        }
-        .instrument(span)
-    })
+    // Fans send a few small commands, so a small read buffer (tungstenite's default is 128 KiB
+    // per connection) keeps an idle fan's memory low; writes are flushed once per tick.
+    ws.max_message_size(64 * 1024)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .on_upgrade(move |socket| {
+            async move {
+                let sub = state.hub.subscribe_live(&race, resume);
+                let (sink, stream) = socket.split();
+                let end = serve_live(
+                    sink,
+                    stream,
+                    sub,
+                    settings,
+                    encoding,
+                    state.shutdown.clone(),
+                )
+                .await;
+                tracing::debug!(?end, "live client done");
+                drop(guard);
+            }
+            .instrument(span)
+        })
 }
 
 /// The shared pre-encoded snapshot of a race, for tests and callers outside the loop.
