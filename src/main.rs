@@ -356,7 +356,7 @@ fn run_role(
     name: Option<String>,
     log_format: Option<&str>,
 ) -> anyhow::Result<()> {
-    let cfg = load_config(path, log_format)?;
+    let cfg = server_config(path, log_format)?;
     init_tracing(&cfg);
     let default_name = match role {
         Role::Engine => "flevum-engine",
@@ -376,29 +376,6 @@ fn run_role(
         Role::Engine => runtime.block_on(engine_role::engine(cfg, bus)),
         Role::Gateway => runtime.block_on(gateway_role::gateway(cfg, bus)),
     }
-}
-
-/// The config at `path` (a missing default file means built-in defaults plus environment),
-/// with the command line's log format applied.
-fn load_config(path: &std::path::Path, log_format: Option<&str>) -> anyhow::Result<ServerConfig> {
-    let mut cfg = if path.exists() {
-        ServerConfig::load(path).map_err(|issues| config_error(path, &issues))?
-    } else if path == std::path::Path::new("configs/flevum.toml") {
-        let mut cfg = ServerConfig::default();
-        cfg.apply_env(|k| std::env::var(k).ok())
-            .map_err(|issues| config_error(path, &issues))?;
-        cfg
-    } else {
-        anyhow::bail!("config file {} not found", path.display());
-    };
-    if let Some(f) = log_format {
-        cfg.telemetry.log_format = if f == "json" {
-            config::LogFormat::Json
-        } else {
-            config::LogFormat::Pretty
-        };
-    }
-    Ok(cfg)
 }
 
 /// `flevum serve`: loads the config (a missing default file means built-in defaults), sets up

@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use crate::merge::SnapshotMerger;
+use flevum_protocol::SnapshotMerger;
+
+/// Alerts kept in the merged snapshot that answers `race.<id>.snapshot`.
+const RECENT_ALERTS: usize = 50;
 use crate::metrics as m;
 use crate::{Bus, BusConfig, BusError, subjects};
 
@@ -155,7 +158,7 @@ impl Bus for NatsEngineBus {
             races.insert(
                 race_id.clone(),
                 RaceState {
-                    merger: SnapshotMerger::new(snapshot),
+                    merger: SnapshotMerger::new(snapshot, RECENT_ALERTS),
                     encoded: Some(payload.clone()),
                 },
             );

@@ -13,7 +13,6 @@ pub mod engine;
 pub mod error;
 pub mod gateway;
 pub mod jetstream;
-pub mod merge;
 pub mod metrics;
 pub mod subjects;
 pub mod testnats;
@@ -30,7 +29,6 @@ pub use control::{ControlHandler, serve_control};
 pub use engine::NatsEngineBus;
 pub use error::BusError;
 pub use gateway::NatsGatewayBus;
-pub use merge::SnapshotMerger;
 
 /// The engine side of the bus: where a race shard's frames go. Calls never wait for the network
 /// or a client; a bus that cannot keep up drops frames and counts them (receivers resync).
@@ -224,5 +222,29 @@ mod tests {
                 Got::Delta("r".into(), 1, 1)
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    //! The shared merge rule, exercised with the bus's frames.
+    use crate::testutil::{delta, rider, snapshot};
+    use flevum_protocol::SnapshotMerger;
+
+    #[test]
+    fn deltas_merge_and_stale_ones_are_refused() {
+        let mut m =
+            SnapshotMerger::new(snapshot("r", 1, 0, vec![rider(1, 0.0), rider(2, 0.0)]), 50);
+        assert!(m.apply(&delta("r", 1, 1, vec![rider(2, 50.0), rider(3, 5.0)])));
+        assert_eq!(m.position(), (1, 1));
+        let s = m.snapshot();
+        assert_eq!(s.states.len(), 3);
+        assert_eq!(s.states[1].distance_m, 50.0);
+        assert!(!m.apply(&delta("r", 1, 1, vec![rider(9, 0.0)])), "stale");
+        assert!(
+            !m.apply(&delta("r", 2, 5, vec![rider(9, 0.0)])),
+            "other epoch"
+        );
+        assert_eq!(m.snapshot().states.len(), 3);
     }
 }

@@ -5,14 +5,16 @@
 //! and SSE handlers read. Each frame is encoded once and shared as `Bytes`; publishing never
 //! waits for a client. Does not filter per client or talk to sockets (see `live` and `alerts`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use flevum_protocol::{Alert, Delta, FanFrame, Snapshot, encode_frame_binary, encode_frame_json};
+use flevum_protocol::{
+    Alert, Delta, FanFrame, Snapshot, SnapshotMerger, encode_frame_binary, encode_frame_json,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -164,10 +166,8 @@ pub struct AlertSubscription {
 /// Mutable per-race state, behind one short lock.
 #[derive(Debug, Default)]
 struct RaceState {
-    /// Latest merged snapshot, None until the engine published one.
-    snapshot: Option<Snapshot>,
-    /// Rider id → index in `snapshot.states`.
-    index: HashMap<u32, usize>,
+    /// Latest snapshot with every delta since merged in, None until the engine published one.
+    merged: Option<SnapshotMerger>,
     /// Encoded form of `snapshot`, built on demand and dropped at the next delta.
     encoded: Option<Arc<SharedFrame>>,
     /// Recent deltas (contiguous ticks of the current epoch), oldest first, for resume.
@@ -234,7 +234,7 @@ impl RaceState {
     /// Encoded form of the current snapshot, cached until the next change.
     fn snapshot_frame(&mut self) -> Option<Arc<SharedFrame>> {
         if self.encoded.is_none() {
-            let snap = self.snapshot.clone()?;
+            let snap = self.merged.as_ref()?.snapshot().clone();
             self.encoded = Some(Arc::new(SharedFrame::new(FanFrame::Snapshot(snap))));
         }
         self.encoded.clone()
@@ -254,7 +254,7 @@ impl RaceHandle {
 
     /// `(epoch, tick)` of the current state.
     pub fn position(&self) -> Option<(u64, u64)> {
-        self.0.lock().snapshot.as_ref().map(|s| (s.epoch, s.tick))
+        self.0.lock().merged.as_ref().map(SnapshotMerger::position)
     }
 }
 
@@ -314,7 +314,7 @@ impl LiveHub {
     /// True once a snapshot was published for the race.
     pub fn has_race(&self, race_id: &str) -> bool {
         self.race_handle(race_id)
-            .is_some_and(|r| r.0.lock().snapshot.is_some())
+            .is_some_and(|r| r.0.lock().merged.is_some())
     }
 
     /// `(epoch, tick)` of the race's current state.
@@ -325,7 +325,7 @@ impl LiveHub {
     /// A copy of the race's current merged snapshot.
     pub fn snapshot(&self, race_id: &str) -> Option<Snapshot> {
         self.race_handle(race_id)
-            .and_then(|r| r.0.lock().snapshot.clone())
+            .and_then(|r| r.0.lock().merged.as_ref().map(|m| m.snapshot().clone()))
     }
 
     /// Forgets a race (after it is archived) so its state is freed once no client holds it;
@@ -350,13 +350,7 @@ impl LiveHub {
                 st.alerts.pop_front();
             }
         }
-        st.index = snapshot
-            .states
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.rider_id, i))
-            .collect();
-        st.snapshot = Some(snapshot);
+        st.merged = Some(SnapshotMerger::new(snapshot, self.config.snapshot_alerts));
         st.encoded = None;
         st.recent.clear();
         // No receivers is not an error: nobody is watching yet.
@@ -370,11 +364,12 @@ impl LiveHub {
     pub fn publish_delta(&self, delta: Delta) {
         let race = self.race(&delta.race_id);
         let mut st = race.0.lock();
-        let Some(snap) = st.snapshot.as_mut() else {
+        let Some(merged) = st.merged.as_mut() else {
             tracing::debug!(race = %delta.race_id, "delta before any snapshot dropped");
             return;
         };
-        if delta.epoch != snap.epoch || delta.tick <= snap.tick {
+        let (_, tick) = merged.position();
+        if !merged.apply(&delta) {
             tracing::debug!(
                 race = %delta.race_id,
                 epoch = delta.epoch,
@@ -383,36 +378,7 @@ impl LiveHub {
             );
             return;
         }
-        let contiguous = delta.tick == snap.tick + 1;
-        snap.tick = delta.tick;
-        snap.time_ms = delta.time_ms;
-        for state in &delta.states {
-            match st.index.get(&state.rider_id) {
-                Some(&i) => {
-                    if let Some(slot) = st.snapshot.as_mut().and_then(|s| s.states.get_mut(i)) {
-                        *slot = state.clone();
-                    }
-                }
-                None => {
-                    if let Some(s) = st.snapshot.as_mut() {
-                        s.states.push(state.clone());
-                        let i = s.states.len() - 1;
-                        st.index.insert(state.rider_id, i);
-                    }
-                }
-            }
-        }
-        if let Some(s) = st.snapshot.as_mut() {
-            if let Some(groups) = &delta.groups {
-                s.groups = groups.clone();
-            }
-            s.recent_alerts.extend(delta.alerts.iter().cloned());
-            let excess = s
-                .recent_alerts
-                .len()
-                .saturating_sub(self.config.snapshot_alerts);
-            s.recent_alerts.drain(..excess);
-        }
+        let contiguous = delta.tick == tick + 1;
         st.encoded = None;
 
         let frame = Arc::new(SharedFrame::new(FanFrame::Delta(delta)));
@@ -490,7 +456,7 @@ impl LiveHub {
 
     /// Where a subscriber with `resume` starts, under the race lock.
     fn live_start(st: &mut RaceState, resume: Option<(u64, u64)>) -> LiveStart {
-        match st.snapshot.as_ref().map(|s| (s.epoch, s.tick)) {
+        match st.merged.as_ref().map(SnapshotMerger::position) {
             None => LiveStart::Waiting,
             Some((epoch, tick)) => match resume {
                 Some((r_epoch, r_tick)) if r_epoch == epoch && r_tick == tick => {

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod error;
 pub mod frames;
 pub mod handshake;
+pub mod merge;
 pub mod record;
 
 pub use codec::{
@@ -25,6 +26,7 @@ pub use frames::{
     RiderInfo, RiderStatus, RiderView, Severity, Snapshot,
 };
 pub use handshake::{Ack, Hello, Refusal, RefusalReason, Welcome};
+pub use merge::SnapshotMerger;
 pub use record::{ArchivedPositionRecord, PositionBatch, PositionRecord, RecordFlags};
 
 /// The protocol version spoken by this build, sent first in every message body, datagram and

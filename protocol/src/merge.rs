@@ -1,15 +1,10 @@
 //! [`SnapshotMerger`]: a race's current state rebuilt from its published snapshot and deltas,
-//! so an engine can answer `race.<id>.snapshot` with exactly what fans have been shown (after
-//! the organiser's publish delay, not the shard's live state).
-//!
-//! Mirrors the gateway hub's merge rules; does not encode or publish.
+//! the one merge rule shared by the gateway hub (snapshots for new fans) and the NATS engine bus
+//! (`race.<id>.snapshot` answers). Does not encode or publish.
 
 use std::collections::HashMap;
 
-use flevum_protocol::{Delta, Snapshot};
-
-/// Alerts kept in a merged snapshot's `recent_alerts`.
-const RECENT_ALERTS: usize = 50;
+use crate::frames::{Delta, Snapshot};
 
 /// A race's merged state.
 #[derive(Debug, Clone)]
@@ -18,18 +13,24 @@ pub struct SnapshotMerger {
     snapshot: Snapshot,
     /// Rider id → index in `snapshot.states`.
     index: HashMap<u32, usize>,
+    /// Alerts kept in the merged snapshot's `recent_alerts`.
+    recent_alerts: usize,
 }
 
 impl SnapshotMerger {
-    /// Starts from a snapshot.
-    pub fn new(snapshot: Snapshot) -> SnapshotMerger {
+    /// Starts from a snapshot, keeping the last `recent_alerts` alerts in it.
+    pub fn new(snapshot: Snapshot, recent_alerts: usize) -> SnapshotMerger {
         let index = snapshot
             .states
             .iter()
             .enumerate()
             .map(|(i, s)| (s.rider_id, i))
             .collect();
-        SnapshotMerger { snapshot, index }
+        SnapshotMerger {
+            snapshot,
+            index,
+            recent_alerts,
+        }
     }
 
     /// The merged state.
@@ -64,30 +65,8 @@ impl SnapshotMerger {
             s.groups = groups.clone();
         }
         s.recent_alerts.extend(delta.alerts.iter().cloned());
-        let excess = s.recent_alerts.len().saturating_sub(RECENT_ALERTS);
+        let excess = s.recent_alerts.len().saturating_sub(self.recent_alerts);
         s.recent_alerts.drain(..excess);
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testutil::{delta, rider, snapshot};
-
-    #[test]
-    fn deltas_merge_and_stale_ones_are_refused() {
-        let mut m = SnapshotMerger::new(snapshot("r", 1, 0, vec![rider(1, 0.0), rider(2, 0.0)]));
-        assert!(m.apply(&delta("r", 1, 1, vec![rider(2, 50.0), rider(3, 5.0)])));
-        assert_eq!(m.position(), (1, 1));
-        let s = m.snapshot();
-        assert_eq!(s.states.len(), 3);
-        assert_eq!(s.states[1].distance_m, 50.0);
-        assert!(!m.apply(&delta("r", 1, 1, vec![rider(9, 0.0)])), "stale");
-        assert!(
-            !m.apply(&delta("r", 2, 5, vec![rider(9, 0.0)])),
-            "other epoch"
-        );
-        assert_eq!(m.snapshot().states.len(), 3);
     }
 }
