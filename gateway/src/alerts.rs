@@ -269,9 +269,8 @@ pub async fn alerts(
         let since = last_id.or(q.since).or_else(|| {
             state
                 .hub
-                .alerts_since(&race, 0, usize::MAX)
-                .last()
-                .map(|a| a.seq.saturating_sub(SSE_CONTEXT_ALERTS))
+                .last_alert_seq(&race)
+                .map(|seq| seq.saturating_sub(SSE_CONTEXT_ALERTS))
         });
         return sse(&state, &race, since, filter).into_response();
     }

@@ -423,6 +423,13 @@ impl LiveHub {
             .collect()
     }
 
+    /// Sequence number of the newest alert in the race's ring, if any.
+    pub fn last_alert_seq(&self, race_id: &str) -> Option<u64> {
+        let race = self.race_handle(race_id)?;
+        let st = race.0.lock();
+        st.alerts.back().map(|a| a.seq)
+    }
+
     /// Subscribes to the race's alerts, with the ring's alerts after `since` as backlog.
     pub fn subscribe_alerts(&self, race_id: &str, since: Option<u64>) -> AlertSubscription {
         let race = self.race(race_id);
