@@ -1,5 +1,7 @@
 //! Control request/reply between gateways and engines: JSON requests on
-//! `flevum.ctl.<method>`, answered by one engine of the queue group `flevum-engines`.
+//! `flevum.ctl.<method>`, answered by one engine of the queue group `flevum-engines`, and
+//! per-race requests on `race.<id>.ctl.<method>`, answered only by the engine owning the race
+//! (the others forward what concerns a race they do not own there).
 //!
 //! Owns the envelope (`{"ok": …}` or `{"error": "…"}`) and the server loop; what the methods
 //! mean is the binary's business ([`ControlHandler`]).
@@ -42,14 +44,45 @@ pub async fn serve_control(
     client: &async_nats::Client,
     handler: Arc<dyn ControlHandler>,
 ) -> Result<JoinHandle<()>, BusError> {
-    let subject = format!("{}.>", subjects::CONTROL_PREFIX);
-    let mut sub = client
-        .queue_subscribe(subject.clone(), subjects::CONTROL_QUEUE.to_string())
-        .await
-        .map_err(|e| BusError::Subscribe {
-            subject,
-            message: e.to_string(),
-        })?;
+    serve_on(
+        client,
+        subjects::CONTROL_PREFIX.to_string(),
+        Some(subjects::CONTROL_QUEUE),
+        handler,
+    )
+    .await
+}
+
+/// Answers `race.<id>.ctl.>` (the owner of the race, no queue group) until the returned task is
+/// aborted; the subscription is live on the server when this returns.
+pub async fn serve_race_control(
+    client: &async_nats::Client,
+    race_id: &str,
+    handler: Arc<dyn ControlHandler>,
+) -> Result<JoinHandle<()>, BusError> {
+    subjects::check_race_id(race_id)?;
+    serve_on(client, subjects::race_control_prefix(race_id), None, handler).await
+}
+
+async fn serve_on(
+    client: &async_nats::Client,
+    prefix: String,
+    queue: Option<&str>,
+    handler: Arc<dyn ControlHandler>,
+) -> Result<JoinHandle<()>, BusError> {
+    let subject = format!("{prefix}.>");
+    let subscribed = match queue {
+        Some(q) => {
+            client
+                .queue_subscribe(subject.clone(), q.to_string())
+                .await
+        }
+        None => client.subscribe(subject.clone()).await,
+    };
+    let mut sub = subscribed.map_err(|e| BusError::Subscribe {
+        subject,
+        message: e.to_string(),
+    })?;
     crate::config::round_trip(client, std::time::Duration::from_secs(10)).await?;
     let client = client.clone();
     Ok(tokio::spawn(async move {
@@ -59,7 +92,7 @@ pub async fn serve_control(
             };
             let method = msg
                 .subject
-                .strip_prefix(subjects::CONTROL_PREFIX)
+                .strip_prefix(prefix.as_str())
                 .and_then(|m| m.strip_prefix('.'))
                 .unwrap_or_default()
                 .to_string();
@@ -87,13 +120,32 @@ pub async fn serve_control(
     }))
 }
 
+/// Sends a request to the owner of `race_id` (`race.<id>.ctl.<method>`) and decodes the answer;
+/// [`BusError::NoResponders`] when no engine owns the race right now.
+pub async fn call_race<Req: Serialize, Resp: DeserializeOwned>(
+    client: &async_nats::Client,
+    race_id: &str,
+    method: &str,
+    request: &Req,
+) -> Result<Resp, BusError> {
+    subjects::check_race_id(race_id)?;
+    call_subject(client, subjects::race_control(race_id, method), request).await
+}
+
 /// Sends a control request and decodes the answer.
 pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     client: &async_nats::Client,
     method: &str,
     request: &Req,
 ) -> Result<Resp, BusError> {
-    let subject = subjects::control(method);
+    call_subject(client, subjects::control(method), request).await
+}
+
+async fn call_subject<Req: Serialize, Resp: DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: String,
+    request: &Req,
+) -> Result<Resp, BusError> {
     let body = serde_json::to_vec(request).map_err(|e| BusError::Payload {
         subject: subject.clone(),
         message: e.to_string(),

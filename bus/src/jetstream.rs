@@ -4,8 +4,9 @@
 //! max age is the lease time: the owner renews by revision, another engine takes over once the
 //! key expired).
 //!
-//! Entries are opaque bytes: the engine encodes its journal entries. Not wired into the race
-//! shard yet (the shard still journals to local files).
+//! Entries are opaque bytes: the binary's adapter stores one encoded batch of engine journal
+//! entries per message and fences its writes with [`JetStreamJournal::publish_after`]
+//! (`Nats-Expected-Last-Sequence`), so an engine that lost its lease cannot append.
 
 use std::time::Duration;
 
@@ -111,6 +112,81 @@ impl JetStreamJournal {
         Ok(last)
     }
 
+    /// Publishes `payload`, which JetStream stores only if the stream's last sequence is still
+    /// `expected_last` (no other writer came between); the returned future resolves with the
+    /// stored sequence once JetStream acknowledged it.
+    pub async fn publish_after(
+        &self,
+        payload: Bytes,
+        expected_last: u64,
+    ) -> Result<jetstream::context::PublishAckFuture, FencedAppendError> {
+        self.js
+            .send_publish(
+                self.subject.clone(),
+                jetstream::message::PublishMessage::build()
+                    .payload(payload)
+                    .expected_last_sequence(expected_last),
+            )
+            .await
+            .map_err(|e| FencedAppendError::classify(&self.subject, e))
+    }
+
+    /// Waits for the acknowledgement of a [`JetStreamJournal::publish_after`]: the stored
+    /// sequence.
+    pub async fn acknowledged(
+        &self,
+        ack: jetstream::context::PublishAckFuture,
+    ) -> Result<u64, FencedAppendError> {
+        ack.await
+            .map(|a| a.sequence)
+            .map_err(|e| FencedAppendError::classify(&self.subject, e))
+    }
+
+    /// The stream's last sequence now (0 when empty).
+    pub async fn last_sequence(&self) -> Result<u64, BusError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| js_err(&self.subject, e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Replays every message stored up to now, in order, into `f`; returns the stream's last
+    /// sequence at the start of the replay (what the next fenced append must expect).
+    pub async fn replay_to_last(&self, mut f: impl FnMut(Bytes)) -> Result<u64, BusError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| js_err(&self.subject, e))?;
+        let last = info.state.last_sequence;
+        if info.state.messages == 0 {
+            return Ok(last);
+        }
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err(&self.subject, e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| js_err(&self.subject, e))?;
+        while let Some(m) = messages.next().await {
+            let m = m.map_err(|e| js_err(&self.subject, e))?;
+            let seq = m.info().map_err(|e| js_err(&self.subject, e))?.stream_sequence;
+            f(m.payload.clone());
+            if seq >= last {
+                return Ok(last);
+            }
+        }
+        Err(js_err(&self.subject, "replay ended before the last message"))
+    }
+
     /// Replays every entry in order into `f`; returns how many there were.
     pub async fn replay(&mut self, mut f: impl FnMut(Bytes)) -> Result<u64, BusError> {
         let info = self
@@ -146,6 +222,29 @@ impl JetStreamJournal {
             }
         }
         Ok(seen)
+    }
+}
+
+/// Why a fenced append failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FencedAppendError {
+    /// The stream's last sequence was not the expected one: another writer appended (a new
+    /// owner of the race) or an earlier append of ours failed in between.
+    #[error("journal {0}: wrong last sequence (another writer, or an earlier append failed)")]
+    WrongLastSequence(String),
+    /// Anything else (connection lost, no acknowledgement in time): the entry may or may not
+    /// have been stored.
+    #[error("{0}")]
+    Other(BusError),
+}
+
+impl FencedAppendError {
+    fn classify(subject: &str, e: jetstream::context::PublishError) -> FencedAppendError {
+        if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence {
+            FencedAppendError::WrongLastSequence(subject.to_string())
+        } else {
+            FencedAppendError::Other(js_err(subject, e))
+        }
     }
 }
 

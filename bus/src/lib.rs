@@ -25,7 +25,7 @@ use std::sync::Arc;
 use flevum_protocol::{Alert, Delta, Snapshot};
 
 pub use config::BusConfig;
-pub use control::{ControlHandler, serve_control};
+pub use control::{ControlHandler, call_race, serve_control, serve_race_control};
 pub use engine::NatsEngineBus;
 pub use error::BusError;
 pub use gateway::NatsGatewayBus;

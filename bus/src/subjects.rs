@@ -40,6 +40,16 @@ pub fn snapshot(race_id: &str) -> String {
     format!("race.{race_id}.snapshot")
 }
 
+/// Prefix of the per-race control subjects, answered by the race's owner: `race.<id>.ctl`.
+pub fn race_control_prefix(race_id: &str) -> String {
+    format!("race.{race_id}.ctl")
+}
+
+/// A per-race control method's subject.
+pub fn race_control(race_id: &str, method: &str) -> String {
+    format!("race.{race_id}.ctl.{method}")
+}
+
 /// A control method's subject.
 pub fn control(method: &str) -> String {
     format!("{CONTROL_PREFIX}.{method}")
@@ -57,5 +67,6 @@ mod tests {
         }
         assert_eq!(frames("r1"), "race.r1.frames");
         assert_eq!(control("races"), "flevum.ctl.races");
+        assert_eq!(race_control("r1", "ingest"), "race.r1.ctl.ingest");
     }
 }

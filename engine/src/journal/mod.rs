@@ -4,6 +4,7 @@
 //! Layout: `<dir>/<race_id>/<first index, 20 digits>.log`; see `format` for the bytes. Owns
 //! durability only: it does not interpret fixes or admin commands (the race core does).
 
+mod backend;
 mod error;
 mod format;
 pub mod metrics;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use flevum_protocol::PositionRecord;
 use tokio::sync::oneshot;
 
+pub use backend::{AppendFuture, BatchDecodeError, JournalBackend, decode_batch, encode_batch};
 pub use error::{CorruptionKind, JournalError};
 pub use segment::TornTail;
 

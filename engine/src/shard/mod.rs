@@ -18,7 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::core::race::AdminError;
 use crate::core::{AdminCommand, CourseIndex, Millis, Race, RaceConfig, RaceOutput};
-use crate::journal::{Journal, JournalConfig, JournalEntry, JournalError};
+use crate::journal::{Journal, JournalBackend, JournalConfig, JournalEntry, JournalError};
 pub use seq::ContiguousSeq;
 
 /// Where a shard's frames go: the in-process hub of the gateway, or a NATS publisher.
@@ -153,7 +153,7 @@ pub struct RaceHandle {
     /// The race id (subjects, journal directory, logs).
     race_id: Arc<str>,
     /// The race's journal: every fix and command is appended (durably) before it is applied.
-    journal: Journal,
+    journal: Arc<dyn JournalBackend>,
     /// Commands to the shard task.
     tx: mpsc::Sender<Command>,
     /// Highest contiguous durable sequence per rider, for acks and `Welcome`.
@@ -184,8 +184,8 @@ pub fn wall_ms() -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
-/// Opens a race: opens its journal, replays it into a fresh core, publishes a snapshot and
-/// spawns the shard task. The returned future completes when the shard stops.
+/// Opens a race on the local file journal: opens it, replays it into a fresh core, publishes a
+/// snapshot and spawns the shard task. The returned future completes when the shard stops.
 pub fn open_race(
     config: &ShardConfig,
     race_config: RaceConfig,
@@ -193,80 +193,154 @@ pub fn open_race(
     publisher: Arc<dyn FramePublisher>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(RaceHandle, RecoveryReport, tokio::task::JoinHandle<()>), ShardError> {
-    let started = std::time::Instant::now();
-    let epoch = wall_ms() as u64;
-    let mut race = Race::new(race_config.clone(), course, epoch)?;
-    let tick_ms = config.tick_interval.as_millis().max(1) as Millis;
-    race.set_tick_interval(tick_ms);
-    let durable: Arc<DashMap<u32, ContiguousSeq>> = Arc::new(DashMap::new());
-    let mut report = RecoveryReport::default();
-    let mut next_tick: Option<Millis> = None;
+    let race_id = race_config.id.clone();
+    let mut recovery = RaceRecovery::new(config, race_config, course)?;
     let (journal, stats) =
-        Journal::open_streaming(&config.journal, &race_config.id, |entry| match entry {
+        Journal::open_streaming(&config.journal, &race_id, |entry| recovery.feed(entry))?;
+    recovery.set_torn_bytes(stats.torn_bytes);
+    Ok(recovery.start(config, Arc::new(journal), publisher, shutdown))
+}
+
+/// A race being rebuilt from its journal, entry by entry, before its shard starts. Whoever owns
+/// the journal store feeds it (the file journal in [`open_race`], a replicated store elsewhere)
+/// and then starts the shard with that store as its [`JournalBackend`].
+pub struct RaceRecovery {
+    /// The core being rebuilt.
+    race: Race,
+    /// Durable sequences per rider, rebuilt from the fixes.
+    durable: Arc<DashMap<u32, ContiguousSeq>>,
+    /// What was replayed.
+    report: RecoveryReport,
+    /// The next tick the live shard would have run, once the first entry set it.
+    next_tick: Option<Millis>,
+    /// The tick interval in race ms.
+    tick_ms: Millis,
+    /// When recovery started (for the report's elapsed time).
+    started: std::time::Instant,
+    /// The race config, kept for the handle.
+    race_config: RaceConfig,
+}
+
+impl RaceRecovery {
+    /// A fresh core for `race_config`, waiting for the journal's entries.
+    pub fn new(
+        config: &ShardConfig,
+        race_config: RaceConfig,
+        course: CourseIndex,
+    ) -> Result<RaceRecovery, ShardError> {
+        let epoch = wall_ms() as u64;
+        let mut race = Race::new(race_config.clone(), course, epoch)?;
+        let tick_ms = config.tick_interval.as_millis().max(1) as Millis;
+        race.set_tick_interval(tick_ms);
+        Ok(RaceRecovery {
+            race,
+            durable: Arc::new(DashMap::new()),
+            report: RecoveryReport::default(),
+            next_tick: None,
+            tick_ms,
+            started: std::time::Instant::now(),
+            race_config,
+        })
+    }
+
+    /// The race being recovered.
+    pub fn race_id(&self) -> &str {
+        &self.race_config.id
+    }
+
+    /// Replays one journal entry (in journal order).
+    pub fn feed(&mut self, entry: JournalEntry) {
+        let race = &mut self.race;
+        match entry {
             JournalEntry::Fix {
                 arrival_ms,
                 rider_id,
                 record,
             } => {
-                replay_ticks(&mut race, &mut next_tick, arrival_ms, tick_ms);
-                durable.entry(rider_id).or_default().mark(record.seq);
+                replay_ticks(race, &mut self.next_tick, arrival_ms, self.tick_ms);
+                self.durable.entry(rider_id).or_default().mark(record.seq);
                 let _ = race.handle_fix(arrival_ms, rider_id, &record);
-                report.fixes += 1;
+                self.report.fixes += 1;
             }
             JournalEntry::Admin {
                 at_ms,
                 command_json,
             } => {
-                replay_ticks(&mut race, &mut next_tick, at_ms, tick_ms);
+                replay_ticks(race, &mut self.next_tick, at_ms, self.tick_ms);
                 if let Ok(cmd) = serde_json::from_str::<AdminCommand>(&command_json) {
                     let _ = race.handle_admin(at_ms, cmd);
                 }
-                report.admin += 1;
+                self.report.admin += 1;
             }
-        })?;
-    // Catch the replayed race up to now, then forget the replay's outputs: fans of the new epoch
-    // start from the snapshot; the alert history stays in the race's ring.
-    if let Some(t) = next_tick {
-        race.handle_tick(t.max(config.clock.now_ms()));
+        }
     }
-    while race.poll_output().is_some() {}
-    report.torn_bytes = stats.torn_bytes;
-    report.elapsed = started.elapsed();
-    metrics::record_recovery(&race_config.id, &report);
-    if report.fixes + report.admin > 0 {
-        info!(
-            race = %race_config.id,
-            fixes = report.fixes,
-            admin = report.admin,
-            torn_bytes = report.torn_bytes,
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            "race recovered from its journal"
-        );
-    }
-    publisher.snapshot(race.snapshot());
 
-    let (tx, rx) = mpsc::channel(config.command_queue.max(1));
-    let handle = RaceHandle {
-        race_id: Arc::from(race_config.id.as_str()),
-        journal,
-        tx,
-        durable,
-        config: Arc::new(race_config),
-        clock: config.clock,
-    };
-    let span = info_span!("race_shard", race = %handle.race_id);
-    let task = tokio::spawn(
-        run_shard(
-            race,
-            rx,
-            publisher,
-            config.tick_interval,
-            config.clock,
-            shutdown,
-        )
-        .instrument(span),
-    );
-    Ok((handle, report, task))
+    /// Records the bytes of a torn tail the store cut off (for the report).
+    pub fn set_torn_bytes(&mut self, bytes: u64) {
+        self.report.torn_bytes = bytes;
+    }
+
+    /// Catches the replayed race up to now, publishes its snapshot and spawns the shard task,
+    /// which journals to `journal` from now on and stops when `shutdown` completes.
+    pub fn start(
+        self,
+        config: &ShardConfig,
+        journal: Arc<dyn JournalBackend>,
+        publisher: Arc<dyn FramePublisher>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> (RaceHandle, RecoveryReport, tokio::task::JoinHandle<()>) {
+        let RaceRecovery {
+            mut race,
+            durable,
+            mut report,
+            next_tick,
+            started,
+            race_config,
+            ..
+        } = self;
+        // Catch the replayed race up to now, then forget the replay's outputs: fans of the new
+        // epoch start from the snapshot; the alert history stays in the race's ring.
+        if let Some(t) = next_tick {
+            race.handle_tick(t.max(config.clock.now_ms()));
+        }
+        while race.poll_output().is_some() {}
+        report.elapsed = started.elapsed();
+        metrics::record_recovery(&race_config.id, &report);
+        if report.fixes + report.admin > 0 {
+            info!(
+                race = %race_config.id,
+                fixes = report.fixes,
+                admin = report.admin,
+                torn_bytes = report.torn_bytes,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "race recovered from its journal"
+            );
+        }
+        publisher.snapshot(race.snapshot());
+
+        let (tx, rx) = mpsc::channel(config.command_queue.max(1));
+        let handle = RaceHandle {
+            race_id: Arc::from(race_config.id.as_str()),
+            journal,
+            tx,
+            durable,
+            config: Arc::new(race_config),
+            clock: config.clock,
+        };
+        let span = info_span!("race_shard", race = %handle.race_id);
+        let task = tokio::spawn(
+            run_shard(
+                race,
+                rx,
+                publisher,
+                config.tick_interval,
+                config.clock,
+                shutdown,
+            )
+            .instrument(span),
+        );
+        (handle, report, task)
+    }
 }
 
 /// Replays the ticks the live shard would have run before `t`, so time-based state (statuses,
@@ -378,6 +452,20 @@ impl RaceHandle {
         rider_id: u32,
         records: Vec<PositionRecord>,
     ) -> Result<(), ShardError> {
+        if self.tx.is_closed() {
+            // The shard stopped (shutdown, or the race was handed to another engine): nothing
+            // more may be journaled or acknowledged here.
+            return Err(ShardError::Stopped);
+        }
+        // Already durable (a device resending what it was not acked for): journaling it again
+        // would only duplicate it; it counts as handled.
+        let records: Vec<PositionRecord> = match self.durable.get(&rider_id) {
+            Some(seen) => records
+                .into_iter()
+                .filter(|r| !seen.contains(r.seq))
+                .collect(),
+            None => records,
+        };
         if records.is_empty() {
             return Ok(());
         }
@@ -417,6 +505,9 @@ impl RaceHandle {
 
     /// Journals an organiser command, then applies it; the race's verdict is returned.
     pub async fn admin(&self, command: AdminCommand) -> Result<(), ShardError> {
+        if self.tx.is_closed() {
+            return Err(ShardError::Stopped);
+        }
         let at_ms = self.clock.now_ms();
         let command_json =
             serde_json::to_string(&command).map_err(|e| ShardError::Encode(e.to_string()))?;

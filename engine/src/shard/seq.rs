@@ -30,6 +30,11 @@ impl ContiguousSeq {
         }
     }
 
+    /// Whether `seq` is already durable (so journaling it again would only duplicate it).
+    pub fn contains(&self, seq: u32) -> bool {
+        seq <= self.contiguous || self.above.contains(&seq)
+    }
+
     /// The highest contiguous durable sequence (0 before the first).
     pub fn contiguous(&self) -> u32 {
         self.contiguous
@@ -53,5 +58,7 @@ mod tests {
         assert_eq!(s.contiguous(), 7);
         s.mark(2);
         assert_eq!(s.contiguous(), 7);
+        s.mark(9);
+        assert!(s.contains(7) && s.contains(9) && !s.contains(8) && !s.contains(10));
     }
 }
