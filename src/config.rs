@@ -98,6 +98,27 @@ pub struct JournalSettings {
     pub retention_days: u64,
 }
 
+/// Where `flevum engine --bus …` journals its races.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalBackendKind {
+    /// Local segment files under `[journal] dir` (one engine per race, no failover).
+    Local,
+    /// One JetStream stream per race, with a lease per race so another engine takes over.
+    JetStream,
+}
+
+/// `[bus]`: scale-out settings of `flevum engine` (unused by `flevum serve`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusSettings {
+    /// The engines' journal: local files or JetStream.
+    pub journal: JournalBackendKind,
+    /// Replicas of each race's stream and of the lease bucket (3 in a three-node cluster).
+    pub replicas: usize,
+    /// A race's lease lives this long without renewal: how soon a standby engine takes over
+    /// the races of a dead one.
+    pub lease_ttl_ms: u64,
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySettings {
@@ -120,6 +141,8 @@ pub struct ServerConfig {
     pub journal: JournalSettings,
     /// `[telemetry]`.
     pub telemetry: TelemetrySettings,
+    /// `[bus]`.
+    pub bus: BusSettings,
 }
 
 impl Default for ServerConfig {
@@ -159,6 +182,11 @@ impl Default for ServerConfig {
             telemetry: TelemetrySettings {
                 log_format: LogFormat::Pretty,
                 log_filter: "info".to_string(),
+            },
+            bus: BusSettings {
+                journal: JournalBackendKind::Local,
+                replicas: 1,
+                lease_ttl_ms: 10_000,
             },
         }
     }
@@ -359,7 +387,7 @@ impl ServerConfig {
         r.unknown_keys(
             "",
             &root,
-            &["ingest", "gateway", "engine", "journal", "telemetry"],
+            &["ingest", "gateway", "engine", "journal", "telemetry", "bus"],
         );
 
         if let Some(t) = r.section(&root, "ingest") {
@@ -493,6 +521,28 @@ impl ServerConfig {
             }
         }
 
+        if let Some(t) = r.section(&root, "bus") {
+            let s = "bus";
+            r.unknown_keys(s, t, &["journal", "replicas", "lease_ttl_ms"]);
+            let mut kind = String::new();
+            r.string(t, s, "journal", &mut kind);
+            match kind.as_str() {
+                "" => {}
+                "local" => cfg.bus.journal = JournalBackendKind::Local,
+                "jetstream" => cfg.bus.journal = JournalBackendKind::JetStream,
+                other => r.issue(
+                    "bus.journal",
+                    format!("{other:?} is not a journal (expected \"local\" or \"jetstream\")"),
+                ),
+            }
+            if let Some(v) = r.int(t, s, "replicas", 1, 5) {
+                cfg.bus.replicas = v as usize;
+            }
+            if let Some(v) = r.int(t, s, "lease_ttl_ms", 500, 600_000) {
+                cfg.bus.lease_ttl_ms = v as u64;
+            }
+        }
+
         if let Some(t) = r.section(&root, "telemetry") {
             let s = "telemetry";
             r.unknown_keys(s, t, &["log_format", "log_filter"]);
@@ -593,6 +643,19 @@ mod tests {
         let text = include_str!("../configs/flevum.toml");
         let cfg = ServerConfig::from_toml(text).unwrap();
         assert_eq!(cfg.engine.tick_ms, 1000);
+    }
+
+    #[test]
+    fn the_bus_section_selects_the_jetstream_journal() {
+        let cfg = ServerConfig::from_toml(
+            "[bus]\njournal = \"jetstream\"\nreplicas = 3\nlease_ttl_ms = 2000\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.bus.journal, JournalBackendKind::JetStream);
+        assert_eq!((cfg.bus.replicas, cfg.bus.lease_ttl_ms), (3, 2000));
+        let issues = ServerConfig::from_toml("[bus]\njournal = \"s3\"\nreplicas = 0\n").unwrap_err();
+        let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["bus.journal", "bus.replicas"], "{issues:?}");
     }
 
     #[test]

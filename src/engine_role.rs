@@ -4,6 +4,7 @@
 //! Only wiring, as `serve`: the engine host answers the gateways' control requests through
 //! [`ControlBridge`]; the wire shapes of those answers live here ([`SubmitReply`], [`AdminReply`]).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use flevum_bus::control::ControlFuture;
 use flevum_bus::{Bus, BusConfig, ControlHandler, NatsEngineBus};
-use flevum_engine::ingest::{IngestConfig, IngestServer, TlsConfig, TokenStore};
+use flevum_bus::jetstream::JetStreamConfig;
+use flevum_engine::ingest::{IngestConfig, IngestServer, IngestSink, TlsConfig, TokenStore};
 use flevum_engine::journal::JournalConfig;
 use flevum_engine::shard::{FramePublisher, ShardConfig};
 use flevum_gateway::engine_control::{AdminError, AdminRequest, EngineControl, SubmitError};
@@ -21,8 +23,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::ServerConfig;
+use crate::config::{JournalBackendKind, ServerConfig};
 use crate::host::{Control, EngineHost, until_shutdown};
+use crate::race_owner::{Owners, RoutingControl, RoutingSink, keep_race};
 
 /// A shard publisher that hands frames to a bus.
 pub struct BusPublisher(pub Arc<dyn Bus>);
@@ -165,6 +168,19 @@ impl ControlHandler for ControlBridge {
                     let request = req.request.ok_or("missing request")?;
                     to_json(AdminReply::from(c.admin(req.race, request).await))
                 }
+                "ingest" => {
+                    // Fixes a non-owner engine's QUIC ingest forwards; answered once durable.
+                    let rider = req.rider.ok_or("missing rider")?;
+                    let race = race()?;
+                    let handle = c
+                        .race(&race)
+                        .ok_or_else(|| format!("race {race} is not owned by this engine"))?;
+                    handle
+                        .submit(rider, req.records)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    to_json(handle.durable_seq(rider))
+                }
                 "viewer_allowed" => to_json(c.viewer_allowed(race()?, req.token).await),
                 "ready" => to_json(c.ready().await),
                 other => Err(format!("unknown control method {other:?}")),
@@ -233,14 +249,64 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
         tokens.clone(),
         stop_rx.clone(),
     ));
+    let races = crate::serve::load_races(&cfg.engine.races_dir, &uploads_dir)?;
     let mut tasks = Vec::new();
-    for (config, course) in crate::serve::load_races(&cfg.engine.races_dir, &uploads_dir)? {
-        tasks.push(
-            host.open(config, course)
-                .context("opening a configured race")?,
-        );
-    }
-    let ingest = IngestServer::bind(ingest_config(&cfg), tokens, host.ingest_sink())
+    let local: Arc<dyn ControlHandler> = Arc::new(ControlBridge(Control(host.clone())));
+    let (sink, control): (Arc<dyn IngestSink>, Arc<dyn ControlHandler>) = match cfg.bus.journal {
+        JournalBackendKind::Local => {
+            for (config, course) in races {
+                tasks.push(
+                    host.open(config, course)
+                        .context("opening a configured race")?,
+                );
+            }
+            (host.ingest_sink(), local)
+        }
+        JournalBackendKind::JetStream => {
+            let jetstream = JetStreamConfig {
+                replicas: cfg.bus.replicas,
+                lease_ttl: Duration::from_millis(cfg.bus.lease_ttl_ms),
+            };
+            let leases = flevum_bus::jetstream::lease_bucket(nats.client().clone(), &jetstream)
+                .await
+                .context("opening the race lease bucket on JetStream")?;
+            let owners = Arc::new(Owners {
+                client: nats.client().clone(),
+                bus: nats.clone(),
+                leases,
+                jetstream,
+                owner: format!("{}-{}", bus.name, crate::serve::random_token()),
+                host: host.clone(),
+                local: local.clone(),
+            });
+            let known: Arc<BTreeSet<String>> =
+                Arc::new(races.iter().map(|(c, _)| c.id.clone()).collect());
+            info!(owner = %owners.owner, races = known.len(), "JetStream journal: competing for race leases");
+            for (config, course) in races {
+                host.accept_tokens(&config);
+                tasks.push(tokio::spawn(keep_race(
+                    owners.clone(),
+                    config,
+                    course,
+                    stop_rx.clone(),
+                )));
+            }
+            let sink = Arc::new(RoutingSink {
+                host: host.clone(),
+                client: nats.client().clone(),
+                known: known.clone(),
+                remote_durable: Default::default(),
+            });
+            let control = Arc::new(RoutingControl {
+                local,
+                host: host.clone(),
+                client: nats.client().clone(),
+                known,
+            });
+            (sink, control)
+        }
+    };
+    let ingest = IngestServer::bind(ingest_config(&cfg), tokens, sink)
         .context("starting the QUIC ingest")?;
     let ingest_addr = ingest.local_addr();
     eprintln!(
@@ -255,12 +321,9 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
             }
         }
     }));
-    let control = flevum_bus::serve_control(
-        nats.client(),
-        Arc::new(ControlBridge(Control(host.clone()))),
-    )
-    .await
-    .context("answering control requests on the bus")?;
+    let control = flevum_bus::serve_control(nats.client(), control)
+        .await
+        .context("answering control requests on the bus")?;
     nats.adopt(control.abort_handle());
     host.set_ready();
     info!(bus = %bus.url, "engine ready");

@@ -13,8 +13,9 @@ use dashmap::DashMap;
 use flevum_engine::core::{AdminCommand, Course, CourseIndex, RaceConfig};
 use flevum_engine::ingest::{DeviceGrant, ShardSink, TokenStore};
 use flevum_engine::shard::{
-    FramePublisher, RaceHandle, ShardConfig, ShardError, open_race, wall_ms,
+    FramePublisher, RaceHandle, RaceRecovery, ShardConfig, ShardError, open_race, wall_ms,
 };
+use flevum_engine::journal::JournalBackend;
 use flevum_gateway::LiveHub;
 use flevum_gateway::engine_control::{
     AdminError, AdminRequest, BoxFuture, EngineControl, RaceDetail, RaceStatus, RaceSummary,
@@ -174,6 +175,70 @@ impl EngineHost {
         self.races
             .insert(config.id.clone(), OpenRace { handle, detail });
         Ok(task)
+    }
+
+    /// Prepares a race whose journal lives elsewhere (JetStream): accepts its device tokens and
+    /// builds a fresh core for the caller to replay the journal into.
+    pub fn prepare(
+        &self,
+        config: RaceConfig,
+        course: Course,
+    ) -> Result<(RaceRecovery, RaceDetail), ShardError> {
+        let index = CourseIndex::new(course);
+        let detail = race_detail(&config, &index);
+        self.register_tokens(&config);
+        Ok((RaceRecovery::new(&self.shard, config, index)?, detail))
+    }
+
+    /// Starts a race replayed by the caller, journaling to `journal`; it stops when the host
+    /// shuts down or `stop` completes (the race was handed to another engine).
+    pub fn start_recovered(
+        &self,
+        recovery: RaceRecovery,
+        detail: RaceDetail,
+        journal: Arc<dyn JournalBackend>,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let shutdown = until_shutdown(self.shutdown.clone());
+        let race_id = recovery.race_id().to_string();
+        let (handle, report, task) = recovery.start(
+            &self.shard,
+            journal,
+            self.publisher.clone(),
+            async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = stop => {}
+                }
+            },
+        );
+        info!(
+            race = %race_id,
+            recovered_fixes = report.fixes,
+            recovered_admin = report.admin,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "race open (owner)"
+        );
+        self.sink.insert(&race_id, handle.clone());
+        self.races.insert(race_id, OpenRace { handle, detail });
+        task
+    }
+
+    /// Stops serving a race here (handed to another engine); its shard is stopped by the caller.
+    pub fn close(&self, race_id: &str) {
+        self.sink.remove(race_id);
+        self.races.remove(race_id);
+    }
+
+    /// Accepts the device tokens of a configured race, owned here or not (a device may connect
+    /// to any engine of a cluster).
+    pub fn accept_tokens(&self, config: &RaceConfig) {
+        self.register_tokens(config);
+    }
+
+    /// The race a device token reports to, if the token is valid.
+    pub fn device_race(&self, token: &str) -> Option<String> {
+        self.tokens.authenticate(token).map(|g| g.race_id)
     }
 
     /// The handle of an open race.

@@ -9,7 +9,9 @@ mod config;
 mod engine_role;
 mod gateway_role;
 mod host;
+mod jetstream_journal;
 mod organiser;
+mod race_owner;
 mod replay;
 mod serve;
 

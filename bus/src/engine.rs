@@ -33,6 +33,8 @@ enum Outgoing {
     },
     /// Start answering snapshot requests for a race.
     Serve(String),
+    /// Stop answering snapshot requests of a race (handed to another engine).
+    Unserve(String),
     /// Flush the connection, then signal.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -125,6 +127,19 @@ impl NatsEngineBus {
         done_rx.await.map_err(|_| stopped())
     }
 
+    /// Forgets a race this engine no longer owns: its merged state is dropped and its snapshot
+    /// requests are left to the new owner.
+    pub fn forget_race(&self, race_id: &str) {
+        lock(&self.inner.races).remove(race_id);
+        // Must not be dropped when the queue is full: a stale responder would answer with an
+        // old state.
+        let tx = self.inner.tx.clone();
+        let race_id = race_id.to_string();
+        tokio::spawn(async move {
+            let _ = tx.send(Outgoing::Unserve(race_id)).await;
+        });
+    }
+
     /// Races this engine publishes.
     pub fn races(&self) -> Vec<String> {
         lock(&self.inner.races).keys().cloned().collect()
@@ -211,7 +226,7 @@ impl Bus for NatsEngineBus {
 
 /// Hands queued frames to the NATS client, in order; starts snapshot responders.
 async fn send_loop(client: async_nats::Client, races: Races, mut rx: mpsc::Receiver<Outgoing>) {
-    let mut responders: Vec<AbortHandle> = Vec::new();
+    let mut responders: HashMap<String, AbortHandle> = HashMap::new();
     while let Some(out) = rx.recv().await {
         match out {
             Outgoing::Publish { subject, payload } => {
@@ -236,17 +251,24 @@ async fn send_loop(client: async_nats::Client, races: Races, mut rx: mpsc::Recei
                         let task = tokio::spawn(answer_snapshots(
                             client.clone(),
                             races.clone(),
-                            race_id,
+                            race_id.clone(),
                             sub,
                         ));
-                        responders.push(task.abort_handle());
+                        if let Some(old) = responders.insert(race_id, task.abort_handle()) {
+                            old.abort();
+                        }
                     }
                     Err(e) => warn!(%subject, "cannot answer snapshot requests: {e}"),
                 }
             }
+            Outgoing::Unserve(race_id) => {
+                if let Some(r) = responders.remove(&race_id) {
+                    r.abort();
+                }
+            }
         }
     }
-    for r in responders {
+    for r in responders.into_values() {
         r.abort();
     }
 }

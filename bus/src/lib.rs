@@ -24,6 +24,10 @@ use std::sync::Arc;
 
 use flevum_protocol::{Alert, Delta, Snapshot};
 
+/// The NATS client this bus is built on, for the binary's JetStream adapter (one copy).
+pub use async_nats;
+/// The byte buffers of NATS payloads.
+pub use bytes;
 pub use config::BusConfig;
 pub use control::{ControlHandler, call_race, serve_control, serve_race_control};
 pub use engine::NatsEngineBus;

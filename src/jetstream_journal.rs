@@ -1,0 +1,191 @@
+//! The race shard's journal on JetStream: [`JetStreamBackend`] implements the engine's
+//! `JournalBackend` over `flevum_bus::jetstream::JetStreamJournal` (one message per appended
+//! batch, the engine's own entry encoding) and [`replay_into`] rebuilds a race from the stream.
+//!
+//! Appends are fenced: each expects the stream's last sequence (`Nats-Expected-Last-Sequence`),
+//! so once another engine has written, this one cannot; after a failure the next append first
+//! checks that this engine still holds the race's lease. Does not take or renew leases.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use flevum_bus::async_nats::jetstream::kv;
+use flevum_bus::bytes::Bytes;
+use flevum_bus::jetstream::{FencedAppendError, JetStreamJournal, RaceLease};
+use flevum_engine::journal::{
+    AppendFuture, JournalBackend, JournalEntry, JournalError, JournalStats, decode_batch,
+    encode_batch,
+};
+use flevum_engine::shard::RaceRecovery;
+use tokio::sync::Mutex;
+use tracing::warn;
+
+/// Where the next fenced append stands.
+struct Fence {
+    /// The stream's last sequence as this engine wrote it: the next append expects it.
+    last: u64,
+    /// An append failed: `last` may be wrong; re-read it (after checking the lease) first.
+    stale: bool,
+}
+
+/// State shared by the clones of a backend.
+struct Inner {
+    /// The race's stream.
+    journal: JetStreamJournal,
+    /// The race (errors, lease key).
+    race_id: String,
+    /// The lease bucket, to check ownership before trusting the stream again after a failure.
+    leases: kv::Store,
+    /// This engine's lease owner name.
+    owner: String,
+    /// Cleared when the lease is lost: every later append is refused.
+    owned: Arc<AtomicBool>,
+    /// The expected last sequence; held while publishing so batches are stored in order.
+    fence: Mutex<Fence>,
+    /// Entries acknowledged by JetStream since open (recovered ones included).
+    entries: AtomicU64,
+    /// Appends acknowledged since open.
+    commits: AtomicU64,
+}
+
+/// A race's journal on JetStream (cheap to clone).
+#[derive(Clone)]
+pub struct JetStreamBackend {
+    /// Shared state.
+    inner: Arc<Inner>,
+}
+
+/// The journal error for a JetStream failure (the engine's errors are file-shaped).
+fn failed(race_id: &str, what: impl std::fmt::Display) -> JournalError {
+    JournalError::Io {
+        path: format!("jetstream:race.{race_id}.journal").into(),
+        op: "append",
+        source: std::io::Error::other(what.to_string()),
+    }
+}
+
+impl JetStreamBackend {
+    /// Opens the race's stream and replays it into `recovery`; the backend's first append
+    /// expects the sequence the replay ended at. `owned` is cleared by the lease keeper.
+    pub async fn open(
+        client: flevum_bus::async_nats::Client,
+        race_id: &str,
+        config: &flevum_bus::jetstream::JetStreamConfig,
+        leases: kv::Store,
+        owner: String,
+        owned: Arc<AtomicBool>,
+        recovery: &mut RaceRecovery,
+    ) -> Result<JetStreamBackend, flevum_bus::BusError> {
+        let journal = JetStreamJournal::open(client, race_id, config).await?;
+        let (last, entries) = replay_into(&journal, recovery).await?;
+        Ok(JetStreamBackend {
+            inner: Arc::new(Inner {
+                journal,
+                race_id: race_id.to_string(),
+                leases,
+                owner,
+                owned,
+                fence: Mutex::new(Fence { last, stale: false }),
+                entries: AtomicU64::new(entries),
+                commits: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    async fn append_batch(self, entries: Vec<JournalEntry>) -> Result<(), JournalError> {
+        let inner = &self.inner;
+        let refused = || JournalError::Poisoned {
+            race_id: inner.race_id.clone(),
+        };
+        if !inner.owned.load(Ordering::Acquire) {
+            return Err(refused());
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let payload = Bytes::from(encode_batch(&entries)?);
+        let ack = {
+            let mut fence = inner.fence.lock().await;
+            if fence.stale {
+                match RaceLease::owner(&inner.leases, &inner.race_id).await {
+                    Ok(Some(o)) if o == inner.owner => {}
+                    Ok(other) => {
+                        warn!(race = %inner.race_id, owner = ?other, "lease lost: journal fenced");
+                        inner.owned.store(false, Ordering::Release);
+                        return Err(refused());
+                    }
+                    Err(e) => return Err(failed(&inner.race_id, e)),
+                }
+                fence.last = inner
+                    .journal
+                    .last_sequence()
+                    .await
+                    .map_err(|e| failed(&inner.race_id, e))?;
+                fence.stale = false;
+            }
+            match inner.journal.publish_after(payload, fence.last).await {
+                Ok(ack) => {
+                    fence.last += 1;
+                    ack
+                }
+                Err(e) => {
+                    fence.stale = true;
+                    return Err(failed(&inner.race_id, e));
+                }
+            }
+        };
+        match inner.journal.acknowledged(ack).await {
+            Ok(_) => {
+                inner
+                    .entries
+                    .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                inner.commits.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                inner.fence.lock().await.stale = true;
+                if matches!(e, FencedAppendError::WrongLastSequence(_)) {
+                    warn!(race = %inner.race_id, "journal append refused: {e}");
+                }
+                Err(failed(&inner.race_id, e))
+            }
+        }
+    }
+}
+
+impl JournalBackend for JetStreamBackend {
+    fn append(&self, entries: Vec<JournalEntry>) -> AppendFuture {
+        Box::pin(self.clone().append_batch(entries))
+    }
+
+    fn stats(&self) -> JournalStats {
+        JournalStats {
+            entries: self.inner.entries.load(Ordering::Relaxed),
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            poisoned: !self.inner.owned.load(Ordering::Acquire),
+            ..JournalStats::default()
+        }
+    }
+}
+
+/// Replays every batch of the stream into `recovery`; returns the stream's last sequence and
+/// the number of entries. An undecodable message is skipped with an error log (it was written
+/// by this code, so only a bug or tampering makes one).
+pub async fn replay_into(
+    journal: &JetStreamJournal,
+    recovery: &mut RaceRecovery,
+) -> Result<(u64, u64), flevum_bus::BusError> {
+    let mut entries = 0u64;
+    let last = journal
+        .replay_to_last(|bytes| match decode_batch(&bytes) {
+            Ok(batch) => {
+                for e in batch {
+                    entries += 1;
+                    recovery.feed(e);
+                }
+            }
+            Err(e) => tracing::error!(race = %recovery.race_id(), "skipping a journal message: {e}"),
+        })
+        .await?;
+    Ok((last, entries))
+}
