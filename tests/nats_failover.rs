@@ -1,0 +1,402 @@
+//! Race failover over a real `nats-server -js`: two `flevum engine`s with the JetStream journal
+//! and one `flevum gateway`. Devices stream to both engines (the non-owner forwards to the
+//! owner); the owner is SIGKILLed and the other engine takes the race over from JetStream; the
+//! NATS server restarts on its store. Every acknowledged fix must be in the race exactly once
+//! (API) and in the JetStream journal.
+//!
+//! SKIP (pass) without the `nats-server` binary, unless `FLEVUM_REQUIRE_NATS=1`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flevum_bus::jetstream::{JetStreamConfig, JetStreamJournal};
+use flevum_bus::testnats::{NatsServer, free_port};
+use flevum_engine::core::{Course, CourseIndex};
+use flevum_engine::journal::{JournalEntry, decode_batch};
+use flevum_engine::shard::wall_ms;
+use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RACE: &str = "failover";
+const RIDERS: u32 = 8;
+
+/// A child process killed (SIGKILL) on drop; its stderr goes to a log file.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(args: &[&str], log: &Path) -> Proc {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flevum"))
+            .args(args)
+            .env("FLEVUM_LOG", "info,async_nats=warn")
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Proc(child)
+    }
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `GET path` on 127.0.0.1:port: (status, body, chunked bodies joined), or None.
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Some((status, body.to_string()));
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            break;
+        }
+        out.push_str(tail.get(..n)?);
+        rest = tail.get(n + 2..)?;
+    }
+    Some((status, out))
+}
+
+fn logs(dir: &Path) -> String {
+    let mut all = String::new();
+    for name in ["engine-a.log", "engine-b.log", "gateway.log"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        all += &format!("--- {name}\n{text}\n");
+    }
+    all
+}
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, dir: &Path, f: impl Fn() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !f().await {
+        if Instant::now() > deadline {
+            panic!("timed out: {what}\n{}", logs(dir));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes the race, a shared TLS certificate, two engine configs and a gateway config; returns
+/// the certificate pin.
+fn write_configs(dir: &Path, quic: [u16; 2], http: u16, start_ms: i64) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let races = dir.join("races");
+    std::fs::create_dir_all(&races).unwrap();
+    let mut race = format!(
+        "id = \"{RACE}\"\nname = \"Failover test\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
+         course = {:?}\nvisibility = \"public\"\nreport_interval_ms = 1000\n",
+        root.join("configs/courses/flevum_demo.gpx").display().to_string()
+    );
+    for i in 1..=RIDERS {
+        race += &format!(
+            "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\nteam = \"T\"\n\
+             device_id = \"dev-{i}\"\ndevice_token_sha256 = \"{}\"\n",
+            sha256_hex(&format!("token-{i}"))
+        );
+    }
+    std::fs::write(races.join("failover.toml"), race).unwrap();
+    let pin = flevum_engine::ingest::write_self_signed(
+        &["localhost".to_string()],
+        &dir.join("cert.pem"),
+        &dir.join("key.pem"),
+    )
+    .unwrap();
+    for (name, port) in [("engine-a.toml", quic[0]), ("engine-b.toml", quic[1])] {
+        std::fs::write(
+            dir.join(name),
+            format!(
+                "[ingest]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = {:?}\ntls_key = {:?}\n\
+                 [engine]\ntick_ms = 200\nraces_dir = {:?}\n\
+                 [journal]\ndir = {:?}\nfsync = false\n\
+                 [bus]\njournal = \"jetstream\"\nreplicas = 1\nlease_ttl_ms = 2000\n",
+                dir.join("cert.pem").display().to_string(),
+                dir.join("key.pem").display().to_string(),
+                races.display().to_string(),
+                dir.join(format!("{name}.journal")).display().to_string(),
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"test-admin-token-0123456789\"\n"
+        ),
+    )
+    .unwrap();
+    pin
+}
+
+/// The fix times of a rider as the race (through the gateway) has them.
+async fn track_times(http: u16, rider: u32) -> Option<Vec<i64>> {
+    let path = format!("/v1/races/{RACE}/riders/{rider}/track?format=geojson");
+    let (status, body) = get(http, &path).await?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(
+        json["properties"]["timesMs"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_i64())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is_lost() {
+    let store = tempfile::tempdir().unwrap();
+    let Some(mut nats) = NatsServer::start("engine_failover", Some(store.path().to_path_buf()))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (quic_a, quic_b, http) = (free_udp_port(), free_udp_port(), free_port());
+    let start_ms = wall_ms() - 30_000;
+    let pin = write_configs(d, [quic_a, quic_b], http, start_ms);
+    let url = nats.url();
+    let cfg = |n: &str| d.join(n).display().to_string();
+    let engine = |name: &str| {
+        Proc::spawn(
+            &[
+                "engine",
+                "--bus",
+                &url,
+                "--config",
+                &cfg(&format!("{name}.toml")),
+                "--name",
+                name,
+            ],
+            &d.join(format!("{name}.log")),
+        )
+    };
+    let mut engine_a = engine("engine-a");
+    let _gateway = Proc::spawn(
+        &["gateway", "--bus", &url, "--config", &cfg("gateway.toml")],
+        &d.join("gateway.log"),
+    );
+    // Only engine A runs: once the race answers, A owns it.
+    until("engine A owns the race", d, || async move {
+        get(http, &format!("/v1/races/{RACE}/standings"))
+            .await
+            .is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let _engine_b = engine("engine-b");
+    until("engine B is up", d, || async move {
+        std::fs::read_to_string(d.join("engine-b.log"))
+            .unwrap_or_default()
+            .contains("engine ready")
+    })
+    .await;
+
+    // Odd riders send to A (the owner), even riders to B (which forwards to A).
+    let clients: BTreeMap<u32, DeviceClient> = (1..=RIDERS)
+        .map(|i| {
+            let port = if i % 2 == 1 { quic_a } else { quic_b };
+            let c = DeviceClient::spawn(ClientConfig {
+                server: SocketAddr::from(([127, 0, 0, 1], port)),
+                server_name: "localhost".into(),
+                pin: CertPin::Sha256(pin.clone()),
+                token: format!("token-{i}"),
+                backoff_max: Duration::from_millis(500),
+                ..ClientConfig::default()
+            })
+            .expect("client starts");
+            (i, c)
+        })
+        .collect();
+    let course = Course::from_gpx_file(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx"),
+    )
+    .unwrap();
+    let mut sim = Simulation::new(
+        CourseIndex::new(course),
+        SimConfig {
+            riders: RIDERS,
+            start_ms,
+            fix_interval_ms: 1000,
+            max_delivery_ms: 0,
+            dropouts: 0,
+            off_course_at: None,
+            crash_riders: 0,
+            ..SimConfig::default()
+        },
+    );
+    let mut pushed: BTreeMap<u32, BTreeSet<i64>> = BTreeMap::new();
+    let mut seqs: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut stream_for = async |d: Duration, sim: &mut Simulation| {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            let mut events = sim.step_until(wall_ms());
+            events.sort_by_key(|e| (e.rider_id, e.record.seq));
+            for e in events {
+                let c = &clients[&e.rider_id];
+                if e.record.seq >= c.next_seq() && c.push(e.record).is_ok() {
+                    pushed
+                        .entry(e.rider_id)
+                        .or_default()
+                        .insert(e.record.time_ms);
+                    seqs.insert(e.rider_id, e.record.seq);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+
+    stream_for(Duration::from_secs(3), &mut sim).await;
+    let acked = |clients: &BTreeMap<u32, DeviceClient>, odd: bool| -> u32 {
+        clients
+            .iter()
+            .filter(|(i, _)| (*i % 2 == 1) == odd)
+            .map(|(_, c)| c.acked_seq())
+            .sum()
+    };
+    assert!(acked(&clients, true) > 0, "the owner acknowledged its devices");
+    assert!(
+        acked(&clients, false) > 0,
+        "the non-owner acknowledged forwarded fixes"
+    );
+
+    // The owner dies; B takes the race over once the lease expired and rebuilds it from JetStream.
+    engine_a.kill();
+    let killed_at = Instant::now();
+    stream_for(Duration::from_secs(1), &mut sim).await;
+    until("engine B took the race over", d, || async move {
+        std::fs::read_to_string(d.join("engine-b.log"))
+            .unwrap_or_default()
+            .contains("race open (owner)")
+    })
+    .await;
+    eprintln!(
+        "takeover {} ms after the SIGKILL",
+        killed_at.elapsed().as_millis()
+    );
+    // A comes back as the standby; its devices reconnect to it and are forwarded to B.
+    let _engine_a = engine("engine-a");
+    stream_for(Duration::from_secs(3), &mut sim).await;
+
+    // The NATS server restarts on its store.
+    let port = nats.port;
+    nats.kill();
+    stream_for(Duration::from_millis(500), &mut sim).await;
+    let nats = NatsServer::start_on("engine_failover_restart", port, Some(store.path().into()))
+        .expect("nats-server starts again");
+    stream_for(Duration::from_secs(3), &mut sim).await;
+
+    for (i, c) in &clients {
+        if let Err(e) = c.flush(Duration::from_secs(60)).await {
+            panic!("device {i} did not get everything acknowledged: {e}\n{}", logs(d));
+        }
+    }
+
+    // Every pushed fix (so every acknowledged one) is in the race exactly once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut missing = BTreeMap::new();
+    loop {
+        missing.clear();
+        for (rider, times) in &pushed {
+            let got = track_times(http, *rider).await.unwrap_or_default();
+            let unique: BTreeSet<i64> = got.iter().copied().collect();
+            assert_eq!(unique.len(), got.len(), "rider {rider}: a fix is duplicated");
+            let lost = times.difference(&unique).count();
+            if lost > 0 {
+                missing.insert(*rider, lost);
+            }
+        }
+        if missing.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        missing.is_empty(),
+        "fixes missing after failover: {missing:?}\n{}",
+        logs(d)
+    );
+
+    // And in the JetStream journal: every sequence each device was acknowledged for.
+    let client = flevum_bus::async_nats::connect(nats.url()).await.unwrap();
+    let journal = JetStreamJournal::open(client, RACE, &JetStreamConfig::default())
+        .await
+        .unwrap();
+    let mut journaled: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    journal
+        .replay_to_last(|bytes| {
+            for e in decode_batch(&bytes).expect("journal batches decode") {
+                if let JournalEntry::Fix {
+                    rider_id, record, ..
+                } = e
+                {
+                    journaled.entry(rider_id).or_default().push(record.seq);
+                }
+            }
+        })
+        .await
+        .unwrap();
+    let mut duplicated = 0;
+    for (rider, c) in &clients {
+        let got = journaled.get(rider).cloned().unwrap_or_default();
+        let unique: BTreeSet<u32> = got.iter().copied().collect();
+        duplicated += got.len() - unique.len();
+        let acked = c.acked_seq();
+        assert_eq!(acked, seqs[rider], "rider {rider}: all pushed fixes acknowledged");
+        for s in 1..=acked {
+            assert!(unique.contains(&s), "rider {rider}: acknowledged seq {s} not journaled");
+        }
+    }
+    let total: usize = pushed.values().map(BTreeSet::len).sum();
+    eprintln!(
+        "{total} fixes from {RIDERS} devices through an owner kill and a NATS restart: none lost \
+         or duplicated in the race; {duplicated} re-sent batches journaled twice"
+    );
+    for (_, c) in clients {
+        c.close().await;
+    }
+}
