@@ -166,10 +166,10 @@ async fn own_race(
     // Fence first: nothing more is journaled or acknowledged here.
     owned.store(false, Ordering::Release);
     let _ = lost_tx.send(());
-    if let Some(r) = responder {
-        r.abort();
-    }
     owners.host.close(race_id);
+    if let Some(r) = responder {
+        r.stop().await;
+    }
     owners.bus.forget_race(race_id);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     if shutting_down && let Err(e) = lease.release().await {

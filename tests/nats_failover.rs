@@ -190,6 +190,8 @@ async fn track_times(http: u16, rider: u32) -> Option<Vec<i64>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is_lost() {
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6} ms] {what}", t0.elapsed().as_millis());
     let store = tempfile::tempdir().unwrap();
     let Some(mut nats) = NatsServer::start("engine_failover", Some(store.path().to_path_buf()))
     else {
@@ -228,6 +230,7 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
             .is_some_and(|(s, _)| s == 200)
     })
     .await;
+    phase("engine A owns the race");
     let _engine_b = engine("engine-b");
     until("engine B is up", d, || async move {
         std::fs::read_to_string(d.join("engine-b.log"))
@@ -246,6 +249,9 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
                 pin: CertPin::Sha256(pin.clone()),
                 token: format!("token-{i}"),
                 backoff_max: Duration::from_millis(500),
+                // A SIGKILLed engine sends no close: notice it quickly.
+                keep_alive: Duration::from_millis(500),
+                idle_timeout: Duration::from_secs(2),
                 ..ClientConfig::default()
             })
             .expect("client starts");
@@ -290,6 +296,7 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
         }
     };
 
+    phase("devices connected");
     stream_for(Duration::from_secs(3), &mut sim).await;
     let acked = |clients: &BTreeMap<u32, DeviceClient>, odd: bool| -> u32 {
         clients
@@ -305,6 +312,7 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
     );
 
     // The owner dies; B takes the race over once the lease expired and rebuilds it from JetStream.
+    phase("streamed; killing A");
     engine_a.kill();
     let killed_at = Instant::now();
     stream_for(Duration::from_secs(1), &mut sim).await;
@@ -319,23 +327,27 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
         killed_at.elapsed().as_millis()
     );
     // A comes back as the standby; its devices reconnect to it and are forwarded to B.
+    phase("B took over");
     let _engine_a = engine("engine-a");
     stream_for(Duration::from_secs(3), &mut sim).await;
 
     // The NATS server restarts on its store.
+    phase("restarting NATS");
     let port = nats.port;
     nats.kill();
-    stream_for(Duration::from_millis(500), &mut sim).await;
+    stream_for(Duration::from_millis(1500), &mut sim).await;
     let nats = NatsServer::start_on("engine_failover_restart", port, Some(store.path().into()))
         .expect("nats-server starts again");
     stream_for(Duration::from_secs(3), &mut sim).await;
 
+    phase("flushing");
     for (i, c) in &clients {
         if let Err(e) = c.flush(Duration::from_secs(60)).await {
             panic!("device {i} did not get everything acknowledged: {e}\n{}", logs(d));
         }
     }
 
+    phase("flushed");
     // Every pushed fix (so every acknowledged one) is in the race exactly once.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut missing = BTreeMap::new();
@@ -361,6 +373,7 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
         logs(d)
     );
 
+    phase("race checked");
     // And in the JetStream journal: every sequence each device was acknowledged for.
     let client = flevum_bus::async_nats::connect(nats.url()).await.unwrap();
     let journal = JetStreamJournal::open(client, RACE, &JetStreamConfig::default())

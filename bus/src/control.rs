@@ -53,15 +53,44 @@ pub async fn serve_control(
     .await
 }
 
-/// Answers `race.<id>.ctl.>` (the owner of the race, no queue group) until the returned task is
-/// aborted; the subscription is live on the server when this returns.
+/// The owner's answering of a race's control subject; [`RaceControlServer::stop`] ends it.
+pub struct RaceControlServer {
+    /// Asks the loop to unsubscribe; it answers once the server has processed that.
+    stop: tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>,
+    /// The loop.
+    task: JoinHandle<()>,
+}
+
+impl RaceControlServer {
+    /// Unsubscribes and waits (bounded) until the NATS server knows, so requests sent after
+    /// this go to the new owner (or fail at once) instead of waiting for a reply from here.
+    pub async fn stop(self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.stop.send(done).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), wait).await;
+        }
+        self.task.abort();
+    }
+}
+
+/// Answers `race.<id>.ctl.>` (the owner of the race, no queue group) until stopped; the
+/// subscription is live on the server when this returns.
 pub async fn serve_race_control(
     client: &async_nats::Client,
     race_id: &str,
     handler: Arc<dyn ControlHandler>,
-) -> Result<JoinHandle<()>, BusError> {
+) -> Result<RaceControlServer, BusError> {
     subjects::check_race_id(race_id)?;
-    serve_on(client, subjects::race_control_prefix(race_id), None, handler).await
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = serve_on_until(
+        client,
+        subjects::race_control_prefix(race_id),
+        None,
+        handler,
+        Some(stopped),
+    )
+    .await?;
+    Ok(RaceControlServer { stop, task })
 }
 
 async fn serve_on(
@@ -69,6 +98,17 @@ async fn serve_on(
     prefix: String,
     queue: Option<&str>,
     handler: Arc<dyn ControlHandler>,
+) -> Result<JoinHandle<()>, BusError> {
+    // Never asked to stop: the task is aborted instead.
+    serve_on_until(client, prefix, queue, handler, None).await
+}
+
+async fn serve_on_until(
+    client: &async_nats::Client,
+    prefix: String,
+    queue: Option<&str>,
+    handler: Arc<dyn ControlHandler>,
+    mut stopped: Option<tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>>,
 ) -> Result<JoinHandle<()>, BusError> {
     let subject = format!("{prefix}.>");
     let subscribed = match queue {
@@ -86,7 +126,29 @@ async fn serve_on(
     crate::config::round_trip(client, std::time::Duration::from_secs(10)).await?;
     let client = client.clone();
     Ok(tokio::spawn(async move {
-        while let Some(msg) = sub.next().await {
+        loop {
+            let stop_asked = async {
+                match stopped.as_mut() {
+                    Some(r) => r.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let msg = tokio::select! {
+                m = sub.next() => m,
+                stop = stop_asked => {
+                    let Ok(done) = stop else {
+                        // The stopper is gone without asking: serve until aborted.
+                        stopped = None;
+                        continue;
+                    };
+                    let _ = sub.unsubscribe().await;
+                    let _ = crate::config::round_trip(&client, std::time::Duration::from_secs(2))
+                        .await;
+                    let _ = done.send(());
+                    return;
+                }
+            };
+            let Some(msg) = msg else { return };
             let Some(reply) = msg.reply.clone() else {
                 continue;
             };
