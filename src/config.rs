@@ -646,6 +646,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_cluster_config_uses_the_jetstream_journal() {
+        let cfg = ServerConfig::from_toml(include_str!("../configs/flevum-cluster.toml")).unwrap();
+        assert_eq!(cfg.bus.journal, JournalBackendKind::JetStream);
+        assert_eq!(cfg.bus.replicas, 3);
+    }
+
+    #[test]
     fn the_bus_section_selects_the_jetstream_journal() {
         let cfg = ServerConfig::from_toml(
             "[bus]\njournal = \"jetstream\"\nreplicas = 3\nlease_ttl_ms = 2000\n",
@@ -653,7 +660,8 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.bus.journal, JournalBackendKind::JetStream);
         assert_eq!((cfg.bus.replicas, cfg.bus.lease_ttl_ms), (3, 2000));
-        let issues = ServerConfig::from_toml("[bus]\njournal = \"s3\"\nreplicas = 0\n").unwrap_err();
+        let issues =
+            ServerConfig::from_toml("[bus]\njournal = \"s3\"\nreplicas = 0\n").unwrap_err();
         let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["bus.journal", "bus.replicas"], "{issues:?}");
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flevum_bus::control::ControlFuture;
-use flevum_bus::{Bus, BusConfig, ControlHandler, NatsEngineBus};
 use flevum_bus::jetstream::JetStreamConfig;
+use flevum_bus::{Bus, BusConfig, ControlHandler, NatsEngineBus};
 use flevum_engine::ingest::{IngestConfig, IngestServer, IngestSink, TlsConfig, TokenStore};
 use flevum_engine::journal::JournalConfig;
 use flevum_engine::shard::{FramePublisher, ShardConfig};

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use dashmap::DashMap;
 use flevum_engine::core::{AdminCommand, Course, CourseIndex, RaceConfig};
 use flevum_engine::ingest::{DeviceGrant, ShardSink, TokenStore};
+use flevum_engine::journal::JournalBackend;
 use flevum_engine::shard::{
     FramePublisher, RaceHandle, RaceRecovery, ShardConfig, ShardError, open_race, wall_ms,
 };
-use flevum_engine::journal::JournalBackend;
 use flevum_gateway::LiveHub;
 use flevum_gateway::engine_control::{
     AdminError, AdminRequest, BoxFuture, EngineControl, RaceDetail, RaceStatus, RaceSummary,
@@ -201,17 +201,13 @@ impl EngineHost {
     ) -> tokio::task::JoinHandle<()> {
         let shutdown = until_shutdown(self.shutdown.clone());
         let race_id = recovery.race_id().to_string();
-        let (handle, report, task) = recovery.start(
-            &self.shard,
-            journal,
-            self.publisher.clone(),
-            async move {
+        let (handle, report, task) =
+            recovery.start(&self.shard, journal, self.publisher.clone(), async move {
                 tokio::select! {
                     _ = shutdown => {}
                     _ = stop => {}
                 }
-            },
-        );
+            });
         info!(
             race = %race_id,
             recovered_fixes = report.fixes,

@@ -104,6 +104,10 @@ impl JetStreamBackend {
             return Ok(());
         }
         let payload = Bytes::from(encode_batch(&entries)?);
+        let started = std::time::Instant::now();
+        let record = |outcome| {
+            flevum_bus::metrics::record_journal_append(started.elapsed().as_secs_f64(), outcome)
+        };
         let ack = {
             let mut fence = inner.fence.lock().await;
             if fence.stale {
@@ -112,15 +116,21 @@ impl JetStreamBackend {
                     Ok(other) => {
                         warn!(race = %inner.race_id, owner = ?other, "lease lost: journal fenced");
                         inner.owned.store(false, Ordering::Release);
+                        record("fenced");
                         return Err(refused());
                     }
-                    Err(e) => return Err(failed(&inner.race_id, e)),
+                    Err(e) => {
+                        record("failed");
+                        return Err(failed(&inner.race_id, e));
+                    }
                 }
-                fence.last = inner
-                    .journal
-                    .last_sequence()
-                    .await
-                    .map_err(|e| failed(&inner.race_id, e))?;
+                fence.last = match inner.journal.last_sequence().await {
+                    Ok(last) => last,
+                    Err(e) => {
+                        record("failed");
+                        return Err(failed(&inner.race_id, e));
+                    }
+                };
                 fence.stale = false;
             }
             match inner.journal.publish_after(payload, fence.last).await {
@@ -130,6 +140,7 @@ impl JetStreamBackend {
                 }
                 Err(e) => {
                     fence.stale = true;
+                    record("failed");
                     return Err(failed(&inner.race_id, e));
                 }
             }
@@ -140,12 +151,16 @@ impl JetStreamBackend {
                     .entries
                     .fetch_add(entries.len() as u64, Ordering::Relaxed);
                 inner.commits.fetch_add(1, Ordering::Relaxed);
+                record("ok");
                 Ok(())
             }
             Err(e) => {
                 inner.fence.lock().await.stale = true;
                 if matches!(e, FencedAppendError::WrongLastSequence(_)) {
                     warn!(race = %inner.race_id, "journal append refused: {e}");
+                    record("fenced");
+                } else {
+                    record("failed");
                 }
                 Err(failed(&inner.race_id, e))
             }
@@ -184,7 +199,9 @@ pub async fn replay_into(
                     recovery.feed(e);
                 }
             }
-            Err(e) => tracing::error!(race = %recovery.race_id(), "skipping a journal message: {e}"),
+            Err(e) => {
+                tracing::error!(race = %recovery.race_id(), "skipping a journal message: {e}")
+            }
         })
         .await?;
     Ok((last, entries))

@@ -100,6 +100,7 @@ async fn own_race(
     let race_id = config.id.as_str();
     let ttl = owners.jetstream.lease_ttl;
     info!(owner = %owners.owner, "took the race's lease; replaying its JetStream journal");
+    flevum_bus::metrics::record_lease("acquired");
     let owned = Arc::new(AtomicBool::new(true));
     let opened = async {
         let (mut recovery, detail) = owners
@@ -124,21 +125,18 @@ async fn own_race(
         Err(e) => {
             warn!("cannot open the race from JetStream: {e}");
             let _ = lease.release().await;
+            flevum_bus::metrics::record_lease("released");
             return false;
         }
     };
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = owners.host.start_recovered(
-        recovery,
-        detail,
-        Arc::new(backend),
-        async move {
+    let task = owners
+        .host
+        .start_recovered(recovery, detail, Arc::new(backend), async move {
             let _ = lost_rx.await;
-        },
-    );
+        });
     let responder =
-        match flevum_bus::serve_race_control(&owners.client, race_id, owners.local.clone()).await
-        {
+        match flevum_bus::serve_race_control(&owners.client, race_id, owners.local.clone()).await {
             Ok(r) => Some(r),
             Err(e) => {
                 warn!("cannot answer the race's control subject: {e}");
@@ -172,8 +170,13 @@ async fn own_race(
     }
     owners.bus.forget_race(race_id);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-    if shutting_down && let Err(e) = lease.release().await {
-        warn!("releasing the lease failed: {e}");
+    if shutting_down {
+        if let Err(e) = lease.release().await {
+            warn!("releasing the lease failed: {e}");
+        }
+        flevum_bus::metrics::record_lease("released");
+    } else {
+        flevum_bus::metrics::record_lease("lost");
     }
     info!("race given up");
     shutting_down
@@ -219,8 +222,9 @@ impl IngestSink for RoutingSink {
                 records,
                 ..ControlRequest::default()
             };
-            let durable: u32 = flevum_bus::call_race(&client, &race_id, "ingest", &req)
-                .await
+            let answer = flevum_bus::call_race(&client, &race_id, "ingest", &req).await;
+            flevum_bus::metrics::record_forward("ingest", answer.is_ok());
+            let durable: u32 = answer
                 .map_err(|e| SubmitError::Unavailable(format!("forwarding to the owner: {e}")))?;
             cache.insert((race_id, rider_id), durable);
             Ok(())
@@ -301,7 +305,10 @@ impl ControlHandler for RoutingControl {
                 list.sort_by_key(|r| {
                     (
                         r.get("startMs").and_then(Value::as_i64).unwrap_or(0),
-                        r.get("id").and_then(Value::as_str).unwrap_or("").to_string(),
+                        r.get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                     )
                 });
                 Ok(Value::Array(list))
@@ -309,9 +316,10 @@ impl ControlHandler for RoutingControl {
         }
         match self.race_of(&method, &body) {
             Some(race) if self.elsewhere(&race) => Box::pin(async move {
-                flevum_bus::call_race::<_, Value>(&client, &race, &method, &body)
-                    .await
-                    .map_err(|e: BusError| format!("race {race}: owner not reachable: {e}"))
+                let answer =
+                    flevum_bus::call_race::<_, Value>(&client, &race, &method, &body).await;
+                flevum_bus::metrics::record_forward("control", answer.is_ok());
+                answer.map_err(|e: BusError| format!("race {race}: owner not reachable: {e}"))
             }),
             _ => self.local.handle(method, body),
         }

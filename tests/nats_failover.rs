@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RACE: &str = "failover";
 const RIDERS: u32 = 8;
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// A child process killed (SIGKILL) on drop; its stderr goes to a log file.
 struct Proc(Child);
@@ -85,7 +86,10 @@ async fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Some((status, body.to_string()));
     }
     let mut out = String::new();
@@ -99,6 +103,42 @@ async fn get(port: u16, path: &str) -> Option<(u16, String)> {
         rest = tail.get(n + 2..)?;
     }
     Some((status, out))
+}
+
+/// `POST path` with the organiser token and a JSON body: (status, body).
+async fn post_admin(port: u16, path: &str, json: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// Where the race puts checkpoint `name` now, metres along the course.
+async fn checkpoint_m(http: u16, name: &str) -> Option<f64> {
+    let (status, body) = get(http, &format!("/v1/races/{RACE}")).await?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    json["checkpoints"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)?["distanceM"]
+        .as_f64()
 }
 
 fn logs(dir: &Path) -> String {
@@ -129,7 +169,9 @@ fn write_configs(dir: &Path, quic: [u16; 2], http: u16, start_ms: i64) -> String
     let mut race = format!(
         "id = \"{RACE}\"\nname = \"Failover test\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
          course = {:?}\nvisibility = \"public\"\nreport_interval_ms = 1000\n",
-        root.join("configs/courses/flevum_demo.gpx").display().to_string()
+        root.join("configs/courses/flevum_demo.gpx")
+            .display()
+            .to_string()
     );
     for i in 1..=RIDERS {
         race += &format!(
@@ -163,9 +205,7 @@ fn write_configs(dir: &Path, quic: [u16; 2], http: u16, start_ms: i64) -> String
     }
     std::fs::write(
         dir.join("gateway.toml"),
-        format!(
-            "[gateway]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"test-admin-token-0123456789\"\n"
-        ),
+        format!("[gateway]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"),
     )
     .unwrap();
     pin
@@ -305,7 +345,24 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
             .map(|(_, c)| c.acked_seq())
             .sum()
     };
-    assert!(acked(&clients, true) > 0, "the owner acknowledged its devices");
+    assert!(
+        acked(&clients, true) > 0,
+        "the owner acknowledged its devices"
+    );
+    // An organiser command through the gateway reaches the owner (whichever engine the gateway
+    // asked) and is journaled on JetStream.
+    let feed_zone = checkpoint_m(http, "Feed zone").await.expect("checkpoint");
+    let moved = (feed_zone - 250.0).round();
+    let (status, body) = post_admin(
+        http,
+        &format!("/v1/admin/races/{RACE}"),
+        &format!(
+            "{{\"action\":\"move_checkpoint\",\"name\":\"Feed zone\",\"distance_m\":{moved}}}"
+        ),
+    )
+    .await
+    .expect("admin request");
+    assert_eq!(status, 200, "{body}");
     assert!(
         acked(&clients, false) > 0,
         "the non-owner acknowledged forwarded fixes"
@@ -326,6 +383,11 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
         "takeover {} ms after the SIGKILL",
         killed_at.elapsed().as_millis()
     );
+    assert_eq!(
+        checkpoint_m(http, "Feed zone").await,
+        Some(moved),
+        "the new owner replayed the organiser's command"
+    );
     // A comes back as the standby; its devices reconnect to it and are forwarded to B.
     phase("B took over");
     let _engine_a = engine("engine-a");
@@ -343,7 +405,10 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
     phase("flushing");
     for (i, c) in &clients {
         if let Err(e) = c.flush(Duration::from_secs(60)).await {
-            panic!("device {i} did not get everything acknowledged: {e}\n{}", logs(d));
+            panic!(
+                "device {i} did not get everything acknowledged: {e}\n{}",
+                logs(d)
+            );
         }
     }
 
@@ -356,7 +421,11 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
         for (rider, times) in &pushed {
             let got = track_times(http, *rider).await.unwrap_or_default();
             let unique: BTreeSet<i64> = got.iter().copied().collect();
-            assert_eq!(unique.len(), got.len(), "rider {rider}: a fix is duplicated");
+            assert_eq!(
+                unique.len(),
+                got.len(),
+                "rider {rider}: a fix is duplicated"
+            );
             let lost = times.difference(&unique).count();
             if lost > 0 {
                 missing.insert(*rider, lost);
@@ -399,9 +468,15 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
         let unique: BTreeSet<u32> = got.iter().copied().collect();
         duplicated += got.len() - unique.len();
         let acked = c.acked_seq();
-        assert_eq!(acked, seqs[rider], "rider {rider}: all pushed fixes acknowledged");
+        assert_eq!(
+            acked, seqs[rider],
+            "rider {rider}: all pushed fixes acknowledged"
+        );
         for s in 1..=acked {
-            assert!(unique.contains(&s), "rider {rider}: acknowledged seq {s} not journaled");
+            assert!(
+                unique.contains(&s),
+                "rider {rider}: acknowledged seq {s} not journaled"
+            );
         }
     }
     let total: usize = pushed.values().map(BTreeSet::len).sum();

@@ -112,11 +112,7 @@ async fn serve_on_until(
 ) -> Result<JoinHandle<()>, BusError> {
     let subject = format!("{prefix}.>");
     let subscribed = match queue {
-        Some(q) => {
-            client
-                .queue_subscribe(subject.clone(), q.to_string())
-                .await
-        }
+        Some(q) => client.queue_subscribe(subject.clone(), q.to_string()).await,
         None => client.subscribe(subject.clone()).await,
     };
     let mut sub = subscribed.map_err(|e| BusError::Subscribe {

@@ -178,13 +178,19 @@ impl JetStreamJournal {
             .map_err(|e| js_err(&self.subject, e))?;
         while let Some(m) = messages.next().await {
             let m = m.map_err(|e| js_err(&self.subject, e))?;
-            let seq = m.info().map_err(|e| js_err(&self.subject, e))?.stream_sequence;
+            let seq = m
+                .info()
+                .map_err(|e| js_err(&self.subject, e))?
+                .stream_sequence;
             f(m.payload.clone());
             if seq >= last {
                 return Ok(last);
             }
         }
-        Err(js_err(&self.subject, "replay ended before the last message"))
+        Err(js_err(
+            &self.subject,
+            "replay ended before the last message",
+        ))
     }
 
     /// Replays every entry in order into `f`; returns how many there were.

@@ -29,7 +29,9 @@ pub use async_nats;
 /// The byte buffers of NATS payloads.
 pub use bytes;
 pub use config::BusConfig;
-pub use control::{ControlHandler, RaceControlServer, call_race, serve_control, serve_race_control};
+pub use control::{
+    ControlHandler, RaceControlServer, call_race, serve_control, serve_race_control,
+};
 pub use engine::NatsEngineBus;
 pub use error::BusError;
 pub use gateway::NatsGatewayBus;

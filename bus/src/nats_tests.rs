@@ -301,3 +301,39 @@ async fn a_second_engine_takes_over_a_race_and_replays_every_acknowledged_entry(
         "no acknowledged entry lost across a server restart"
     );
 }
+
+#[tokio::test]
+async fn a_stale_writer_is_fenced_by_the_expected_last_sequence() {
+    use crate::jetstream::{FencedAppendError, JetStreamConfig, JetStreamJournal};
+    let store = tempfile::tempdir().unwrap();
+    let Some(server) = NatsServer::start("jetstream_fencing", Some(store.path().to_path_buf()))
+    else {
+        return;
+    };
+    let js = JetStreamConfig::default();
+    let old = JetStreamJournal::open(async_nats::connect(server.url()).await.unwrap(), "f", &js)
+        .await
+        .unwrap();
+    let new = JetStreamJournal::open(async_nats::connect(server.url()).await.unwrap(), "f", &js)
+        .await
+        .unwrap();
+    let ack = old.publish_after("a".into(), 0).await.unwrap();
+    assert_eq!(old.acknowledged(ack).await.unwrap(), 1);
+    // The new owner replays (last = 1) and appends; the old owner still expects 1.
+    let last = new.replay_to_last(|_| {}).await.unwrap();
+    assert_eq!(last, 1);
+    let ack = new.publish_after("b".into(), last).await.unwrap();
+    assert_eq!(new.acknowledged(ack).await.unwrap(), 2);
+    let stale = match old.publish_after("stale".into(), 1).await {
+        Ok(ack) => old.acknowledged(ack).await,
+        Err(e) => Err(e),
+    };
+    assert!(
+        matches!(stale, Err(FencedAppendError::WrongLastSequence(_))),
+        "{stale:?}"
+    );
+    let mut all = Vec::new();
+    assert_eq!(new.replay_to_last(|b| all.push(b)).await.unwrap(), 2);
+    assert_eq!(all, ["a", "b"], "the stale write was not stored");
+    assert_eq!(new.last_sequence().await.unwrap(), 2);
+}
