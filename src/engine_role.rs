@@ -4,7 +4,6 @@
 //! Only wiring, as `serve`: the engine host answers the gateways' control requests through
 //! [`ControlBridge`]; the wire shapes of those answers live here ([`SubmitReply`], [`AdminReply`]).
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::{JournalBackendKind, ServerConfig};
 use crate::host::{Control, EngineHost, until_shutdown};
-use crate::race_owner::{Owners, RoutingControl, RoutingSink, keep_race};
+use crate::race_owner::{LeaseOpener, Owners, RoutingControl, RoutingSink, keep_race};
 
 /// A shard publisher that hands frames to a bus.
 pub struct BusPublisher(pub Arc<dyn Bus>);
@@ -251,6 +250,8 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
     ));
     let races = crate::serve::load_races(&cfg.engine.races_dir, &uploads_dir)?;
     let mut tasks = Vec::new();
+    // Race keepers of races created through the API after startup.
+    let later_tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
     let local: Arc<dyn ControlHandler> = Arc::new(ControlBridge(Control(host.clone())));
     let (sink, control): (Arc<dyn IngestSink>, Arc<dyn ControlHandler>) = match cfg.bus.journal {
         JournalBackendKind::Local => {
@@ -279,8 +280,14 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
                 host: host.clone(),
                 local: local.clone(),
             });
-            let known: Arc<BTreeSet<String>> =
+            let known: Arc<dashmap::DashSet<String>> =
                 Arc::new(races.iter().map(|(c, _)| c.id.clone()).collect());
+            host.set_race_opener(Arc::new(LeaseOpener {
+                owners: owners.clone(),
+                known: known.clone(),
+                stop: stop_rx.clone(),
+                tasks: later_tasks.clone(),
+            }));
             info!(owner = %owners.owner, races = known.len(), "JetStream journal: competing for race leases");
             for (config, course) in races {
                 host.accept_tokens(&config);
@@ -332,6 +339,12 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
     crate::serve::wait_for_signal().await;
     eprintln!("flevum engine: shutting down");
     let _ = stop_tx.send(true);
+    tasks.extend(
+        later_tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default(),
+    );
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }

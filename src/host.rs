@@ -88,6 +88,17 @@ pub struct EngineHost {
     ready: AtomicBool,
     /// Tells shards to stop.
     shutdown: watch::Receiver<bool>,
+    /// How races created through the API are opened when not on the local file journal.
+    race_opener: std::sync::OnceLock<Arc<dyn RaceOpener>>,
+}
+
+/// Opens a race created through the organiser API somewhere else than on the local file
+/// journal (the JetStream journal with race leases).
+pub trait RaceOpener: Send + Sync + 'static {
+    /// Refuses an id that is taken (configured anywhere in the cluster).
+    fn check(&self, race_id: &str) -> Result<(), AdminError>;
+    /// Starts running the race; resolves once it is open (here or on another engine).
+    fn open(&self, config: RaceConfig, course: Course) -> BoxFuture<Result<(), AdminError>>;
 }
 
 /// Completes when `rx` turns true (or its sender is gone).
@@ -136,6 +147,7 @@ impl EngineHost {
             limits: RecordLimits::default(),
             ready: AtomicBool::new(false),
             shutdown,
+            race_opener: std::sync::OnceLock::new(),
         }
     }
 
@@ -388,7 +400,11 @@ impl EngineHost {
         }
     }
 
-    fn create_race(&self, config_toml: &str, gpx: &str) -> Result<serde_json::Value, AdminError> {
+    async fn create_race(
+        &self,
+        config_toml: &str,
+        gpx: &str,
+    ) -> Result<serde_json::Value, AdminError> {
         let config =
             RaceConfig::from_toml(config_toml).map_err(|e| AdminError::Invalid(e.to_string()))?;
         if let Err(errors) = config.validate() {
@@ -408,11 +424,26 @@ impl EngineHost {
                 config_toml,
             )
         };
-        save().map_err(|e| AdminError::Internal(format!("saving the race: {e}")))?;
         let id = config.id.clone();
+        if let Some(opener) = self.race_opener.get() {
+            // Another engine may run a race of this id (races are shared through JetStream).
+            opener.check(&id)?;
+            save().map_err(|e| AdminError::Internal(format!("saving the race: {e}")))?;
+            opener.open(config, course).await?;
+            return Ok(json!({ "id": id }));
+        }
+        save().map_err(|e| AdminError::Internal(format!("saving the race: {e}")))?;
         self.open(config, course)
             .map_err(|e| AdminError::Internal(e.to_string()))?;
         Ok(json!({ "id": id }))
+    }
+
+    /// Opens races created through the organiser API with `opener` instead of the local file
+    /// journal (`flevum engine` with the JetStream journal). Set once, before serving.
+    pub fn set_race_opener(&self, opener: Arc<dyn RaceOpener>) {
+        if self.race_opener.set(opener).is_err() {
+            tracing::warn!("the race opener was already set");
+        }
     }
 }
 
@@ -726,7 +757,7 @@ impl EngineControl for Control {
         let me = self.0.clone();
         Box::pin(async move {
             if let AdminRequest::CreateRace { config_toml, gpx } = &request {
-                return me.create_race(config_toml, gpx);
+                return me.create_race(config_toml, gpx).await;
             }
             let Some(race) = race else {
                 return Err(AdminError::Invalid("this action needs a race".into()));

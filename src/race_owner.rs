@@ -6,12 +6,11 @@
 //!
 //! Only wiring: the journal adapter is `jetstream_journal`, the shard and leases are libraries'.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use flevum_bus::async_nats::jetstream::kv;
 use flevum_bus::control::ControlFuture;
 use flevum_bus::jetstream::{JetStreamConfig, RaceLease};
@@ -19,6 +18,7 @@ use flevum_bus::{BusError, ControlHandler, NatsEngineBus};
 use flevum_engine::core::{Course, RaceConfig};
 use flevum_engine::ingest::{DeviceGrant, IngestSink, SubmitError, SubmitFuture};
 use flevum_engine::shard::ShardError;
+use flevum_gateway::engine_control::AdminError;
 use flevum_protocol::PositionRecord;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -191,7 +191,7 @@ pub struct RoutingSink {
     /// The NATS connection for forwarding.
     pub client: flevum_bus::async_nats::Client,
     /// The configured races (owned here or elsewhere).
-    pub known: Arc<BTreeSet<String>>,
+    pub known: Arc<DashSet<String>>,
     /// Durable sequences the owners reported for forwarded riders, for `Welcome`.
     pub remote_durable: Arc<DashMap<(String, u32), u32>>,
 }
@@ -252,7 +252,7 @@ pub struct RoutingControl {
     /// The NATS connection for forwarding.
     pub client: flevum_bus::async_nats::Client,
     /// The configured races.
-    pub known: Arc<BTreeSet<String>>,
+    pub known: Arc<DashSet<String>>,
 }
 
 impl RoutingControl {
@@ -268,9 +268,9 @@ impl RoutingControl {
         }
     }
 
-    /// Whether `race` is configured but owned by another engine.
+    /// Whether `race` is not run here (its owner, if any, is another engine).
     fn elsewhere(&self, race: &str) -> bool {
-        self.known.contains(race) && self.host.race(race).is_none()
+        self.host.race(race).is_none()
     }
 }
 
@@ -281,8 +281,8 @@ impl ControlHandler for RoutingControl {
             let remote: Vec<String> = self
                 .known
                 .iter()
+                .map(|r| r.key().clone())
                 .filter(|r| self.elsewhere(r))
-                .cloned()
                 .collect();
             let local = self.local.handle(method.clone(), body.clone());
             return Box::pin(async move {
@@ -323,5 +323,64 @@ impl ControlHandler for RoutingControl {
             }),
             _ => self.local.handle(method, body),
         }
+    }
+}
+
+/// Opens races created through the organiser API like configured ones: on the JetStream
+/// journal, under a lease, so the engine that runs them may change.
+pub struct LeaseOpener {
+    /// What the race keepers share.
+    pub owners: Arc<Owners>,
+    /// The races this engine knows (configured or created here).
+    pub known: Arc<DashSet<String>>,
+    /// The engine's shutdown signal.
+    pub stop: watch::Receiver<bool>,
+    /// Keepers started after startup, awaited at shutdown (so leases are released).
+    pub tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl crate::host::RaceOpener for LeaseOpener {
+    fn check(&self, race_id: &str) -> Result<(), AdminError> {
+        if self.known.contains(race_id) {
+            return Err(AdminError::Conflict(format!("race {race_id} exists")));
+        }
+        Ok(())
+    }
+
+    fn open(
+        &self,
+        config: RaceConfig,
+        course: Course,
+    ) -> flevum_gateway::engine_control::BoxFuture<Result<(), AdminError>> {
+        let race_id = config.id.clone();
+        self.known.insert(race_id.clone());
+        let task = tokio::spawn(keep_race(
+            self.owners.clone(),
+            config,
+            course,
+            self.stop.clone(),
+        ));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task);
+        }
+        let owners = self.owners.clone();
+        Box::pin(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if owners.host.race(&race_id).is_some() {
+                    return Ok(());
+                }
+                if let Ok(Some(owner)) = RaceLease::owner(&owners.leases, &race_id).await
+                    && owner != owners.owner
+                {
+                    // A race of this id is run by another engine.
+                    return Err(AdminError::Conflict(format!("race {race_id} exists")));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(AdminError::Internal(format!(
+                "race {race_id} did not open in time"
+            )))
+        })
     }
 }

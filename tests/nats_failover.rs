@@ -141,6 +141,15 @@ async fn checkpoint_m(http: u16, name: &str) -> Option<f64> {
         .as_f64()
 }
 
+/// Whether the JetStream stream of `race` exists.
+async fn journal_exists(nats: &NatsServer, race: &str) -> bool {
+    let client = flevum_bus::async_nats::connect(nats.url()).await.unwrap();
+    flevum_bus::async_nats::jetstream::new(client)
+        .get_stream(flevum_bus::jetstream::stream_name(race))
+        .await
+        .is_ok()
+}
+
 fn logs(dir: &Path) -> String {
     let mut all = String::new();
     for name in ["engine-a.log", "engine-b.log", "gateway.log"] {
@@ -479,6 +488,32 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
             );
         }
     }
+    // A race created through the organiser API also runs on JetStream under a lease, and the
+    // gateway reaches it whichever engine it asks.
+    let gpx = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx"),
+    )
+    .unwrap();
+    let config_toml = format!(
+        "id = \"uploaded\"\nname = \"Uploaded\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
+         course = \"uploaded.gpx\"\n\n[[riders]]\nid = 1\nbib = \"1\"\nname = \"Solo\"\n\
+         device_id = \"solo\"\n"
+    );
+    let create =
+        serde_json::json!({ "action": "create_race", "config_toml": config_toml, "gpx": gpx });
+    let (status, body) = post_admin(http, "/v1/admin/races", &create.to_string())
+        .await
+        .expect("create request");
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..4 {
+        let (status, body) = get(http, "/v1/races/uploaded/standings").await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        journal_exists(&nats, "uploaded").await,
+        "the uploaded race journals on JetStream"
+    );
+
     let total: usize = pushed.values().map(BTreeSet::len).sum();
     eprintln!(
         "{total} fixes from {RIDERS} devices through an owner kill and a NATS restart: none lost \
