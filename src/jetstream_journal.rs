@@ -20,6 +20,50 @@ use flevum_engine::shard::RaceRecovery;
 use tokio::sync::Mutex;
 use tracing::warn;
 
+/// Whether this engine may still write a race: cleared for good when the lease is lost, and
+/// valid only until a deadline that each lease renewal pushes out, so appends stop in time even
+/// when a renewal hangs (a slow or partitioned NATS server).
+pub struct Ownership {
+    /// The lease was lost or given up.
+    lost: AtomicBool,
+    /// Milliseconds after `origin` until which the lease is surely still ours.
+    valid_until_ms: AtomicU64,
+    /// Reference point of `valid_until_ms`.
+    origin: std::time::Instant,
+}
+
+impl Ownership {
+    /// Owned for `valid_for` from now.
+    pub fn new(valid_for: std::time::Duration) -> Ownership {
+        let o = Ownership {
+            lost: AtomicBool::new(false),
+            valid_until_ms: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        };
+        o.renewed(valid_for);
+        o
+    }
+
+    /// A renewal succeeded: owned for `valid_for` from now.
+    pub fn renewed(&self, valid_for: std::time::Duration) {
+        let until = self.origin.elapsed() + valid_for;
+        self.valid_until_ms
+            .store(until.as_millis() as u64, Ordering::Release);
+    }
+
+    /// The lease is gone: refuse every later append.
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
+    /// Whether appends are allowed now.
+    pub fn holds(&self) -> bool {
+        !self.lost.load(Ordering::Acquire)
+            && (self.origin.elapsed().as_millis() as u64)
+                < self.valid_until_ms.load(Ordering::Acquire)
+    }
+}
+
 /// Where the next fenced append stands.
 struct Fence {
     /// The stream's last sequence as this engine wrote it: the next append expects it.
@@ -38,8 +82,8 @@ struct Inner {
     leases: kv::Store,
     /// This engine's lease owner name.
     owner: String,
-    /// Cleared when the lease is lost: every later append is refused.
-    owned: Arc<AtomicBool>,
+    /// Whether the lease is (surely) still held: appends are refused otherwise.
+    owned: Arc<Ownership>,
     /// The expected last sequence; held while publishing so batches are stored in order.
     fence: Mutex<Fence>,
     /// Entries acknowledged by JetStream since open (recovered ones included).
@@ -66,14 +110,14 @@ fn failed(race_id: &str, what: impl std::fmt::Display) -> JournalError {
 
 impl JetStreamBackend {
     /// Opens the race's stream and replays it into `recovery`; the backend's first append
-    /// expects the sequence the replay ended at. `owned` is cleared by the lease keeper.
+    /// expects the sequence the replay ended at. `owned` is kept by the lease keeper.
     pub async fn open(
         client: flevum_bus::async_nats::Client,
         race_id: &str,
         config: &flevum_bus::jetstream::JetStreamConfig,
         leases: kv::Store,
         owner: String,
-        owned: Arc<AtomicBool>,
+        owned: Arc<Ownership>,
         recovery: &mut RaceRecovery,
     ) -> Result<JetStreamBackend, flevum_bus::BusError> {
         let journal = JetStreamJournal::open(client, race_id, config).await?;
@@ -97,7 +141,7 @@ impl JetStreamBackend {
         let refused = || JournalError::Poisoned {
             race_id: inner.race_id.clone(),
         };
-        if !inner.owned.load(Ordering::Acquire) {
+        if !inner.owned.holds() {
             return Err(refused());
         }
         if entries.is_empty() {
@@ -115,7 +159,7 @@ impl JetStreamBackend {
                     Ok(Some(o)) if o == inner.owner => {}
                     Ok(other) => {
                         warn!(race = %inner.race_id, owner = ?other, "lease lost: journal fenced");
-                        inner.owned.store(false, Ordering::Release);
+                        inner.owned.lose();
                         record("fenced");
                         return Err(refused());
                     }
@@ -177,7 +221,7 @@ impl JournalBackend for JetStreamBackend {
         JournalStats {
             entries: self.inner.entries.load(Ordering::Relaxed),
             commits: self.inner.commits.load(Ordering::Relaxed),
-            poisoned: !self.inner.owned.load(Ordering::Acquire),
+            poisoned: !self.inner.owned.holds(),
             ..JournalStats::default()
         }
     }

@@ -7,7 +7,6 @@
 //! Only wiring: the journal adapter is `jetstream_journal`, the shard and leases are libraries'.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::{DashMap, DashSet};
@@ -26,7 +25,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::engine_role::ControlRequest;
 use crate::host::{EngineHost, until_shutdown};
-use crate::jetstream_journal::JetStreamBackend;
+use crate::jetstream_journal::{JetStreamBackend, Ownership};
 
 /// What every race keeper of one engine shares.
 pub struct Owners {
@@ -88,20 +87,73 @@ pub async fn keep_race(
     }
 }
 
+/// Renews `lease` every third of its time until told to halt (then hands the lease back for a
+/// release) or until it is lost (None; `owned` is cleared at once).
+async fn renew_lease(
+    mut lease: RaceLease,
+    owned: Arc<Ownership>,
+    ttl: Duration,
+    mut halt: tokio::sync::oneshot::Receiver<()>,
+) -> Option<RaceLease> {
+    // Appends stop once the last renewal is two thirds of the lease time old, before the
+    // lease can expire and another engine take the race.
+    let safe_for = ttl * 2 / 3;
+    let renew_every = ttl / 3;
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = &mut halt => return Some(lease),
+            _ = tokio::time::sleep(renew_every) => {}
+        }
+        let renewal = match tokio::time::timeout(renew_every, lease.renew()).await {
+            Ok(r) => r,
+            Err(_) => Err(BusError::Timeout("lease renewal".into())),
+        };
+        match renewal {
+            Ok(()) => {
+                last_renewed = Instant::now();
+                owned.renewed(safe_for);
+            }
+            // Renewal failed but the lease cannot have expired yet: try again (a NATS restart).
+            Err(e) if last_renewed.elapsed() < safe_for => {
+                warn!("lease renewal failed, retrying: {e}")
+            }
+            Err(e) => {
+                warn!("lease lost ({e}): handing the race over");
+                owned.lose();
+                return None;
+            }
+        }
+    }
+}
+
 /// Serves a race whose lease was just taken until the lease is lost (false) or the engine
-/// shuts down (true; the lease is released so a standby takes over at once).
+/// shuts down (true; the lease is released so a standby takes over at once). The lease is
+/// renewed from the start, also while the journal is replayed.
 async fn own_race(
     owners: &Owners,
     config: &RaceConfig,
     course: &Course,
-    mut lease: RaceLease,
+    lease: RaceLease,
     stop: &watch::Receiver<bool>,
 ) -> bool {
     let race_id = config.id.as_str();
     let ttl = owners.jetstream.lease_ttl;
     info!(owner = %owners.owner, "took the race's lease; replaying its JetStream journal");
     flevum_bus::metrics::record_lease("acquired");
-    let owned = Arc::new(AtomicBool::new(true));
+    let owned = Arc::new(Ownership::new(ttl * 2 / 3));
+    let (halt, halted) = tokio::sync::oneshot::channel();
+    let mut renewer = tokio::spawn(renew_lease(lease, owned.clone(), ttl, halted));
+    let release = async |halt: tokio::sync::oneshot::Sender<()>,
+                         renewer: tokio::task::JoinHandle<Option<RaceLease>>| {
+        let _ = halt.send(());
+        if let Ok(Some(lease)) = renewer.await
+            && let Err(e) = lease.release().await
+        {
+            warn!("releasing the lease failed: {e}");
+        }
+        flevum_bus::metrics::record_lease("released");
+    };
     let opened = async {
         let (mut recovery, detail) = owners
             .host
@@ -124,8 +176,7 @@ async fn own_race(
         Ok(v) => v,
         Err(e) => {
             warn!("cannot open the race from JetStream: {e}");
-            let _ = lease.release().await;
-            flevum_bus::metrics::record_lease("released");
+            release(halt, renewer).await;
             return false;
         }
     };
@@ -143,26 +194,12 @@ async fn own_race(
                 None
             }
         };
-    let renew_every = ttl / 3;
-    let mut last_renewed = Instant::now();
-    let shutting_down = loop {
-        if sleep_or_stop(renew_every, stop).await {
-            break true;
-        }
-        match lease.renew().await {
-            Ok(()) => last_renewed = Instant::now(),
-            // Renewal failed but the lease cannot have expired yet: try again (a NATS restart).
-            Err(e) if last_renewed.elapsed() < ttl * 2 / 3 => {
-                warn!("lease renewal failed, retrying: {e}")
-            }
-            Err(e) => {
-                warn!("lease lost ({e}): handing the race over");
-                break false;
-            }
-        }
+    let shutting_down = tokio::select! {
+        _ = until_shutdown(stop.clone()) => true,
+        _ = &mut renewer => false,
     };
     // Fence first: nothing more is journaled or acknowledged here.
-    owned.store(false, Ordering::Release);
+    owned.lose();
     let _ = lost_tx.send(());
     owners.host.close(race_id);
     if let Some(r) = responder {
@@ -171,10 +208,7 @@ async fn own_race(
     owners.bus.forget_race(race_id);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     if shutting_down {
-        if let Err(e) = lease.release().await {
-            warn!("releasing the lease failed: {e}");
-        }
-        flevum_bus::metrics::record_lease("released");
+        release(halt, renewer).await;
     } else {
         flevum_bus::metrics::record_lease("lost");
     }
