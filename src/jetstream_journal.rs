@@ -250,3 +250,23 @@ pub async fn replay_into(
         .await?;
     Ok((last, entries))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Ownership;
+    use std::time::Duration;
+
+    #[test]
+    fn ownership_ends_when_lost_or_past_its_deadline() {
+        let owned = Ownership::new(Duration::from_secs(3600));
+        assert!(owned.holds());
+        owned.lose();
+        assert!(!owned.holds(), "a lost lease is never held again");
+        owned.renewed(Duration::from_secs(3600));
+        assert!(!owned.holds(), "even after a late renewal");
+        let expired = Ownership::new(Duration::ZERO);
+        assert!(!expired.holds(), "past its deadline without a renewal");
+        expired.renewed(Duration::from_secs(3600));
+        assert!(expired.holds(), "a renewal extends it");
+    }
+}

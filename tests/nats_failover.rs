@@ -401,6 +401,12 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
     phase("B took over");
     let _engine_a = engine("engine-a");
     stream_for(Duration::from_secs(3), &mut sim).await;
+    // The race list, whichever engine answers it (the standby asks the owner).
+    for _ in 0..4 {
+        let (status, races) = get(http, "/v1/races").await.expect("race list");
+        assert_eq!(status, 200);
+        assert!(races.contains(&format!("\"id\":\"{RACE}\"")), "{races}");
+    }
 
     // The NATS server restarts on its store.
     phase("restarting NATS");
