@@ -105,5 +105,16 @@ print(f"postgis vs flevum: within 5 m on {share(5.0, pg, flevum):.2f} %, 10 m {s
       f"(median |diff| {med(pg, flevum):.2f} m); set-based vs per-fix max |diff| {same:.6f} m")
 print(f"vs true distance (10 m per-axis noise): postgis median |err| {med(pg, truth):.2f} m, within 20 m {share(20.0, pg, truth):.2f} %; "
       f"flevum median |err| {med(flevum, truth):.2f} m, within 20 m {share(20.0, flevum, truth):.2f} %")
+try:  # Same algorithm in shapely (bench/peers/shapely_match.py): the two should agree to ~0 m.
+    import numpy as np
+    import shapely
+    xy = np.array([(x, y) for x, y, _ in course])
+    segs = shapely.linestrings(np.stack([xy[:-1], xy[1:]], axis=1))
+    pts = shapely.points(np.array([(x, y) for x, y, _ in fixes]))
+    _, idx = shapely.STRtree(segs).query_nearest(pts, return_distance=False, all_matches=False)
+    shp = np.array([d for _, _, d in course])[idx] + shapely.line_locate_point(segs[idx], pts)
+    print(f"postgis vs shapely (same nearest segment + project): within 0.01 m on {share(0.01, pg, shp):.2f} %, within 1 m on {share(1.0, pg, shp):.2f} % of fixes")
+except ImportError:
+    pass
 print(f"POSTGIS_SET_FIXES_PER_S={set_rate:.0f}")
 print(f"POSTGIS_ONE_FIXES_PER_S={one_rate:.0f}")

@@ -30,7 +30,8 @@ trap cleanup EXIT
 as_pg "$initdb" -D "$PGDATA/db" -U postgres -A trust >/dev/null
 # Durability off (the tables are rebuilt every run); one query at a time, so no parallel workers.
 as_pg "$pgbin/pg_ctl" -D "$PGDATA/db" -l "$PGDATA/log" -w start -o \
-    "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDATA -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB -c max_parallel_workers_per_gather=0" >/dev/null
+    "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDATA -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB -c max_parallel_workers_per_gather=0" >/dev/null ||
+    { cat "$PGDATA/log" >&2; exit 1; }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 flevum=$(cargo run --release -q -p flevum-bench --example matcher_side_by_side -- "$out")

@@ -529,7 +529,10 @@ pub async fn drive(
 pub async fn run(a: FansArgs) -> anyhow::Result<()> {
     a.server.check_loopback()?;
     let fans_gateway = a.fans_gateway.unwrap_or(a.server.gateway);
-    anyhow::ensure!(fans_gateway.ip().is_loopback(), "--fans-gateway: loopback only");
+    anyhow::ensure!(
+        fans_gateway.ip().is_loopback(),
+        "--fans-gateway: loopback only"
+    );
     anyhow::ensure!(a.fans >= 1 && a.fans <= MAX_FANS, "--fans 1..={MAX_FANS}");
     anyhow::ensure!(a.procs >= 1 && a.procs <= 8, "--procs 1..=8");
     let per_proc = a.fans.div_ceil(a.procs);
