@@ -23,7 +23,7 @@ import time
 import psycopg
 
 out_dir = sys.argv[1] if len(sys.argv) > 1 else "target/side_by_side"
-port = int(sys.argv[2]) if len(sys.argv) > 2 else 55432
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 25432
 
 with open(f"{out_dir}/course.csv") as f:
     course = [(float(r["x"]), float(r["y"]), float(r["distance_m"])) for r in csv.DictReader(f)]

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$PWD/target/side_by_side
-PGPORT=${PGPORT:-55432}
+PGPORT=${PGPORT:-25432}  # below the ephemeral port range (32768+), where loopback clients may sit
 
 initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$initdb" ] || ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then

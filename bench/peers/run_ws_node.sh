@@ -107,6 +107,7 @@ def frames_total(rep):
 print(f"{'':34}{'flevum':>14}{'node ws relay':>16}")
 for label, a, b in [
     ("fans connected", fr["fans_connected"], wr["fans_connected"]),
+    ("connect errors", fr["connect_errors"], wr["connect_errors"]),
     ("frames/s delivered", fr["frames_per_s"], wr["frames_per_s"]),
     ("deltas/s delivered", fr["deltas_per_s"], wr["deltas_per_s"]),
     ("bytes/s delivered", fr["bytes_per_s"], wr["bytes_per_s"]),
@@ -127,5 +128,5 @@ print(f"ratio frames/s flevum/ws: {fr['frames_per_s'] / max(wr['frames_per_s'], 
       f"(offered load: both deliver every tick to every fan when they keep up)")
 print(f"ratio frames per CPU-second flevum/ws: {cw / cf:.2f}x")
 print(f"ratio tick→receive p99 ws/flevum: {ws_l['p99'] / max(fl_l['p99'], 1e-9):.2f}x "
-      f"(ws includes the extra hop; p99 minus upstream-leg p99 ≈ {ws_l['p99'] - (relay['upstreamLeg']['p99Ms'] or 0):.1f} ms)")
+      f"(the ws figure includes the extra hop Flevum → relay, p50/p99 above)")
 EOF
