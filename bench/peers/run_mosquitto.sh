@@ -31,6 +31,7 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
 fi
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 command -v node >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 (cd bench/peers/mqtt_node && npm ci --no-audit --no-fund --silent)
 cargo build --release -q -p flevum -p flevum-load
 BIN=$ROOT/target/release

@@ -16,6 +16,7 @@ if [ -z "$initdb" ] || ! ls /usr/share/postgresql/*/extension/postgis.control >/
     initdb=$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)
 fi
 pgbin=$(dirname "$initdb")
+python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -q && apt-get install -y -q python3-venv; }
 python3 -m venv bench/peers/.venv
 bench/peers/.venv/bin/pip install --quiet 'shapely>=2,<3' numpy 'psycopg[binary]==3.3.9'
 

@@ -30,6 +30,7 @@ COURSE=${COURSE:-$ROOT/../shared/data/real/course_ragbrai_day4_gravel_128km.gpx}
 mkdir -p "$OUT"
 
 command -v node >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q curl; }
 (cd bench/peers/ws_node && npm ci --no-audit --no-fund --silent)
 cargo build --release -q -p flevum -p flevum-load
 BIN=$ROOT/target/release
