@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use flevum_bench::{real_course, synthetic_fixes};
 use flevum_engine::core::{Matcher, MatcherConfig};
+use flevum_engine::testkit::{SyntheticConfig, synthetic_track};
 
 fn main() -> Result<()> {
     let out_dir = std::env::args()
@@ -20,6 +21,20 @@ fn main() -> Result<()> {
     let index = real_course("course_gaia_tahoe_169km_cptr006.gpx")?;
     let riders = synthetic_fixes(&index, 8, 10.0);
     let total: usize = riders.iter().map(Vec::len).sum();
+    // The same tracks with their truth (same seeds and config as `synthetic_fixes`), so that the
+    // peers can be checked against the true distance and not only against Flevum.
+    let truth: Vec<Vec<f64>> = (0..8)
+        .map(|seed| {
+            let cfg = SyntheticConfig {
+                noise_m: 10.0,
+                ..SyntheticConfig::default()
+            };
+            synthetic_track(&index, &cfg, seed)
+                .into_iter()
+                .map(|t| t.true_distance_m)
+                .collect()
+        })
+        .collect();
 
     // Same inputs for the peer: the course in the local metric frame, and each fix projected.
     let mut course_csv =
@@ -31,13 +46,17 @@ fn main() -> Result<()> {
     course_csv.flush()?;
     let mut fixes_csv =
         std::io::BufWriter::new(std::fs::File::create(format!("{out_dir}/fixes.csv"))?);
-    writeln!(fixes_csv, "rider,time_ms,x,y,flevum_distance_m")?;
-    for (rider, fixes) in riders.iter().enumerate() {
+    writeln!(
+        fixes_csv,
+        "rider,time_ms,x,y,flevum_distance_m,true_distance_m"
+    )?;
+    for (rider, (fixes, truth)) in riders.iter().zip(&truth).enumerate() {
+        anyhow::ensure!(fixes.len() == truth.len(), "truth and fixes differ");
         let mut m = Matcher::new(MatcherConfig::default());
-        for f in fixes {
+        for (f, t) in fixes.iter().zip(truth) {
             let (x, y) = index.course().project(f.lat, f.lon);
             let d = m.match_fix(&index, f).distance_m;
-            writeln!(fixes_csv, "{rider},{},{x},{y},{d}", f.time_ms)?;
+            writeln!(fixes_csv, "{rider},{},{x},{y},{d},{t}", f.time_ms)?;
         }
     }
     fixes_csv.flush()?;

@@ -57,6 +57,11 @@ pub struct FansArgs {
     /// Riders to create and drive with simulated devices (0 = the race is driven elsewhere).
     #[arg(long, default_value_t = 0)]
     pub drive_riders: u32,
+    /// Where the fans connect when it is not the gateway: a peer relay serving the same
+    /// `/v1/races/{race}/live` path (bench/peers/run_ws_node.sh). The race is still created and
+    /// driven through `--gateway`/`--ingest`.
+    #[arg(long)]
+    pub fans_gateway: Option<SocketAddr>,
     /// Fix interval of the driven riders, ms.
     #[arg(long, default_value_t = 1000)]
     pub drive_interval_ms: u64,
@@ -523,6 +528,11 @@ pub async fn drive(
 /// Runs the scenario.
 pub async fn run(a: FansArgs) -> anyhow::Result<()> {
     a.server.check_loopback()?;
+    let fans_gateway = a.fans_gateway.unwrap_or(a.server.gateway);
+    anyhow::ensure!(
+        fans_gateway.ip().is_loopback(),
+        "--fans-gateway: loopback only"
+    );
     anyhow::ensure!(a.fans >= 1 && a.fans <= MAX_FANS, "--fans 1..={MAX_FANS}");
     anyhow::ensure!(a.procs >= 1 && a.procs <= 8, "--procs 1..=8");
     let per_proc = a.fans.div_ceil(a.procs);
@@ -576,7 +586,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         let rc = rss_connected.clone();
         let res = swarm_run(
             SwarmPlan {
-                gateway: a.server.gateway,
+                gateway: fans_gateway,
                 race: &a.race.race,
                 fans: a.fans,
                 rate: a.connect_rate,
@@ -595,7 +605,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         prog.abort();
         results.push(res);
     } else {
-        results = run_workers(&a, per_proc, rss_connected.clone()).await?;
+        results = run_workers(&a, fans_gateway, per_proc, rss_connected.clone()).await?;
         for r in &results {
             merged.tick_to_receive.merge(&r.hist);
         }
@@ -686,6 +696,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
 
 async fn run_workers(
     a: &FansArgs,
+    fans_gateway: SocketAddr,
     per_proc: u32,
     rss_connected: Arc<std::sync::Mutex<Option<u64>>>,
 ) -> anyhow::Result<Vec<WorkerResult>> {
@@ -703,7 +714,7 @@ async fn run_workers(
         cmd.args([
             "fan-worker",
             "--gateway",
-            &a.server.gateway.to_string(),
+            &fans_gateway.to_string(),
             "--race",
             &a.race.race,
             "--fans",
