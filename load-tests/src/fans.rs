@@ -63,6 +63,9 @@ pub struct FansArgs {
     /// JSON report file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Exit non-zero when a fan failed to connect, was closed, resynced or got no delta.
+    #[arg(long)]
+    pub assert: bool,
 }
 
 /// What each fan looks at.
@@ -127,6 +130,8 @@ pub struct SwarmStats {
     pub closes: AtomicU64,
     /// Closes with 4008 (byte budget exceeded).
     pub budget_closes: AtomicU64,
+    /// Fans that received at least one delta in the window (a silent fan is a failure).
+    pub fans_with_deltas: AtomicU64,
     /// Set while the measuring window is open.
     pub measuring: AtomicBool,
 }
@@ -165,6 +170,9 @@ pub struct WorkerResult {
     pub closes: u64,
     /// 4008 closes.
     pub budget_closes: u64,
+    /// Fans that received a delta in the window.
+    #[serde(default)]
+    pub fans_with_deltas: u64,
     /// Length of the window, s.
     pub window_s: f64,
     /// Tick→receive histogram.
@@ -243,6 +251,7 @@ async fn fan(
 ) {
     let s = &swarm.stats;
     let mut seen_snapshot = false;
+    let mut seen_delta = false;
     let mut attempts = 0;
     'connect: loop {
         let ws = {
@@ -294,6 +303,10 @@ async fn fan(
                     } else if text.starts_with("{\"frame\":\"delta\"") {
                         if measuring {
                             s.deltas.fetch_add(1, Ordering::Relaxed);
+                            if !seen_delta {
+                                seen_delta = true;
+                                s.fans_with_deltas.fetch_add(1, Ordering::Relaxed);
+                            }
                             if let Some(t_ms) = delta_time_ms(text) {
                                 swarm
                                     .tick_to_receive
@@ -433,6 +446,7 @@ pub async fn swarm_run(
         resyncs: s.resyncs.load(Ordering::Relaxed).max(resync0),
         closes: s.closes.load(Ordering::Relaxed),
         budget_closes: s.budget_closes.load(Ordering::Relaxed),
+        fans_with_deltas: s.fans_with_deltas.load(Ordering::Relaxed),
         window_s,
         hist: swarm.tick_to_receive.dump(),
     };
@@ -673,6 +687,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
             pc <= 32.0,
         );
     }
+    crate::checks::swarm(&mut r, &results, a.fans);
     r.notes.push(
         "tick→receive = fan receive wall clock − Delta.timeMs (engine tick wall time), same machine clock"
             .into(),
@@ -681,7 +696,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         "fans spread over {} process(es) of the load client; server is one `flevum serve` process",
         a.procs
     ));
-    r.finish(a.out.as_deref())
+    r.finish_asserting(a.out.as_deref(), a.assert)
 }
 
 async fn run_workers(

@@ -5,6 +5,7 @@
 //! Each run is bounded in count and time, prints a progress line every second on stderr and
 //! ends with a table on stdout and an optional JSON report (`--out`).
 
+mod checks;
 mod devices;
 mod e2e;
 mod fans;
