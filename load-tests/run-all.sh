@@ -107,13 +107,22 @@ stop_split() {
     if [ -n "$ENGINE_PID" ]; then rm -rf "$JOURNAL"; fi
     NATS_PID= ENGINE_PID= GW_A_PID= GW_B_PID=
 }
-# Resident memory and CPU time of the split layout's processes (a table for the report).
+# Resident memory and CPU time of the split layout's processes and of the load clients given
+# as `name pid` pairs (a table for the report).
 split_ps() {
-    echo "process   pid  rss_kib  cpu_time"
-    local name p
-    for name in nats engine gw-a gw-b; do
-        case $name in nats) p=$NATS_PID ;; engine) p=$ENGINE_PID ;; gw-a) p=$GW_A_PID ;; gw-b) p=$GW_B_PID ;; esac
-        echo "$name $(ps -o pid=,rss=,time= -p "$p" 2>/dev/null || echo "$p gone")"
+    echo "process  pid  rss_kib  cpu_time"
+    local pairs=(nats "$NATS_PID" engine "$ENGINE_PID" gw-a "$GW_A_PID" gw-b "$GW_B_PID" "$@") i
+    for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+        echo "${pairs[i]} $(ps -o pid=,rss=,time= -p "${pairs[i+1]}" 2>/dev/null || echo "${pairs[i+1]} gone")"
+    done
+}
+# The gateways' WebSocket and bus counters (refusals, denials, resyncs, timeouts).
+split_metrics() {
+    local gw
+    for gw in "$SPLIT_GW_A" "$SPLIT_GW_B"; do
+        echo "gateway $gw:"
+        curl -sf "http://$gw/metrics" | grep -E '^flevum_(gateway_(ws_|viewer_denied)|bus_)' |
+            grep -v -E '_bucket|quantile' || true
     done
 }
 trap 'stop_server; stop_split' EXIT
@@ -205,7 +214,9 @@ for s in $SCEN; do
             --fans "$half" --duration-s "$SPLIT_S" --connect-rate "${SPLIT_RATE:-1000}"; }
         cmd_a="flevum-load fans $(split_common) --gateway $SPLIT_GW_A --server-pid $GW_A_PID --procs $(( (half + 18999) / 19000 )) --drive-riders $SPLIT_RIDERS"
         cmd_b="flevum-load fans $(split_common) --gateway $SPLIT_GW_B --server-pid $GW_B_PID --procs $(( (half + 18999) / 19000 )) --existing"
-        echo "== $name: $cmd_a & $cmd_b" >&2
+        # Both processes open their windows at the same wall-clock time (after connecting).
+        export FLEVUM_LOAD_WINDOW_AT_MS=$(( $(date +%s%3N) + 1000 * ${SPLIT_WINDOW_DELAY_S:-$(( 2 * half / ${SPLIT_RATE:-1000} + 45 ))} ))
+        echo "== $name: $cmd_a & $cmd_b (window at $FLEVUM_LOAD_WINDOW_AT_MS)" >&2
         "$BIN/"$cmd_a --out "$OUT/$name-a.json" >"$OUT/$name-a.txt" &
         pa=$!
         for _ in $(seq 300); do
@@ -216,16 +227,20 @@ for s in $SCEN; do
         sleep 3
         "$BIN/"$cmd_b --out "$OUT/$name-b.json" >"$OUT/$name-b.txt" &
         pb=$!
-        # Sample the layout once both windows are open (connect + snapshots + mid-window).
-        ( sleep $(( half / ${SPLIT_RATE:-1000} + SPLIT_S / 2 + 10 )); split_ps >"$OUT/$name-ps.txt" ) &
+        # The layout's memory and CPU time at the start and the end of the shared window.
+        ( sleep $(( (FLEVUM_LOAD_WINDOW_AT_MS - $(date +%s%3N)) / 1000 + 1 ))
+          { echo "window start:"; split_ps load-a "$pa" load-b "$pb"; } >"$OUT/$name-ps.txt"
+          sleep $(( SPLIT_S - 2 ))
+          { echo "window end:"; split_ps load-a "$pa" load-b "$pb"; split_metrics; } >>"$OUT/$name-ps.txt" ) &
         psj=$!
         wait $pa || echo "fans A exited $?" >&2
         wait $pb || echo "fans B exited $?" >&2
         wait $psj || true
+        unset FLEVUM_LOAD_WINDOW_AT_MS
         {
             echo "# gateway A ($SPLIT_GW_A, pid $GW_A_PID)"; cat "$OUT/$name-a.txt"
             echo "# gateway B ($SPLIT_GW_B, pid $GW_B_PID)"; cat "$OUT/$name-b.txt"
-            echo "# processes mid-window (ps)"; cat "$OUT/$name-ps.txt"
+            echo "# processes (ps: resident KiB, cumulative CPU time)"; cat "$OUT/$name-ps.txt"
         } >"$OUT/$name.txt"
         cat "$OUT/$name.txt"
         section "$name" "" "$cmd_a & $cmd_b   (split: nats-server, flevum engine --bus, 2 × flevum gateway --bus)"
@@ -234,7 +249,7 @@ for s in $SCEN; do
         # Device-send → fan-receive through NATS: riders into the engine, fans on gateway A.
         start_split e2e-split
         name=e2e-split-${E2E_SPLIT_RIDERS}x$E2E_SPLIT_FANS${E2E_REORDER:+-reorder$E2E_REORDER}
-        ( sleep $(( E2E_SPLIT_FANS / 1500 + 25 )); split_ps >"$OUT/$name-ps.txt" ) &
+        ( sleep $(( E2E_SPLIT_FANS / 1500 + 25 )); { split_ps; split_metrics; } >"$OUT/$name-ps.txt" ) &
         psj=$!
         run "$name" e2e --server-log "$LOG" --server-pid "$GW_A_PID" --course "$COURSE" \
             --ingest "$SPLIT_INGEST" --gateway "$SPLIT_GW_A" --race e2e \

@@ -427,6 +427,7 @@ pub async fn swarm_run(
     on_connected();
     // Let the snapshots flush before the window opens.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_shared_window().await;
     let s = &swarm.stats;
     let start = Instant::now();
     let resync0 = s.resyncs.load(Ordering::Relaxed);
@@ -457,6 +458,30 @@ pub async fn swarm_run(
     let _ = drain.await;
     tasks.abort_all();
     result
+}
+
+/// Env var: Unix time (ms) at which every swarm opens its measuring window, so that separate
+/// load processes (one per gateway of the split layout, `run-all.sh fans-split`) measure the
+/// same seconds. Inherited by `--procs` workers; unset = open as soon as connected.
+pub const WINDOW_AT_ENV: &str = "FLEVUM_LOAD_WINDOW_AT_MS";
+
+/// Sleeps until [`WINDOW_AT_ENV`] if it is set and still ahead; says so when it has passed.
+async fn wait_for_shared_window() {
+    let Some(at_ms) = std::env::var(WINDOW_AT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let ahead_ms = at_ms - wall_us() / 1000;
+    if ahead_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ahead_ms as u64)).await;
+    } else {
+        eprintln!(
+            "{WINDOW_AT_ENV}: connected {:.1} s after the shared window opened; measuring from now",
+            -ahead_ms as f64 / 1000.0
+        );
+    }
 }
 
 /// The hidden `fan-worker` subcommand: prints `connected N`, then `result {json}`.
