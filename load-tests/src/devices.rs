@@ -52,6 +52,9 @@ pub struct DevicesArgs {
     /// JSON report file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Exit non-zero when a fix is lost or a device failed (timings never fail a run).
+    #[arg(long)]
+    pub assert: bool,
 }
 
 /// Bounds that keep a run finite.
@@ -203,12 +206,13 @@ pub async fn run(a: DevicesArgs) -> anyhow::Result<()> {
          histogram from /metrics (cumulative over the server's life)"
             .into(),
     );
+    crate::checks::fleet(&mut r, &fleet, a.devices);
     r.notes.push(
         "load client and server share the same 2 vCPUs; handshake/reconnect times have 25 ms \
          polling resolution"
             .into(),
     );
-    r.finish(a.out.as_deref())
+    r.finish_asserting(a.out.as_deref(), a.assert)
 }
 
 /// Progress line of a fleet: connected, pushed, acked, pending, ack rate, live p99.

@@ -54,6 +54,10 @@ pub struct E2eArgs {
     /// JSON report file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Exit non-zero when a fix is lost, a device or fan failed, a fan resynced or was closed,
+    /// or the probes saw no fix (the CI load smoke; timings never fail a run).
+    #[arg(long)]
+    pub assert: bool,
 }
 
 /// Runs the scenario.
@@ -109,10 +113,10 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
     prog.abort();
     let pushed = fleet.stats.pushed.load(Ordering::Relaxed) - pushed0;
     fleet.stats.draining.store(true, Ordering::Relaxed);
-    if tokio::time::timeout(Duration::from_secs(30), task)
+    let drained = tokio::time::timeout(Duration::from_secs(30), task)
         .await
-        .is_err()
-    {
+        .is_ok();
+    if !drained {
         eprintln!("riders still draining after 30 s");
     }
 
@@ -135,6 +139,8 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
     );
     r.set("resyncs", res.resyncs);
     r.set("byte_budget_closes", res.budget_closes);
+    r.set("server_closes", res.closes);
+    r.set("connect_errors", res.connect_errors);
     r.set("fixes_pushed_during_fans", pushed);
     let matched = swarm.matched.load(Ordering::Relaxed);
     r.set("fix_sightings_matched_by_probes", matched);
@@ -162,10 +168,17 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
         format!("{:.1} ms", e2e.p99),
         e2e.count > 0 && e2e.p99 <= limit,
     );
+    crate::checks::fleet(&mut r, &fleet, a.riders);
+    crate::checks::swarm(&mut r, std::slice::from_ref(&res), a.fans);
+    r.check(
+        "probe fans saw the riders' fixes",
+        format!("{matched} sightings matched, riders drained: {drained}"),
+        matched > 0,
+    );
     r.notes.push(
         "matched in probe fans' deltas by (riderId, lastFixMs = fix time_ms); a fix superseded \
          by the rider's next fix within one tick is never visible and so not matched"
             .into(),
     );
-    r.finish(a.out.as_deref())
+    r.finish_asserting(a.out.as_deref(), a.assert)
 }

@@ -68,6 +68,9 @@ pub struct FansArgs {
     /// JSON report file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Exit non-zero when a fan failed to connect, was closed, resynced or got no delta.
+    #[arg(long)]
+    pub assert: bool,
 }
 
 /// What each fan looks at.
@@ -132,6 +135,8 @@ pub struct SwarmStats {
     pub closes: AtomicU64,
     /// Closes with 4008 (byte budget exceeded).
     pub budget_closes: AtomicU64,
+    /// Fans that received at least one delta in the window (a silent fan is a failure).
+    pub fans_with_deltas: AtomicU64,
     /// Set while the measuring window is open.
     pub measuring: AtomicBool,
 }
@@ -170,6 +175,9 @@ pub struct WorkerResult {
     pub closes: u64,
     /// 4008 closes.
     pub budget_closes: u64,
+    /// Fans that received a delta in the window.
+    #[serde(default)]
+    pub fans_with_deltas: u64,
     /// Length of the window, s.
     pub window_s: f64,
     /// Tick→receive histogram.
@@ -248,6 +256,7 @@ async fn fan(
 ) {
     let s = &swarm.stats;
     let mut seen_snapshot = false;
+    let mut seen_delta = false;
     let mut attempts = 0;
     'connect: loop {
         let ws = {
@@ -299,6 +308,10 @@ async fn fan(
                     } else if text.starts_with("{\"frame\":\"delta\"") {
                         if measuring {
                             s.deltas.fetch_add(1, Ordering::Relaxed);
+                            if !seen_delta {
+                                seen_delta = true;
+                                s.fans_with_deltas.fetch_add(1, Ordering::Relaxed);
+                            }
                             if let Some(t_ms) = delta_time_ms(text) {
                                 swarm
                                     .tick_to_receive
@@ -419,6 +432,7 @@ pub async fn swarm_run(
     on_connected();
     // Let the snapshots flush before the window opens.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_shared_window().await;
     let s = &swarm.stats;
     let start = Instant::now();
     let resync0 = s.resyncs.load(Ordering::Relaxed);
@@ -438,6 +452,7 @@ pub async fn swarm_run(
         resyncs: s.resyncs.load(Ordering::Relaxed).max(resync0),
         closes: s.closes.load(Ordering::Relaxed),
         budget_closes: s.budget_closes.load(Ordering::Relaxed),
+        fans_with_deltas: s.fans_with_deltas.load(Ordering::Relaxed),
         window_s,
         hist: swarm.tick_to_receive.dump(),
     };
@@ -448,6 +463,30 @@ pub async fn swarm_run(
     let _ = drain.await;
     tasks.abort_all();
     result
+}
+
+/// Env var: Unix time (ms) at which every swarm opens its measuring window, so that separate
+/// load processes (one per gateway of the split layout, `run-all.sh fans-split`) measure the
+/// same seconds. Inherited by `--procs` workers; unset = open as soon as connected.
+pub const WINDOW_AT_ENV: &str = "FLEVUM_LOAD_WINDOW_AT_MS";
+
+/// Sleeps until [`WINDOW_AT_ENV`] if it is set and still ahead; says so when it has passed.
+async fn wait_for_shared_window() {
+    let Some(at_ms) = std::env::var(WINDOW_AT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let ahead_ms = at_ms - wall_us() / 1000;
+    if ahead_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ahead_ms as u64)).await;
+    } else {
+        eprintln!(
+            "{WINDOW_AT_ENV}: connected {:.1} s after the shared window opened; measuring from now",
+            -ahead_ms as f64 / 1000.0
+        );
+    }
 }
 
 /// The hidden `fan-worker` subcommand: prints `connected N`, then `result {json}`.
@@ -683,6 +722,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
             pc <= 32.0,
         );
     }
+    crate::checks::swarm(&mut r, &results, a.fans);
     r.notes.push(
         "tick→receive = fan receive wall clock − Delta.timeMs (engine tick wall time), same machine clock"
             .into(),
@@ -691,7 +731,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
         "fans spread over {} process(es) of the load client; server is one `flevum serve` process",
         a.procs
     ));
-    r.finish(a.out.as_deref())
+    r.finish_asserting(a.out.as_deref(), a.assert)
 }
 
 async fn run_workers(

@@ -347,6 +347,18 @@ async fn device(
                 }
                 if let Some(c) = &client {
                     let st = c.status() == ClientStatus::Connected;
+                    // A connection noticed here (not by the 25 ms poll) still counts as the
+                    // device's handshake or return after the blip.
+                    if st && !connected {
+                        if first_connect {
+                            first_connect = false;
+                            fleet.handshake.record(now - connecting_since);
+                        }
+                        if let Some(b) = blip_started.take() {
+                            fleet.blip_back.record(now - b);
+                            stats.blip_back.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     set_connected(st, &mut connected);
                 }
                 while next_send <= now {

@@ -3,8 +3,11 @@
 //! (ingest ceiling), plus `udp-probe` (raw UDP receive rate) and `recovery` (journal replay).
 //!
 //! Each run is bounded in count and time, prints a progress line every second on stderr and
-//! ends with a table on stdout and an optional JSON report (`--out`).
+//! ends with a table on stdout and an optional JSON report (`--out`). With `--assert`
+//! (`devices`, `fans`, `e2e`) a lost fix, a failed device or fan, a server close or a resync
+//! exits non-zero; timings never do (the CI load smoke, `load-tests/smoke.sh`).
 
+mod checks;
 mod devices;
 mod e2e;
 mod fans;

@@ -143,6 +143,18 @@ pub struct Target {
     pub met: bool,
 }
 
+/// One correctness check of a run (loss, failures, resyncs; never a timing), enforced by
+/// `--assert`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    /// What must hold, e.g. "every pushed fix acknowledged".
+    pub name: String,
+    /// What was seen, as text.
+    pub measured: String,
+    /// Whether it held.
+    pub ok: bool,
+}
+
 /// The report of one scenario run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -160,6 +172,9 @@ pub struct Report {
     pub latency_ms: BTreeMap<String, Percentiles>,
     /// Targets of the issue and whether they were met.
     pub targets: Vec<Target>,
+    /// Correctness checks (no timings); `--assert` fails the run when one does not hold.
+    #[serde(default)]
+    pub checks: Vec<Check>,
     /// Caveats: what is measured exactly, what was smaller than asked.
     pub notes: Vec<String>,
 }
@@ -178,6 +193,7 @@ impl Report {
             results,
             latency_ms: BTreeMap::new(),
             targets: Vec::new(),
+            checks: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -195,6 +211,24 @@ impl Report {
             measured,
             met,
         });
+    }
+
+    /// Adds a correctness check.
+    pub fn check(&mut self, name: &str, measured: String, ok: bool) {
+        self.checks.push(Check {
+            name: name.to_string(),
+            measured,
+            ok,
+        });
+    }
+
+    /// The checks that did not hold, one line each.
+    pub fn failed_checks(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.measured))
+            .collect()
     }
 
     /// The human table.
@@ -224,6 +258,14 @@ impl Report {
                 t.measured
             ));
         }
+        for c in &self.checks {
+            s.push_str(&format!(
+                "  [{}] {}: {}\n",
+                if c.ok { "ok" } else { "FAILED" },
+                c.name,
+                c.measured
+            ));
+        }
         for n in &self.notes {
             s.push_str(&format!("  note: {n}\n"));
         }
@@ -239,6 +281,26 @@ impl Report {
             eprintln!("report written to {}", path.display());
         }
         Ok(())
+    }
+
+    /// [`Report::finish`], then, with `assert`, an error naming every check that did not hold
+    /// (the process exits non-zero). Timing targets never fail a run.
+    pub fn finish_asserting(self, out: Option<&Path>, assert: bool) -> anyhow::Result<()> {
+        let failed = self.failed_checks();
+        let (scenario, total) = (self.scenario.clone(), self.checks.len());
+        self.finish(out)?;
+        if !assert {
+            return Ok(());
+        }
+        if failed.is_empty() {
+            eprintln!("flevum-load {scenario} --assert: all {total} checks held");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "flevum-load {scenario} --assert: {} of {total} checks failed:\n  - {}",
+            failed.len(),
+            failed.join("\n  - ")
+        )
     }
 }
 
@@ -345,5 +407,21 @@ mod tests {
         assert!(back.table().contains("[met] loss"));
         assert_eq!(back.date_utc.len(), 20);
         assert!(back.date_utc.starts_with("20"));
+    }
+
+    #[test]
+    fn assert_fails_only_on_failed_checks() {
+        let mut r = Report::new("devices", serde_json::json!({}));
+        r.target("p99", "≤ 20 ms", "900 ms".into(), false);
+        r.check("every pushed fix acknowledged", "10 of 10".into(), true);
+        // A missed timing target alone does not fail an asserting run.
+        assert!(r.clone().finish_asserting(None, true).is_ok());
+        r.check("no resyncs", "3 resyncs".into(), false);
+        assert!(r.table().contains("[FAILED] no resyncs: 3 resyncs"));
+        assert!(r.clone().finish_asserting(None, false).is_ok());
+        let err = r.finish_asserting(None, true).unwrap_err().to_string();
+        assert!(err.contains("1 of 2 checks failed"), "{err}");
+        assert!(err.contains("no resyncs: 3 resyncs"), "{err}");
+        assert!(!err.contains("acknowledged"), "{err}");
     }
 }
