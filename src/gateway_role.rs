@@ -5,7 +5,9 @@
 //! Only wiring and the adapters between the gateway's types and the bus; no race logic.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use anyhow::{Context, bail};
 use flevum_bus::{BusConfig, BusError, FrameSink, NatsGatewayBus};
@@ -45,11 +47,31 @@ impl FrameSink for HubSink {
     }
 }
 
+/// How long an engine's answer to "may anyone watch this race" stays good at a gateway.
+const VISIBILITY_TTL: Duration = Duration::from_secs(5);
+
 /// The gateway's `EngineControl` over NATS request/reply to the engines.
 #[derive(Clone)]
-pub struct NatsControl(pub NatsGatewayBus);
+pub struct NatsControl {
+    /// The bus to the engines.
+    bus: NatsGatewayBus,
+    /// Per race: whether the engines let anyone watch it, and when they said so. The engines
+    /// answer `viewer_allowed` from the race's visibility alone (private races are opened with
+    /// the gateway's own share tokens), so one answer serves every fan for a few seconds: a
+    /// connect storm of thousands of fans costs one request, not one each, and a slow engine
+    /// cannot turn a public race into a refused one.
+    visibility: Arc<DashMap<String, (bool, Instant)>>,
+}
 
 impl NatsControl {
+    /// A control over `bus`.
+    pub fn new(bus: NatsGatewayBus) -> NatsControl {
+        NatsControl {
+            bus,
+            visibility: Arc::new(DashMap::new()),
+        }
+    }
+
     /// Calls `method`; a failure is logged and answered with `fallback`.
     fn ask<T: DeserializeOwned + Send + 'static>(
         &self,
@@ -57,7 +79,7 @@ impl NatsControl {
         req: ControlRequest,
         fallback: T,
     ) -> BoxFuture<T> {
-        let bus = self.0.clone();
+        let bus = self.bus.clone();
         Box::pin(async move {
             match bus.call::<_, T>(method, &req).await {
                 Ok(v) => v,
@@ -110,7 +132,7 @@ impl EngineControl for NatsControl {
         device_token: String,
         records: Vec<PositionRecord>,
     ) -> BoxFuture<Result<(), SubmitError>> {
-        let bus = self.0.clone();
+        let bus = self.bus.clone();
         Box::pin(async move {
             let req = ControlRequest {
                 token: Some(device_token),
@@ -128,7 +150,7 @@ impl EngineControl for NatsControl {
         race: Option<String>,
         request: AdminRequest,
     ) -> BoxFuture<Result<serde_json::Value, AdminError>> {
-        let bus = self.0.clone();
+        let bus = self.bus.clone();
         Box::pin(async move {
             let req = ControlRequest {
                 race,
@@ -142,11 +164,32 @@ impl EngineControl for NatsControl {
         })
     }
     fn viewer_allowed(&self, race: String, token: Option<String>) -> BoxFuture<bool> {
-        let req = ControlRequest {
-            token,
-            ..Self::race(race)
-        };
-        self.ask("viewer_allowed", req, false)
+        let cached = self.visibility.get(&race).map(|entry| *entry.value());
+        if let Some((allowed, at)) = cached
+            && at.elapsed() < VISIBILITY_TTL
+        {
+            return Box::pin(async move { allowed });
+        }
+        let bus = self.bus.clone();
+        let visibility = Arc::clone(&self.visibility);
+        Box::pin(async move {
+            let req = ControlRequest {
+                token,
+                ..Self::race(race.clone())
+            };
+            match bus.call::<_, bool>("viewer_allowed", &req).await {
+                Ok(allowed) => {
+                    visibility.insert(race, (allowed, Instant::now()));
+                    allowed
+                }
+                Err(e) => {
+                    // An engine that is slow to answer does not make a public race private:
+                    // the last answer stands until the engines answer again.
+                    warn!("viewer check over the bus failed: {e}");
+                    cached.is_some_and(|(allowed, _)| allowed)
+                }
+            }
+        })
     }
     fn ready(&self) -> BoxFuture<bool> {
         self.ask("ready", ControlRequest::default(), false)
@@ -200,7 +243,7 @@ pub async fn gateway(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
     let state = GatewayState::new(
         gateway_config,
         hub,
-        Arc::new(NatsControl(nats.clone())),
+        Arc::new(NatsControl::new(nats.clone())),
         prometheus,
     )
     .with_static_assets(StaticAssets {
