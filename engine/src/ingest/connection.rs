@@ -183,10 +183,11 @@ impl Confirmation {
         let (tx, rx) = watch::channel(None);
         tokio::spawn(
             async move {
-                // On a server `ZeroRttAccepted` resolves `true` when the handshake completes and
-                // `false` when the connection failed first.
-                let confirmed =
-                    matches!(tokio::time::timeout_at(deadline, accepted).await, Ok(true));
+                // On a server `ZeroRttAccepted` resolves when the handshake completes or the
+                // connection fails (quinn 0.11 resolves it `false` in both cases on a server, so
+                // the close reason tells them apart).
+                let done = tokio::time::timeout_at(deadline, accepted).await.is_ok();
+                let confirmed = done && conn.close_reason().is_none();
                 if !confirmed {
                     ::metrics::counter!(m::ZERO_RTT_UNCONFIRMED_TOTAL).increment(1);
                     debug!("0-RTT connection never confirmed its handshake");

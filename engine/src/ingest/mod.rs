@@ -92,9 +92,11 @@ pub struct IngestConfig {
     /// Admission control: longest wait in the queue; older attempts are refused (cheaply) and
     /// the device retries after its jittered back-off, instead of being handshaken after it gave up.
     pub handshake_queue_wait: Duration,
-    /// TLS 1.3 sessions remembered for resumption (one ticket per connection, single use); a
-    /// reconnecting device then skips the certificate signature and its verification. 0 turns
-    /// resumption off. Sessions live in memory: a restarted engine starts with none.
+    /// TLS 1.3 sessions remembered for resumption (single use; [`tls::TICKETS_PER_CONNECTION`]
+    /// tickets are issued per connection, so size it at about 4 per device: 65,536 ≈ 16,000
+    /// devices, a few hundred bytes each); a reconnecting device then skips the certificate
+    /// signature and its verification, and may send 0-RTT data. 0 turns resumption off. Sessions
+    /// live in memory: a restarted engine starts with none (devices then do a full handshake).
     pub tls_session_cache: usize,
     /// Accept 0-RTT data from devices resuming a session (needs `tls_session_cache` > 0): their
     /// `Hello` and buffered fixes arrive with the first flight. Until the handshake is confirmed
@@ -131,7 +133,7 @@ impl Default for IngestConfig {
             handshake_burst: 500.0,
             handshake_queue: 16_000,
             max_incoming: 20_000,
-            tls_session_cache: 32_768,
+            tls_session_cache: 65_536,
             zero_rtt: true,
             handshake_max_inflight: 256,
             handshake_queue_wait: Duration::from_secs(8),

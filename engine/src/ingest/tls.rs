@@ -13,6 +13,12 @@ use sha2::{Digest, Sha256};
 
 use super::IngestError;
 
+/// Session tickets sent per connection. A device spends one ticket per connection attempt (a
+/// TLS 1.3 client uses each at most once), also on attempts that never reach the TLS layer: one
+/// refused by admission control (`CONNECTION_REFUSED`), timed out, or sent to a server that is
+/// shutting down. Spare tickets keep the next attempt resumable (rustls keeps up to 8 per server).
+pub const TICKETS_PER_CONNECTION: usize = 4;
+
 /// Where the endpoint's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsConfig {
@@ -123,9 +129,9 @@ impl TlsMaterial {
     /// Resumption is stateful on purpose: rustls accepts early data only with a server-side
     /// session cache (RFC 8446 §8.1), and its tickets are single use (`take`), so a replayed
     /// first flight finds its ticket consumed and gets a full handshake without its 0-RTT data.
-    /// Stateless tickets would cost no memory but allow replays within their lifetime. Each
-    /// device holds one live ticket (one is issued per connection), so the cache needs a bit
-    /// more than one entry per device; a session is a few hundred bytes.
+    /// Stateless tickets would cost no memory but allow replays within their lifetime.
+    /// [`TICKETS_PER_CONNECTION`] tickets are issued per connection, so the cache needs about
+    /// that many entries per device; an entry is a few hundred bytes.
     pub fn server_config(
         self,
         session_cache: usize,
@@ -143,7 +149,7 @@ impl TlsMaterial {
             cfg.session_storage = Arc::new(super::resumption::CountingSessionCache::new(
                 rustls::server::ServerSessionMemoryCache::new(session_cache),
             ));
-            cfg.send_tls13_tickets = 1;
+            cfg.send_tls13_tickets = TICKETS_PER_CONNECTION;
             // QUIC allows only 0 or u32::MAX here; the amount is bounded by flow control.
             cfg.max_early_data_size = if zero_rtt { u32::MAX } else { 0 };
         } else {
