@@ -61,6 +61,9 @@ struct Opts {
     /// TLS session mode: `0rtt` (resumption + 0-RTT, the default), `resume` (resumption
     /// without early data) or `full` (no session tickets: every handshake is a full one).
     tls: String,
+    /// Command (split on spaces) the server child is started under, e.g.
+    /// `"valgrind --tool=callgrind"` to count its instructions.
+    server_wrap: Option<String>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -83,6 +86,7 @@ fn parse_opts() -> Result<Opts, String> {
         server: None,
         pin: None,
         tls: "0rtt".into(),
+        server_wrap: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -103,6 +107,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--queue-wait-ms" => o.queue_wait_ms = Some(num(val()?)?),
             "--server" => o.server = Some(val()?.parse().map_err(|e| format!("--server: {e}"))?),
             "--pin" => o.pin = Some(val()?),
+            "--server-wrap" => o.server_wrap = Some(val()?),
             "--tls" => {
                 o.tls = val()?;
                 if !matches!(o.tls.as_str(), "0rtt" | "resume" | "full") {
@@ -492,7 +497,20 @@ fn spawn_server(opts: &Opts) -> Result<(Control, SocketAddr, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     args.extend(["--role".into(), "server".into()]);
-    let mut child = Command::new(exe)
+    let wrap: Vec<String> = opts
+        .server_wrap
+        .as_deref()
+        .map(|w| w.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let mut command = match wrap.split_first() {
+        Some((program, wrap_args)) => {
+            let mut c = Command::new(program);
+            c.args(wrap_args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -509,7 +527,6 @@ fn spawn_server(opts: &Opts) -> Result<(Control, SocketAddr, String), String> {
         return Err(format!("server child said {line:?}"));
     };
     let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let _ = opts;
     Ok((
         Control {
             child: Some(child),

@@ -315,8 +315,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
     let Some((grant, hello, send)) = handshake(&shared, &conn, open).await else {
         return;
     };
-    // Authenticated: the expensive part is over, let the next device in.
-    slot.release();
     tracing::Span::current().record("device", grant.device_id.as_str());
     let state = shared
         .devices
@@ -336,12 +334,18 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
     // A replayed 0-RTT flight must not push the device's live connection out: replace it only
     // once this handshake is confirmed (at once for 1-RTT connections).
     let mut replace_confirmation = confirmation.clone();
-    let replace = async {
-        if !replace_confirmation.wait().await {
+    let (state_ref, conn_ref) = (&state, &conn);
+    let replace = async move {
+        let confirmed = replace_confirmation.wait().await;
+        // Authenticated and confirmed: the expensive part is over, let the next device in. (A
+        // 0-RTT `Hello` is authenticated before the handshake ends; releasing the slot then
+        // would let admission start more handshakes than the devices can finish.)
+        slot.release();
+        if !confirmed {
             return;
         }
-        if let Ok(mut cur) = state.current.lock()
-            && let Some((old_id, old)) = cur.replace((id, conn.clone()))
+        if let Ok(mut cur) = state_ref.current.lock()
+            && let Some((old_id, old)) = cur.replace((id, conn_ref.clone()))
         {
             debug!(
                 old_conn = old_id,

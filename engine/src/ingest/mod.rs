@@ -93,8 +93,8 @@ pub struct IngestConfig {
     /// the device retries after its jittered back-off, instead of being handshaken after it gave up.
     pub handshake_queue_wait: Duration,
     /// TLS 1.3 sessions remembered for resumption (single use; [`tls::TICKETS_PER_CONNECTION`]
-    /// tickets are issued per connection, so size it at about 4 per device: 65,536 ≈ 16,000
-    /// devices, a few hundred bytes each); a reconnecting device then skips the certificate
+    /// tickets are issued per connection and orphans wait for FIFO eviction, so size it at about 4
+    /// per device: 65,536 ≈ 16,000 devices, a few hundred bytes each); a reconnecting device then skips the certificate
     /// signature and its verification, and may send 0-RTT data. 0 turns resumption off. Sessions
     /// live in memory: a restarted engine starts with none (devices then do a full handshake).
     pub tls_session_cache: usize,

@@ -13,11 +13,13 @@ use sha2::{Digest, Sha256};
 
 use super::IngestError;
 
-/// Session tickets sent per connection. A device spends one ticket per connection attempt (a
-/// TLS 1.3 client uses each at most once), also on attempts that never reach the TLS layer: one
-/// refused by admission control (`CONNECTION_REFUSED`), timed out, or sent to a server that is
-/// shutting down. Spare tickets keep the next attempt resumable (rustls keeps up to 8 per server).
-pub const TICKETS_PER_CONNECTION: usize = 4;
+/// Session tickets sent per connection: one for the next connection and one spare. A device
+/// spends a ticket per connection attempt (a TLS 1.3 client uses each at most once), also on
+/// attempts that never reach the TLS layer (refused by admission control with
+/// `CONNECTION_REFUSED`, timed out, or sent to a server that is shutting down). Each ticket costs
+/// the server a cache entry and ≈2–5 % of a handshake's CPU (measured with callgrind, see
+/// `bench/STORM_0RTT.md`), about what a resumption saves, so no more than this.
+pub const TICKETS_PER_CONNECTION: usize = 2;
 
 /// Where the endpoint's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1141,3 +1141,117 @@ async fn zero_rtt_refused_after_a_restart_falls_back_and_loses_no_fix() {
     client.close().await;
     second.stop().await;
 }
+
+/// A UDP relay between one device and the engine that can record the device's long-header
+/// datagrams (Initial, 0-RTT, Handshake), so a test can replay a first flight as an attacker.
+struct Relay {
+    /// Where the device connects.
+    addr: SocketAddr,
+    /// Record the device's long-header datagrams while set.
+    recording: Arc<std::sync::atomic::AtomicBool>,
+    /// What was recorded.
+    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+async fn relay_to(server: SocketAddr) -> Relay {
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(server).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let device = Arc::new(Mutex::new(None::<SocketAddr>));
+    {
+        let (front, back, recording, recorded, device) = (
+            front.clone(),
+            back.clone(),
+            recording.clone(),
+            recorded.clone(),
+            device.clone(),
+        );
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *device.lock().unwrap() = Some(from);
+                let datagram = &buf[..n];
+                // Long header: the top bit of the first byte.
+                if recording.load(Ordering::SeqCst) && datagram[0] & 0x80 != 0 {
+                    recorded.lock().unwrap().push(datagram.to_vec());
+                }
+                let _ = back.send(datagram).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = back.recv(&mut buf).await {
+            let to = *device.lock().unwrap();
+            if let Some(to) = to {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    Relay {
+        addr,
+        recording,
+        recorded,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_zero_rtt_flight_is_refused_and_changes_nothing() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-x", 6));
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(2)));
+    let (server, stats, control) = start_observed(test_config(), tokens, sink.clone()).await;
+    let relay = relay_to(server.addr).await;
+    let client = DeviceClient::spawn(ClientConfig {
+        server: relay.addr,
+        ..client_config(&server, &token)
+    })
+    .unwrap();
+    let mut connected = client.subscribe_connected();
+    for s in 1..=5 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+
+    // Record the reconnect's first flight: Initial (ClientHello with the ticket) and the 0-RTT
+    // packets carrying Hello and fixes 6..=10.
+    relay.recording.store(true, Ordering::SeqCst);
+    control.disconnect_all();
+    wait_connected_is(&mut connected, false).await;
+    for s in 6..=10 {
+        client.push(rec(s)).unwrap();
+    }
+    wait_connected_is(&mut connected, true).await;
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    relay.recording.store(false, Ordering::SeqCst);
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::Accepted);
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 1);
+    let flight = relay.recorded.lock().unwrap().clone();
+    assert!(!flight.is_empty(), "nothing recorded");
+    client.close().await;
+
+    // An attacker replays the flight from another address until the engine processes it (the
+    // original connection's IDs stop routing it once that connection has drained).
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while stats.zero_rtt_rejected.load(Ordering::Relaxed) == 0 {
+            for datagram in &flight {
+                attacker.send_to(datagram, server.addr).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the replayed ClientHello reached the TLS layer");
+    // Its ticket was used up by the original: no 0-RTT, so its Hello and fixes were discarded
+    // and the handshake (which it cannot finish) welcomes nobody.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.welcomed.load(Ordering::Relaxed), 2);
+    assert_eq!(sink.seqs("dev-x"), (1..=10).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    server.stop().await;
+}
