@@ -554,7 +554,12 @@ async fn serve(
     let span = tracing::Span::current();
     let datagrams = tokio::spawn(read_datagrams(conn.clone(), tx.clone()).instrument(span.clone()));
     let streams = tokio::spawn(read_streams(conn.clone(), tx).instrument(span));
-    submit_loop(shared, state, conn, &grant, rx, send, acked, confirmation).await;
+    let acks = AckPath {
+        send,
+        confirmation,
+        last_ack_sent: acked,
+    };
+    submit_loop(shared, state, conn, &grant, rx, acks).await;
     datagrams.abort();
     streams.abort();
 }
@@ -624,6 +629,16 @@ async fn read_streams(conn: Connection, tx: mpsc::Sender<Item>) {
     }
 }
 
+/// Where acks go: the handshake stream, once the handshake is confirmed.
+struct AckPath {
+    /// Send half of the handshake stream.
+    send: SendStream,
+    /// Acks wait for it (never to a possible 0-RTT replay).
+    confirmation: Confirmation,
+    /// Highest sequence acknowledged so far (`Welcome` or `Ack`).
+    last_ack_sent: u32,
+}
+
 /// Validates, rate-limits, submits in order and acks, until the readers are gone.
 async fn submit_loop(
     shared: &Shared,
@@ -631,10 +646,13 @@ async fn submit_loop(
     conn: &Connection,
     grant: &DeviceGrant,
     mut rx: mpsc::Receiver<Item>,
-    mut send: SendStream,
-    mut last_ack_sent: u32,
-    mut confirmation: Confirmation,
+    acks: AckPath,
 ) {
+    let AckPath {
+        mut send,
+        mut confirmation,
+        mut last_ack_sent,
+    } = acks;
     let limits = shared.config.record_limits;
     while let Some(item) = rx.recv().await {
         let now = now_ms();
