@@ -148,9 +148,8 @@ impl TlsMaterial {
             .map_err(|e| IngestError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![flevum_protocol::ALPN.to_vec()];
         if session_cache > 0 {
-            cfg.session_storage = Arc::new(super::resumption::CountingSessionCache::new(
-                rustls::server::ServerSessionMemoryCache::new(session_cache),
-            ));
+            cfg.session_storage =
+                Arc::new(super::resumption::CountingSessionCache::new(session_cache));
             cfg.send_tls13_tickets = TICKETS_PER_CONNECTION;
             // QUIC allows only 0 or u32::MAX here; the amount is bounded by flow control.
             cfg.max_early_data_size = if zero_rtt { u32::MAX } else { 0 };
