@@ -58,6 +58,12 @@ struct Opts {
     server: Option<SocketAddr>,
     /// `--role clients`: certificate pin.
     pin: Option<String>,
+    /// TLS session mode: `0rtt` (resumption + 0-RTT, the default), `resume` (resumption
+    /// without early data) or `full` (no session tickets: every handshake is a full one).
+    tls: String,
+    /// Command (split on spaces) the server child is started under, e.g.
+    /// `"valgrind --tool=callgrind"` to count its instructions.
+    server_wrap: Option<String>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -79,6 +85,8 @@ fn parse_opts() -> Result<Opts, String> {
         queue_wait_ms: None,
         server: None,
         pin: None,
+        tls: "0rtt".into(),
+        server_wrap: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -99,6 +107,13 @@ fn parse_opts() -> Result<Opts, String> {
             "--queue-wait-ms" => o.queue_wait_ms = Some(num(val()?)?),
             "--server" => o.server = Some(val()?.parse().map_err(|e| format!("--server: {e}"))?),
             "--pin" => o.pin = Some(val()?),
+            "--server-wrap" => o.server_wrap = Some(val()?),
+            "--tls" => {
+                o.tls = val()?;
+                if !matches!(o.tls.as_str(), "0rtt" | "resume" | "full") {
+                    return Err(format!("--tls {}: expected 0rtt, resume or full", o.tls));
+                }
+            }
             "--baseline" => o.baseline = true,
             "--blip" => o.blip = true,
             "--blip-restart" => {
@@ -233,6 +248,11 @@ fn server_config(opts: &Opts, listen: SocketAddr, tls: TlsConfig) -> IngestConfi
         cfg.socket_send_buffer = 0;
         cfg.tls_session_cache = 256;
     }
+    match opts.tls.as_str() {
+        "full" => cfg.tls_session_cache = 0,
+        "resume" => cfg.zero_rtt = false,
+        _ => {}
+    }
     if let Some(r) = opts.rate {
         cfg.handshake_rate_per_s = r;
     }
@@ -359,6 +379,9 @@ async fn server_role(opts: Opts) -> Result<(), String> {
                         "refused": s.refused.load(Ordering::Relaxed),
                         "queue_max": s.queue_max.load(Ordering::Relaxed),
                         "welcomed": s.welcomed.load(Ordering::Relaxed),
+                        "tls_resumed": s.tls_resumed.load(Ordering::Relaxed),
+                        "zero_rtt_accepted": s.zero_rtt_accepted.load(Ordering::Relaxed),
+                        "zero_rtt_rejected": s.zero_rtt_rejected.load(Ordering::Relaxed),
                         "cpu_s": cpu - cpu_mark,
                     })
                 );
@@ -474,7 +497,20 @@ fn spawn_server(opts: &Opts) -> Result<(Control, SocketAddr, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     args.extend(["--role".into(), "server".into()]);
-    let mut child = Command::new(exe)
+    let wrap: Vec<String> = opts
+        .server_wrap
+        .as_deref()
+        .map(|w| w.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let mut command = match wrap.split_first() {
+        Some((program, wrap_args)) => {
+            let mut c = Command::new(program);
+            c.args(wrap_args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -491,7 +527,6 @@ fn spawn_server(opts: &Opts) -> Result<(Control, SocketAddr, String), String> {
         return Err(format!("server child said {line:?}"));
     };
     let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let _ = opts;
     Ok((
         Control {
             child: Some(child),
@@ -687,12 +722,13 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         spawn_server(&opts)?
     };
     println!(
-        "# ingest_storm: {} storm devices, {} live devices (fix every {} ms), {} client endpoints, sink delay {} ms, {}",
+        "# ingest_storm: {} storm devices, {} live devices (fix every {} ms), {} client endpoints, sink delay {} ms, TLS sessions {}, {}",
         opts.devices,
         opts.live,
         opts.live_interval_ms,
         opts.endpoints,
         opts.sink_delay_ms,
+        opts.tls,
         if opts.baseline {
             "BASELINE (no admission control)"
         } else {
@@ -710,6 +746,7 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         pin: CertPin::Sha256(pin.clone()),
         token: token(i),
         connect_timeout: Duration::from_secs(10),
+        zero_rtt: opts.tls == "0rtt",
         ..ClientConfig::default()
     };
     let mut clients: Vec<Arc<DeviceClient>> = Vec::new();
@@ -832,6 +869,11 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     }
     let final_stats = control.stats();
     println!("client process CPU {:.1} s", cpu_seconds());
+    let (accepted, rejected) = clients.iter().fold((0, 0), |(a, r), c| {
+        let n = c.zero_rtt_counts();
+        (a + n.accepted, r + n.rejected)
+    });
+    println!("client 0-RTT: accepted on {accepted} connections, refused on {rejected}");
     let lat = meas.latency.lock().map(|l| l.clone()).unwrap_or_default();
     for (name, v) in PHASES.iter().zip(lat) {
         println!("live send→ack ms [{name}]: {}", summary(v));

@@ -64,6 +64,11 @@ pub struct ClientConfig {
     /// (`CONNECTION_REFUSED`: its admission control is full and sends no `retry_after_ms`);
     /// jittered ±50 % and raised to the current exponential back-off when that is longer.
     pub refused_retry_after: Duration,
+    /// On a reconnect with a TLS session ticket from the engine, send `Hello` and the buffered
+    /// fixes as 0-RTT data with the first flight (one round trip less; the engine accepts only
+    /// idempotent position records that way and acknowledges them after the handshake). Off =
+    /// resumption without early data.
+    pub zero_rtt: bool,
 }
 
 impl Default for ClientConfig {
@@ -86,6 +91,7 @@ impl Default for ClientConfig {
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             refused_retry_after: Duration::from_millis(500),
+            zero_rtt: true,
         }
     }
 }
@@ -144,6 +150,28 @@ pub enum ClientStatus {
     Closed,
 }
 
+/// Whether a connection started with 0-RTT data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroRtt {
+    /// No 0-RTT attempt: no session ticket yet (first connection), or `zero_rtt` is off.
+    #[default]
+    NotAttempted,
+    /// The engine accepted the 0-RTT data (`Hello` and backlog arrived with the first flight).
+    Accepted,
+    /// The engine refused the 0-RTT data (e.g. it restarted and forgot the ticket); the client
+    /// repeated its `Hello` and backlog after the full handshake.
+    Rejected,
+}
+
+/// Counts of the client's 0-RTT attempts over its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ZeroRttCounts {
+    /// Connections whose 0-RTT data the engine accepted.
+    pub accepted: u64,
+    /// Connections whose 0-RTT data the engine refused (fell back to 1-RTT).
+    pub rejected: u64,
+}
+
 /// State shared between the handle and the connection task.
 struct Shared {
     /// The configuration.
@@ -175,6 +203,10 @@ struct State {
     status: ClientStatus,
     /// Last buffer write error, reported by the next `push`.
     buffer_error: Option<ClientError>,
+    /// Whether the last welcomed connection used 0-RTT.
+    last_zero_rtt: ZeroRtt,
+    /// 0-RTT outcomes so far.
+    zero_rtt_counts: ZeroRttCounts,
 }
 
 impl Shared {
@@ -192,12 +224,14 @@ impl Shared {
             st.buffer_error = Some(e);
         }
         let acked = st.buffer.acked();
-        drop(st);
+        // Published under the lock, so whoever sees the buffer emptied (`flush`) also sees the
+        // new `acked_seq`.
         self.acked_tx.send_if_modified(|v| {
             let changed = *v != acked;
             *v = acked;
             changed
         });
+        drop(st);
     }
 }
 
@@ -260,7 +294,15 @@ impl DeviceClient {
             ))
             // Fixes are tiny: no path-MTU probing (a few packets less per connection).
             .mtu_discovery_config(None);
-        let quic = quic_client_config(&config.pin, transport)?;
+        let mut tls = rustls_config(&config.pin)?;
+        // One engine: its few newest tickets are all this device needs. The store lives in this
+        // client's config, reused by every reconnect, so the device resumes its own session.
+        tls.resumption = rustls::client::Resumption::in_memory_sessions(8);
+        tls.enable_early_data = config.zero_rtt;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ClientError::Config(format!("QUIC crypto: {e}")))?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
+        quic.transport_config(Arc::new(transport));
         let acked = buffer.acked();
         let (acked_tx, _) = watch::channel(acked);
         let (shutdown_tx, _) = watch::channel(false);
@@ -272,6 +314,8 @@ impl DeviceClient {
                 conn: None,
                 status: ClientStatus::Connecting,
                 buffer_error: None,
+                last_zero_rtt: ZeroRtt::NotAttempted,
+                zero_rtt_counts: ZeroRttCounts::default(),
             }),
             wake: Notify::new(),
             acked_tx,
@@ -337,6 +381,16 @@ impl DeviceClient {
     /// Fixes not yet acknowledged.
     pub fn pending(&self) -> usize {
         self.shared.lock().buffer.len()
+    }
+
+    /// Whether the last welcomed connection used 0-RTT (accepted or refused by the engine).
+    pub fn last_zero_rtt(&self) -> ZeroRtt {
+        self.shared.lock().last_zero_rtt
+    }
+
+    /// How many connections' 0-RTT data was accepted and refused so far.
+    pub fn zero_rtt_counts(&self) -> ZeroRttCounts {
+        self.shared.lock().zero_rtt_counts
     }
 
     /// Connection status.

@@ -14,11 +14,13 @@ use flevum_protocol::{
     RefusalReason, Welcome, encode_message,
 };
 use quinn::{Connection, SendStream, VarInt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant as TokioInstant;
 use tracing::{Instrument, debug, info, warn};
 
 use super::metrics as m;
 use super::rate::TokenBucket;
+use super::resumption::{SessionFacts, TicketOutcome};
 use super::seq_tracker::{SeqStatus, SeqTracker};
 use super::sink::{IngestSink, SubmitError};
 use super::tokens::{DeviceGrant, TokenStore};
@@ -162,23 +164,148 @@ struct Item {
     records: Vec<PositionRecord>,
 }
 
+/// Whether a connection's TLS handshake is confirmed. A connection that started with 0-RTT data
+/// is unconfirmed until the device's `Finished` arrives: until then it may be a replay of a
+/// recorded first flight, so it may authenticate and submit position records (idempotent:
+/// deduplicated by sequence) but must not be acknowledged or replace the device's connection.
+#[derive(Clone)]
+struct Confirmation(watch::Receiver<Option<bool>>);
+
+impl Confirmation {
+    /// A connection that completed its handshake before any application data was read.
+    fn confirmed() -> Self {
+        let (_tx, rx) = watch::channel(Some(true));
+        Confirmation(rx)
+    }
+
+    /// Watches a 0-RTT connection's handshake; closes it when it is not confirmed by `deadline`.
+    fn watch(conn: Connection, accepted: quinn::ZeroRttAccepted, deadline: TokioInstant) -> Self {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(
+            async move {
+                // On a server `ZeroRttAccepted` resolves when the handshake completes or the
+                // connection fails (quinn 0.11 resolves it `false` in both cases on a server, so
+                // the close reason tells them apart).
+                let done = tokio::time::timeout_at(deadline, accepted).await.is_ok();
+                let confirmed = done && conn.close_reason().is_none();
+                if !confirmed {
+                    ::metrics::counter!(m::ZERO_RTT_UNCONFIRMED_TOTAL).increment(1);
+                    debug!("0-RTT connection never confirmed its handshake");
+                    conn.close(VarInt::from_u32(CLOSE_PROTOCOL), b"handshake not confirmed");
+                }
+                tx.send_replace(Some(confirmed));
+            }
+            .in_current_span(),
+        );
+        Confirmation(rx)
+    }
+
+    /// Waits until the handshake is confirmed (`true`) or failed (`false`).
+    async fn wait(&mut self) -> bool {
+        loop {
+            if let Some(done) = *self.0.borrow_and_update() {
+                return done;
+            }
+            if self.0.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// Counts what the TLS layer did with the device's session ticket.
+fn record_session(shared: &Shared, facts: SessionFacts) {
+    let kind = if facts.ticket == TicketOutcome::Resumed {
+        shared.stats.tls_resumed.fetch_add(1, Ordering::Relaxed);
+        "resumed"
+    } else {
+        "full"
+    };
+    ::metrics::counter!(m::TLS_HANDSHAKES_TOTAL, m::LABEL_KIND => kind).increment(1);
+    if facts.zero_rtt {
+        shared
+            .stats
+            .zero_rtt_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(m::ZERO_RTT_TOTAL, m::LABEL_OUTCOME => "accepted").increment(1);
+    } else if facts.ticket != TicketOutcome::None {
+        shared
+            .stats
+            .zero_rtt_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(m::ZERO_RTT_TOTAL, m::LABEL_OUTCOME => "rejected").increment(1);
+    }
+    debug!(ticket = ?facts.ticket, zero_rtt = facts.zero_rtt, "TLS session");
+}
+
+/// Takes the connection through QUIC + TLS: returns at once (unconfirmed) when rustls accepted
+/// the device's 0-RTT data, after the full handshake otherwise; `None` when it failed or
+/// `deadline` passed.
+async fn establish(
+    shared: &Shared,
+    incoming: quinn::Incoming,
+    deadline: TokioInstant,
+) -> Option<(Connection, Confirmation)> {
+    let timed_out = || {
+        ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "timeout").increment(1);
+        debug!("QUIC handshake timed out");
+    };
+    let mut connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            debug!("QUIC handshake failed: {e}");
+            return None;
+        }
+    };
+    // Ready once the device's first flight (ClientHello) is processed: the ticket lookup and
+    // the early-data decision are made by then.
+    let facts = match tokio::time::timeout_at(deadline, connecting.handshake_data()).await {
+        Ok(Ok(data)) => data
+            .downcast::<SessionFacts>()
+            .map(|f| *f)
+            .unwrap_or_default(),
+        Ok(Err(e)) => {
+            debug!("QUIC handshake failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            timed_out();
+            return None;
+        }
+    };
+    record_session(shared, facts);
+    if facts.zero_rtt {
+        // Always `Ok` on a server.
+        match connecting.into_0rtt() {
+            Ok((conn, accepted)) => {
+                let confirmation = Confirmation::watch(conn.clone(), accepted, deadline);
+                return Some((conn, confirmation));
+            }
+            Err(c) => connecting = c,
+        }
+    }
+    match tokio::time::timeout_at(deadline, connecting).await {
+        Ok(Ok(conn)) => Some((conn, Confirmation::confirmed())),
+        Ok(Err(e)) => {
+            debug!("QUIC handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            timed_out();
+            None
+        }
+    }
+}
+
 /// Runs one connection to its end. Errors are logged and counted, never returned.
 pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u64) {
     // The slot was taken by the accept loop (`begin_handshake`) before spawning this task.
     let mut slot = HandshakeSlot(Some(&shared));
     // Bounded like the `Hello`: a device that gave up must not hold a handshake slot until the
     // idle timeout.
-    let conn = match tokio::time::timeout(shared.config.handshake_timeout, incoming).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            debug!("QUIC handshake failed: {e}");
-            return;
-        }
-        Err(_) => {
-            ::metrics::counter!(m::HANDSHAKES_TOTAL, m::LABEL_OUTCOME => "timeout").increment(1);
-            debug!("QUIC handshake timed out");
-            return;
-        }
+    let deadline = TokioInstant::now() + shared.config.handshake_timeout;
+    let Some((conn, confirmation)) = establish(&shared, incoming, deadline).await else {
+        return;
     };
     let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = OpenGuard(&shared.open);
@@ -188,8 +315,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
     let Some((grant, hello, send)) = handshake(&shared, &conn, open).await else {
         return;
     };
-    // Authenticated: the expensive part is over, let the next device in.
-    slot.release();
     tracing::Span::current().record("device", grant.device_id.as_str());
     let state = shared
         .devices
@@ -206,19 +331,36 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
             })
         })
         .clone();
-    if let Ok(mut cur) = state.current.lock()
-        && let Some((old_id, old)) = cur.replace((id, conn.clone()))
-    {
-        debug!(
-            old_conn = old_id,
-            "replacing older connection of the device"
-        );
-        old.close(
-            VarInt::from_u32(CLOSE_REPLACED),
-            b"replaced by newer connection",
-        );
-    }
-    serve(&shared, &state, &conn, grant, hello, send).await;
+    // A replayed 0-RTT flight must not push the device's live connection out: replace it only
+    // once this handshake is confirmed (at once for 1-RTT connections).
+    let mut replace_confirmation = confirmation.clone();
+    let (state_ref, conn_ref) = (&state, &conn);
+    let replace = async move {
+        let confirmed = replace_confirmation.wait().await;
+        // Authenticated and confirmed: the expensive part is over, let the next device in. (A
+        // 0-RTT `Hello` is authenticated before the handshake ends; releasing the slot then
+        // would let admission start more handshakes than the devices can finish.)
+        slot.release();
+        if !confirmed {
+            return;
+        }
+        if let Ok(mut cur) = state_ref.current.lock()
+            && let Some((old_id, old)) = cur.replace((id, conn_ref.clone()))
+        {
+            debug!(
+                old_conn = old_id,
+                "replacing older connection of the device"
+            );
+            old.close(
+                VarInt::from_u32(CLOSE_REPLACED),
+                b"replaced by newer connection",
+            );
+        }
+    };
+    tokio::join!(
+        serve(&shared, &state, &conn, grant, hello, send, confirmation),
+        replace
+    );
     if let Ok(mut cur) = state.current.lock()
         && cur.as_ref().is_some_and(|(cid, _)| *cid == id)
     {
@@ -380,6 +522,7 @@ async fn serve(
     grant: DeviceGrant,
     hello: Hello,
     mut send: SendStream,
+    confirmation: Confirmation,
 ) {
     let durable = shared.sink.durable_seq(&grant);
     let acked = {
@@ -411,7 +554,12 @@ async fn serve(
     let span = tracing::Span::current();
     let datagrams = tokio::spawn(read_datagrams(conn.clone(), tx.clone()).instrument(span.clone()));
     let streams = tokio::spawn(read_streams(conn.clone(), tx).instrument(span));
-    submit_loop(shared, state, conn, &grant, rx, send, acked).await;
+    let acks = AckPath {
+        send,
+        confirmation,
+        last_ack_sent: acked,
+    };
+    submit_loop(shared, state, conn, &grant, rx, acks).await;
     datagrams.abort();
     streams.abort();
 }
@@ -481,6 +629,16 @@ async fn read_streams(conn: Connection, tx: mpsc::Sender<Item>) {
     }
 }
 
+/// Where acks go: the handshake stream, once the handshake is confirmed.
+struct AckPath {
+    /// Send half of the handshake stream.
+    send: SendStream,
+    /// Acks wait for it (never to a possible 0-RTT replay).
+    confirmation: Confirmation,
+    /// Highest sequence acknowledged so far (`Welcome` or `Ack`).
+    last_ack_sent: u32,
+}
+
 /// Validates, rate-limits, submits in order and acks, until the readers are gone.
 async fn submit_loop(
     shared: &Shared,
@@ -488,9 +646,13 @@ async fn submit_loop(
     conn: &Connection,
     grant: &DeviceGrant,
     mut rx: mpsc::Receiver<Item>,
-    mut send: SendStream,
-    mut last_ack_sent: u32,
+    acks: AckPath,
 ) {
+    let AckPath {
+        mut send,
+        mut confirmation,
+        mut last_ack_sent,
+    } = acks;
     let limits = shared.config.record_limits;
     while let Some(item) = rx.recv().await {
         let now = now_ms();
@@ -570,6 +732,10 @@ async fn submit_loop(
         let acked = tracker.acked();
         drop(tracker_guard);
         if acked > last_ack_sent || saw_duplicate {
+            // Acks only on a confirmed handshake (never to a possible 0-RTT replay).
+            if !confirmation.wait().await {
+                return;
+            }
             let msg = DeviceMessage::Ack(Ack { acked_seq: acked });
             if send_msg(&mut send, &msg).await.is_err() {
                 // Connection gone: keep draining so queued records still become durable.

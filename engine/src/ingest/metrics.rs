@@ -34,8 +34,20 @@ pub const SOCKET_RECV_BUFFER_BYTES: &str = "flevum_ingest_socket_recv_buffer_byt
 /// Gauge: effective kernel send buffer of the UDP socket, bytes (as granted, see `wmem_max`).
 pub const SOCKET_SEND_BUFFER_BYTES: &str = "flevum_ingest_socket_send_buffer_bytes";
 
+/// Counter: TLS handshakes by session kind, label [`LABEL_KIND`] (`full`, `resumed`).
+pub const TLS_HANDSHAKES_TOTAL: &str = "flevum_ingest_tls_handshakes_total";
+/// Counter: connections of devices holding a session ticket by 0-RTT outcome, label
+/// [`LABEL_OUTCOME`] (`accepted`: early data delivered; `rejected`: ticket unknown or used, or
+/// early data refused, so the device's 0-RTT data was discarded and resent after the handshake).
+pub const ZERO_RTT_TOTAL: &str = "flevum_ingest_zero_rtt_total";
+/// Counter: 0-RTT connections closed because their handshake was never confirmed (a replayed
+/// or abandoned first flight).
+pub const ZERO_RTT_UNCONFIRMED_TOTAL: &str = "flevum_ingest_zero_rtt_unconfirmed_total";
+
 /// Label key: handshake outcome.
 pub const LABEL_OUTCOME: &str = "outcome";
+/// Label key: TLS session kind.
+pub const LABEL_KIND: &str = "kind";
 /// Label key: why a record was rejected.
 pub const LABEL_REASON: &str = "reason";
 /// Label key: how records arrived (`datagram` or `stream`).

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod metrics;
 pub mod rate;
+pub mod resumption;
 pub mod seq_tracker;
 pub mod shard_sink;
 pub mod sink;
@@ -91,10 +92,18 @@ pub struct IngestConfig {
     /// Admission control: longest wait in the queue; older attempts are refused (cheaply) and
     /// the device retries after its jittered back-off, instead of being handshaken after it gave up.
     pub handshake_queue_wait: Duration,
-    /// TLS 1.3 sessions remembered for resumption (one ticket per connection, single use); a
-    /// reconnecting device then skips the certificate signature and its verification. 0 turns
-    /// resumption off. Sessions live in memory: a restarted engine starts with none.
+    /// TLS 1.3 sessions remembered for resumption (single use; [`tls::TICKETS_PER_CONNECTION`]
+    /// tickets are issued per connection and orphans wait for FIFO eviction, so size it at about 4
+    /// per device: 65,536 ≈ 16,000 devices, a few hundred bytes each); a reconnecting device then skips the certificate
+    /// signature and its verification, and may send 0-RTT data. 0 turns resumption off. Sessions
+    /// live in memory: a restarted engine starts with none (devices then do a full handshake).
     pub tls_session_cache: usize,
+    /// Accept 0-RTT data from devices resuming a session (needs `tls_session_cache` > 0): their
+    /// `Hello` and buffered fixes arrive with the first flight. Until the handshake is confirmed
+    /// such a connection may be a replay, so it may only authenticate and submit position
+    /// records (deduplicated by sequence); acks and replacing the device's older connection
+    /// wait for the confirmed handshake.
+    pub zero_rtt: bool,
     /// quinn `ServerConfig::max_incoming`: connection attempts quinn holds before refusing by
     /// itself; above `handshake_queue` + `handshake_burst` so our admission decides first.
     pub max_incoming: usize,
@@ -124,7 +133,8 @@ impl Default for IngestConfig {
             handshake_burst: 500.0,
             handshake_queue: 16_000,
             max_incoming: 20_000,
-            tls_session_cache: 32_768,
+            tls_session_cache: 65_536,
+            zero_rtt: true,
             handshake_max_inflight: 256,
             handshake_queue_wait: Duration::from_secs(8),
         }
@@ -272,6 +282,14 @@ pub struct IngestStats {
     pub queue_max: AtomicU64,
     /// Device handshakes answered with `Welcome`.
     pub welcomed: AtomicU64,
+    /// TLS handshakes resumed from a session ticket (no certificate signature).
+    pub tls_resumed: AtomicU64,
+    /// Connections whose 0-RTT data was accepted.
+    pub zero_rtt_accepted: AtomicU64,
+    /// Connections that presented a session ticket and got no 0-RTT (ticket unknown, e.g. from
+    /// before a restart, or already used; or early data not allowed): their 0-RTT data, if any,
+    /// was discarded and the device resent it after the handshake.
+    pub zero_rtt_rejected: AtomicU64,
 }
 
 impl std::fmt::Debug for IngestServer {
@@ -292,9 +310,11 @@ impl IngestServer {
     ) -> Result<IngestServer, IngestError> {
         let material = tls::TlsMaterial::load(&config.tls)?;
         let fingerprint = material.fingerprint();
-        let rustls_cfg = material.server_config(config.tls_session_cache)?;
-        let quic_crypto = QuicServerConfig::try_from(rustls_cfg)
-            .map_err(|e| IngestError::Tls(format!("QUIC crypto: {e}")))?;
+        let rustls_cfg = material.server_config(config.tls_session_cache, config.zero_rtt)?;
+        let quic_crypto = resumption::ObservedServerConfig::new(
+            QuicServerConfig::try_from(rustls_cfg)
+                .map_err(|e| IngestError::Tls(format!("QUIC crypto: {e}")))?,
+        );
         let mut transport = quinn::TransportConfig::default();
         // Devices send a few hundred bytes per second: small per-connection windows keep the
         // memory of 10,000 connections bounded without limiting a backlog upload (64 KiB

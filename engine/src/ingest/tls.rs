@@ -13,6 +13,14 @@ use sha2::{Digest, Sha256};
 
 use super::IngestError;
 
+/// Session tickets sent per connection: one for the next connection and one spare. A device
+/// spends a ticket per connection attempt (a TLS 1.3 client uses each at most once), also on
+/// attempts that never reach the TLS layer (refused by admission control with
+/// `CONNECTION_REFUSED`, timed out, or sent to a server that is shutting down). Each ticket costs
+/// the server a cache entry and ≈2–5 % of a handshake's CPU (measured with callgrind, see
+/// `bench/STORM_0RTT.md`), about what a resumption saves, so no more than this.
+pub const TICKETS_PER_CONNECTION: usize = 2;
+
 /// Where the endpoint's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsConfig {
@@ -117,10 +125,19 @@ impl TlsMaterial {
     }
 
     /// The rustls server config (TLS 1.3 only, ring provider, ALPN `flevum/1`), remembering up
-    /// to `session_cache` sessions for resumption (0 = no resumption tickets).
+    /// to `session_cache` sessions for resumption (0 = no resumption tickets) and accepting 0-RTT
+    /// data from resumed devices when `zero_rtt` is set.
+    ///
+    /// Resumption is stateful on purpose: rustls accepts early data only with a server-side
+    /// session cache (RFC 8446 §8.1), and its tickets are single use (`take`), so a replayed
+    /// first flight finds its ticket consumed and gets a full handshake without its 0-RTT data.
+    /// Stateless tickets would cost no memory but allow replays within their lifetime.
+    /// [`TICKETS_PER_CONNECTION`] tickets are issued per connection, so the cache needs about
+    /// that many entries per device; an entry is a few hundred bytes.
     pub fn server_config(
         self,
         session_cache: usize,
+        zero_rtt: bool,
     ) -> Result<Arc<rustls::ServerConfig>, IngestError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -130,13 +147,16 @@ impl TlsMaterial {
             .with_single_cert(self.chain, self.key)
             .map_err(|e| IngestError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![flevum_protocol::ALPN.to_vec()];
-        cfg.max_early_data_size = 0;
         if session_cache > 0 {
-            cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(session_cache);
-            cfg.send_tls13_tickets = 1;
+            cfg.session_storage =
+                Arc::new(super::resumption::CountingSessionCache::new(session_cache));
+            cfg.send_tls13_tickets = TICKETS_PER_CONNECTION;
+            // QUIC allows only 0 or u32::MAX here; the amount is bounded by flow control.
+            cfg.max_early_data_size = if zero_rtt { u32::MAX } else { 0 };
         } else {
             cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
             cfg.send_tls13_tickets = 0;
+            cfg.max_early_data_size = 0;
         }
         Ok(Arc::new(cfg))
     }

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flevum_engine::ingest::{
-    DeviceGrant, IngestConfig, IngestServer, IngestSink, SubmitFuture, TlsConfig, TokenStore,
-    write_self_signed,
+    DeviceGrant, IngestConfig, IngestControl, IngestServer, IngestSink, IngestStats, SubmitFuture,
+    TlsConfig, TokenStore, write_self_signed,
 };
 use flevum_protocol::client::{
-    CertPin, ClientConfig, ClientStatus, DeviceClient, quic_client_config,
+    CertPin, ClientConfig, ClientStatus, DeviceClient, ZeroRtt, quic_client_config,
 };
 use flevum_protocol::{
     DeviceMessage, Hello, PROTOCOL_VERSION, PositionBatch, PositionRecord, RecordFlags,
@@ -990,4 +990,268 @@ async fn mass_start_and_server_blip_lose_no_fix() {
     }
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+/// Binds `config` (retrying while the old socket of a stopped instance is still held) and runs
+/// it; returns the handle and its counters.
+async fn start_observed(
+    config: IngestConfig,
+    tokens: Arc<TokenStore>,
+    sink: Arc<dyn IngestSink>,
+) -> (Running, Arc<IngestStats>, IngestControl) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let server = loop {
+        match IngestServer::bind(config.clone(), tokens.clone(), sink.clone()) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("binding {}: {e}", config.listen),
+        }
+    };
+    let addr = server.local_addr();
+    let fingerprint = server.cert_fingerprint();
+    let stats = server.stats();
+    let control = server.control();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("run");
+    });
+    let running = Running {
+        addr,
+        fingerprint,
+        stop,
+        task,
+    };
+    (running, stats, control)
+}
+
+/// Waits until `connected` reports `want` (or panics after 5 s).
+async fn wait_connected_is(connected: &mut tokio::sync::watch::Receiver<bool>, want: bool) {
+    tokio::time::timeout(Duration::from_secs(5), connected.wait_for(|c| *c == want))
+        .await
+        .expect("connection state in time")
+        .expect("client alive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconnect_resumes_with_zero_rtt_and_loses_no_fix() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-z", 3));
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(2)));
+    let (server, stats, control) = start_observed(test_config(), tokens, sink.clone()).await;
+    let client = DeviceClient::spawn(client_config(&server, &token)).unwrap();
+    let mut connected = client.subscribe_connected();
+    for s in 1..=5 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    // First contact: no ticket yet, so no 0-RTT.
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::NotAttempted);
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 0);
+
+    // Blip: the engine drops the connection; fixes pile up in the buffer meanwhile and leave
+    // with the 0-RTT flight of the reconnect.
+    assert_eq!(control.disconnect_all(), 1);
+    wait_connected_is(&mut connected, false).await;
+    for s in 6..=15 {
+        client.push(rec(s)).unwrap();
+    }
+    wait_connected_is(&mut connected, true).await;
+    for s in 16..=20 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::Accepted);
+    assert_eq!(client.zero_rtt_counts().accepted, 1);
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.tls_resumed.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.zero_rtt_rejected.load(Ordering::Relaxed), 0);
+    assert_eq!(client.acked_seq(), 20);
+    assert_eq!(sink.seqs("dev-z"), (1..=20).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zero_rtt_refused_after_a_restart_falls_back_and_loses_no_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    // The same certificate across the restart (the pin holds), but the session cache is gone.
+    write_self_signed(&["localhost".to_string()], &cert, &key).unwrap();
+    let config = IngestConfig {
+        tls: TlsConfig::Files { cert, key },
+        ..test_config()
+    };
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-r", 4));
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(2)));
+    let (first, _, control) = start_observed(config.clone(), tokens.clone(), sink.clone()).await;
+    let addr = first.addr;
+    let client = DeviceClient::spawn(ClientConfig {
+        // Attempts while the old instance shuts down spend tickets: keep them few.
+        backoff_min: Duration::from_millis(500),
+        backoff_max: Duration::from_millis(1000),
+        ..client_config(&first, &token)
+    })
+    .unwrap();
+    let mut connected = client.subscribe_connected();
+    for s in 1..=5 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    // A reconnect to the same instance proves the client holds a usable ticket.
+    control.disconnect_all();
+    wait_connected_is(&mut connected, false).await;
+    wait_connected_is(&mut connected, true).await;
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::Accepted);
+
+    first.stop().await;
+    wait_connected_is(&mut connected, false).await;
+    for s in 6..=20 {
+        client.push(rec(s)).unwrap();
+    }
+    let (second, stats, _) = start_observed(
+        IngestConfig {
+            listen: addr,
+            ..config
+        },
+        tokens,
+        sink.clone(),
+    )
+    .await;
+    client.flush(Duration::from_secs(20)).await.unwrap();
+
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::Rejected);
+    assert_eq!(client.zero_rtt_counts().rejected, 1);
+    assert!(stats.zero_rtt_rejected.load(Ordering::Relaxed) >= 1);
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.tls_resumed.load(Ordering::Relaxed), 0);
+    assert_eq!(client.acked_seq(), 20);
+    assert_eq!(sink.seqs("dev-r"), (1..=20).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    client.close().await;
+    second.stop().await;
+}
+
+/// A UDP relay between one device and the engine that can record the device's long-header
+/// datagrams (Initial, 0-RTT, Handshake), so a test can replay a first flight as an attacker.
+struct Relay {
+    /// Where the device connects.
+    addr: SocketAddr,
+    /// Record the device's long-header datagrams while set.
+    recording: Arc<std::sync::atomic::AtomicBool>,
+    /// What was recorded.
+    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+async fn relay_to(server: SocketAddr) -> Relay {
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    back.connect(server).await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let device = Arc::new(Mutex::new(None::<SocketAddr>));
+    {
+        let (front, back, recording, recorded, device) = (
+            front.clone(),
+            back.clone(),
+            recording.clone(),
+            recorded.clone(),
+            device.clone(),
+        );
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                *device.lock().unwrap() = Some(from);
+                let datagram = &buf[..n];
+                // Long header: the top bit of the first byte.
+                if recording.load(Ordering::SeqCst) && datagram[0] & 0x80 != 0 {
+                    recorded.lock().unwrap().push(datagram.to_vec());
+                }
+                let _ = back.send(datagram).await;
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = back.recv(&mut buf).await {
+            let to = *device.lock().unwrap();
+            if let Some(to) = to {
+                let _ = front.send_to(&buf[..n], to).await;
+            }
+        }
+    });
+    Relay {
+        addr,
+        recording,
+        recorded,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_zero_rtt_flight_is_refused_and_changes_nothing() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-x", 6));
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(2)));
+    let (server, stats, control) = start_observed(test_config(), tokens, sink.clone()).await;
+    let relay = relay_to(server.addr).await;
+    let client = DeviceClient::spawn(ClientConfig {
+        server: relay.addr,
+        ..client_config(&server, &token)
+    })
+    .unwrap();
+    let mut connected = client.subscribe_connected();
+    for s in 1..=5 {
+        client.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+
+    // Record the reconnect's first flight: Initial (ClientHello with the ticket) and the 0-RTT
+    // packets carrying Hello and fixes 6..=10.
+    relay.recording.store(true, Ordering::SeqCst);
+    control.disconnect_all();
+    wait_connected_is(&mut connected, false).await;
+    for s in 6..=10 {
+        client.push(rec(s)).unwrap();
+    }
+    wait_connected_is(&mut connected, true).await;
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    relay.recording.store(false, Ordering::SeqCst);
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::Accepted);
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 1);
+    let flight = relay.recorded.lock().unwrap().clone();
+    assert!(!flight.is_empty(), "nothing recorded");
+    client.close().await;
+
+    // An attacker replays the flight from another address until the engine processes it (the
+    // original connection's IDs stop routing it once that connection has drained).
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while stats.zero_rtt_rejected.load(Ordering::Relaxed) == 0 {
+            for datagram in &flight {
+                attacker.send_to(datagram, server.addr).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the replayed ClientHello reached the TLS layer");
+    // Its ticket was used up by the original: no 0-RTT, so its Hello and fixes were discarded
+    // and the handshake (which it cannot finish) welcomes nobody.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.welcomed.load(Ordering::Relaxed), 2);
+    assert_eq!(sink.seqs("dev-x"), (1..=10).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    server.stop().await;
 }

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, warn};
 
-use super::{ClientStatus, Shared};
+use super::{ClientStatus, Shared, ZeroRtt};
 use crate::PROTOCOL_VERSION;
 use crate::codec::{DeviceMessage, decode_message, encode_message, message_len};
 use crate::handshake::{Hello, Refusal, RefusalReason};
@@ -129,19 +129,66 @@ pub(super) async fn run(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
     .await;
 }
 
-/// One connection from connect to loss.
-async fn session(
-    shared: &Arc<Shared>,
-    endpoint: &quinn::Endpoint,
-    shutdown: &mut watch::Receiver<bool>,
-) -> End {
+/// Why a connection failed, from its close reason (`CONNECTION_REFUSED` = the engine is busy).
+fn failure(conn: &quinn::Connection, what: impl std::fmt::Display) -> Failure {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ConnectionClosed(c))
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            Failure::Busy
+        }
+        _ => Failure::Other(what.to_string()),
+    }
+}
+
+/// Opens the handshake stream, sends `hello`, reads the engine's answer.
+async fn hello_exchange(
+    conn: &quinn::Connection,
+    hello: &[u8],
+) -> Result<(quinn::SendStream, quinn::RecvStream, DeviceMessage), Failure> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| failure(conn, e))?;
+    send.write_all(hello).await.map_err(|e| failure(conn, e))?;
+    let body = read_body(&mut recv)
+        .await
+        .map_err(|e| failure(conn, e))?
+        .ok_or_else(|| failure(conn, "handshake stream closed"))?;
+    let msg = decode_message(&body, now_ms()).map_err(|e| Failure::Other(e.to_string()))?;
+    Ok((send, recv, msg))
+}
+
+/// A handshaken connection: its streams, the engine's answer, how 0-RTT went.
+struct Established {
+    /// The connection.
+    conn: quinn::Connection,
+    /// Handshake stream, send half (kept open: closing it would end the session).
+    send: quinn::SendStream,
+    /// Handshake stream, receive half (acks).
+    recv: quinn::RecvStream,
+    /// `Welcome` or `Refusal`.
+    answer: DeviceMessage,
+    /// Whether the `Hello` went as 0-RTT data.
+    zero_rtt: ZeroRtt,
+    /// The buffered backlog reached the engine as accepted 0-RTT data (not to be resent now).
+    backlog_sent: bool,
+}
+
+/// Connects and says `Hello`: with a session ticket, `Hello` and the buffered backlog leave as
+/// 0-RTT data with the first flight; if the engine refuses that data, both are repeated after the
+/// full handshake.
+async fn connect(shared: &Shared, endpoint: &quinn::Endpoint) -> Result<Established, Failure> {
     let cfg = &shared.config;
-    let handshake = async {
-        let conn = endpoint
-            .connect_with(shared.quic.clone(), cfg.server, &cfg.server_name)
-            .map_err(|e| Failure::Other(e.to_string()))?
-            .await
-            .map_err(|e| match e {
+    let connecting = endpoint
+        .connect_with(shared.quic.clone(), cfg.server, &cfg.server_name)
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    let hello = encode_message(&DeviceMessage::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        device_token: cfg.token.clone(),
+        last_acked_seq: shared.lock().buffer.acked(),
+    }));
+    let (conn, accepted) = match connecting.into_0rtt() {
+        Ok(early) => early,
+        Err(connecting) => {
+            let conn = connecting.await.map_err(|e| match e {
                 quinn::ConnectionError::ConnectionClosed(c)
                     if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
                 {
@@ -149,30 +196,83 @@ async fn session(
                 }
                 e => Failure::Other(e.to_string()),
             })?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))?;
-        let hello = DeviceMessage::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            device_token: cfg.token.clone(),
-            last_acked_seq: shared.lock().buffer.acked(),
-        });
-        send.write_all(&encode_message(&hello))
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))?;
-        let body = read_body(&mut recv)
-            .await
-            .map_err(Failure::Other)?
-            .ok_or_else(|| Failure::Other("handshake stream closed".to_string()))?;
-        let msg = decode_message(&body, now_ms()).map_err(|e| Failure::Other(e.to_string()))?;
-        Ok::<_, Failure>((conn, send, recv, msg))
+            let (send, recv, answer) = hello_exchange(&conn, &hello).await?;
+            return Ok(Established {
+                conn,
+                send,
+                recv,
+                answer,
+                zero_rtt: ZeroRtt::NotAttempted,
+                backlog_sent: false,
+            });
+        }
     };
+    // 0-RTT: everything unacknowledged is due on this new connection; send it with the Hello.
+    let backlog = {
+        let mut st = shared.lock();
+        st.buffer.reset_sent();
+        st.buffer.take_due(
+            Instant::now(),
+            cfg.resend_after,
+            cfg.backfill_batch.max(1) * 8,
+            cfg.max_in_flight.max(1),
+        )
+    };
+    let had_backlog = !backlog.is_empty();
+    let (exchange, backlog_result) = tokio::join!(hello_exchange(&conn, &hello), async {
+        if backlog.is_empty() {
+            Ok(())
+        } else {
+            send_backfill(&conn, backlog, cfg.backfill_batch.max(1)).await
+        }
+    });
+    // Resolves once the handshake is done: `false` when the engine refused the early data (or
+    // the connection failed).
+    if accepted.await {
+        let (send, recv, answer) = exchange?;
+        return Ok(Established {
+            conn,
+            send,
+            recv,
+            answer,
+            zero_rtt: ZeroRtt::Accepted,
+            backlog_sent: had_backlog && backlog_result.is_ok(),
+        });
+    }
+    if conn.close_reason().is_some() {
+        return Err(failure(&conn, "connection lost during the 0-RTT handshake"));
+    }
+    debug!("engine refused 0-RTT data, repeating Hello after the handshake");
+    let (send, recv, answer) = hello_exchange(&conn, &hello).await?;
+    Ok(Established {
+        conn,
+        send,
+        recv,
+        answer,
+        zero_rtt: ZeroRtt::Rejected,
+        backlog_sent: false,
+    })
+}
+
+/// One connection from connect to loss.
+async fn session(
+    shared: &Arc<Shared>,
+    endpoint: &quinn::Endpoint,
+    shutdown: &mut watch::Receiver<bool>,
+) -> End {
+    let cfg = &shared.config;
     let result = tokio::select! {
-        r = tokio::time::timeout(cfg.connect_timeout, handshake) => r,
+        r = tokio::time::timeout(cfg.connect_timeout, connect(shared, endpoint)) => r,
         _ = shutdown.changed() => return End::Shutdown,
     };
-    let (conn, _send, recv, msg) = match result {
+    let Established {
+        conn,
+        send: _send,
+        recv,
+        answer: msg,
+        zero_rtt,
+        backlog_sent,
+    } = match result {
         Ok(Ok(x)) => x,
         Ok(Err(Failure::Busy)) => return End::Busy,
         Ok(Err(Failure::Other(e))) => {
@@ -200,12 +300,22 @@ async fn session(
         race = %welcome.race_id,
         rider = welcome.rider_id,
         acked = welcome.acked_seq,
+        ?zero_rtt,
         "connected"
     );
     shared.apply_ack(welcome.acked_seq);
     {
         let mut st = shared.lock();
-        st.buffer.reset_sent();
+        if !backlog_sent {
+            // Everything unacknowledged is due on the new connection.
+            st.buffer.reset_sent();
+        }
+        st.last_zero_rtt = zero_rtt;
+        match zero_rtt {
+            ZeroRtt::Accepted => st.zero_rtt_counts.accepted += 1,
+            ZeroRtt::Rejected => st.zero_rtt_counts.rejected += 1,
+            ZeroRtt::NotAttempted => {}
+        }
         st.conn = Some(conn.clone());
         st.status = ClientStatus::Connected;
     }
