@@ -51,6 +51,10 @@ pub struct IngestSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key; with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// TLS sessions kept for resumption (a few per device; 0 turns resumption off).
+    pub tls_session_cache: usize,
+    /// Accept 0-RTT position records from resuming devices (replay-safe: deduplicated by seq).
+    pub zero_rtt: bool,
 }
 
 /// HTTP / WebSocket gateway settings.
@@ -157,6 +161,8 @@ impl Default for ServerConfig {
                 idle_timeout_s: 60,
                 tls_cert: None,
                 tls_key: None,
+                tls_session_cache: 65_536,
+                zero_rtt: true,
             },
             gateway: GatewaySettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -404,9 +410,15 @@ impl ServerConfig {
                     "idle_timeout_s",
                     "tls_cert",
                     "tls_key",
+                    "tls_session_cache",
+                    "zero_rtt",
                 ],
             );
             let c = &mut cfg.ingest;
+            if let Some(v) = r.int(t, s, "tls_session_cache", 0, 10_000_000) {
+                c.tls_session_cache = v as usize;
+            }
+            r.boolean(t, s, "zero_rtt", &mut c.zero_rtt);
             r.addr(t, s, "listen", &mut c.listen);
             if let Some(v) = r.int(t, s, "max_connections", 1, 1_000_000) {
                 c.max_connections = v as usize;

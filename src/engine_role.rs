@@ -221,6 +221,8 @@ pub fn ingest_config(cfg: &ServerConfig) -> IngestConfig {
         device_burst: f64::from(cfg.ingest.burst_per_device),
         keep_alive: Duration::from_secs(cfg.ingest.keep_alive_s),
         idle_timeout: Duration::from_secs(cfg.ingest.idle_timeout_s),
+        tls_session_cache: cfg.ingest.tls_session_cache,
+        zero_rtt: cfg.ingest.zero_rtt,
         ..IngestConfig::default()
     }
 }
