@@ -3,7 +3,8 @@
 # swarm on it; prints frames/s, tick→receive p50/p99, server CPU s per million frames (utime+stime
 # over the whole swarm call) and RSS per fan. Same start as bench/peers/run_ws_node.sh's Flevum
 # half. Env: FLEVUM_BIN (target/release/flevum), FANS (5000), PROCS (2), RIDERS (200),
-# DURATION (30), TICK_MS (1000), PERF (set: `perf record -g` the server during the window).
+# DURATION (30), TICK_MS (1000), PERF (set: `perf record` the server for PERF_S s from PERF_DELAY s;
+# PERF_CALLGRAPH fp|dwarf, PERF_FREQ).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -35,7 +36,7 @@ done
 cpu() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "${PERF:-}" ]; then
-    (sleep "${PERF_DELAY:-12}"; perf record -g -F 499 -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "${PERF_S:-10}" >/dev/null 2>&1) &
+    (sleep "${PERF_DELAY:-12}"; perf record --call-graph "${PERF_CALLGRAPH:-fp}" -F "${PERF_FREQ:-499}" -p "$SERVER_PID" -o "$OUT/perf.data" -- sleep "${PERF_S:-10}" >/dev/null 2>&1) &
     PERF_PID=$!
 fi
 c0=$(cpu)
