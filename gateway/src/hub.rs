@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use dashmap::DashMap;
 use flevum_protocol::{
@@ -64,8 +65,8 @@ pub enum Encoding {
 pub struct SharedFrame {
     /// The frame itself, for per-client filtering.
     frame: FanFrame,
-    /// JSON encoding, computed on first use.
-    json: OnceLock<Bytes>,
+    /// JSON encoding, computed on first use and UTF-8-checked once (not once per client).
+    json: OnceLock<Utf8Bytes>,
     /// Binary encoding, computed on first use.
     binary: OnceLock<Bytes>,
 }
@@ -87,8 +88,15 @@ impl SharedFrame {
 
     /// The JSON bytes (encoded on first call, then shared).
     pub fn json(&self) -> Bytes {
+        Bytes::from(self.json_text())
+    }
+
+    /// The JSON text, ready for a WebSocket text frame: encoded and checked as UTF-8 on the
+    /// first call, then shared (a clone is a reference count, no per-client check). Empty in
+    /// the impossible case of an encoder writing invalid UTF-8 (such a frame is not sent).
+    pub fn json_text(&self) -> Utf8Bytes {
         self.json
-            .get_or_init(|| encode_frame_json(&self.frame))
+            .get_or_init(|| Utf8Bytes::try_from(encode_frame_json(&self.frame)).unwrap_or_default())
             .clone()
     }
 
