@@ -8,123 +8,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use flevum_bus::jetstream::{JetStreamConfig, JetStreamJournal};
 use flevum_bus::testnats::{NatsServer, free_port};
-use flevum_engine::core::{Course, CourseIndex};
 use flevum_engine::journal::{JournalEntry, decode_batch};
 use flevum_engine::shard::wall_ms;
-use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_engine::simulator::Simulation;
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{
+    Proc, SERVERS, demo_course, demo_peloton, free_udp_port, get, post_json, race_toml,
+};
 
 const RACE: &str = "failover";
 const RIDERS: u32 = 8;
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// A child process killed (SIGKILL) on drop; its stderr goes to a log file.
-struct Proc(Child);
-
-impl Proc {
-    fn spawn(args: &[&str], log: &Path) -> Proc {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flevum"))
-            .args(args)
-            .env("FLEVUM_LOG", "info,async_nats=warn")
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        Proc(child)
-    }
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// `GET path` on 127.0.0.1:port: (status, body, chunked bodies joined), or None.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Some((status, body.to_string()));
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).ok()?;
-        if n == 0 {
-            break;
-        }
-        out.push_str(tail.get(..n)?);
-        rest = tail.get(n + 2..)?;
-    }
-    Some((status, out))
-}
-
 /// `POST path` with the organiser token and a JSON body: (status, body).
 async fn post_admin(port: u16, path: &str, json: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{json}",
-        json.len()
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
+    post_json(port, path, ADMIN_TOKEN, json).await
 }
 
 /// Where the race puts checkpoint `name` now, metres along the course.
@@ -172,23 +76,9 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, dir: &Path, f:
 /// Writes the race, a shared TLS certificate, two engine configs and a gateway config; returns
 /// the certificate pin.
 fn write_configs(dir: &Path, quic: [u16; 2], http: u16, start_ms: i64) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let races = dir.join("races");
     std::fs::create_dir_all(&races).unwrap();
-    let mut race = format!(
-        "id = \"{RACE}\"\nname = \"Failover test\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
-         course = {:?}\nvisibility = \"public\"\nreport_interval_ms = 1000\n",
-        root.join("configs/courses/flevum_demo.gpx")
-            .display()
-            .to_string()
-    );
-    for i in 1..=RIDERS {
-        race += &format!(
-            "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\nteam = \"T\"\n\
-             device_id = \"dev-{i}\"\ndevice_token_sha256 = \"{}\"\n",
-            sha256_hex(&format!("token-{i}"))
-        );
-    }
+    let race = race_toml(RACE, "Failover test", start_ms, 1000, RIDERS);
     std::fs::write(races.join("failover.toml"), race).unwrap();
     let pin = flevum_engine::ingest::write_self_signed(
         &["localhost".to_string()],
@@ -239,6 +129,7 @@ async fn track_times(http: u16, rider: u32) -> Option<Vec<i64>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is_lost() {
+    let _one_at_a_time = SERVERS.lock().await;
     let t0 = Instant::now();
     let phase = |what: &str| eprintln!("[{:>6} ms] {what}", t0.elapsed().as_millis());
     let store = tempfile::tempdir().unwrap();
@@ -307,23 +198,7 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
             (i, c)
         })
         .collect();
-    let course = Course::from_gpx_file(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx"),
-    )
-    .unwrap();
-    let mut sim = Simulation::new(
-        CourseIndex::new(course),
-        SimConfig {
-            riders: RIDERS,
-            start_ms,
-            fix_interval_ms: 1000,
-            max_delivery_ms: 0,
-            dropouts: 0,
-            off_course_at: None,
-            crash_riders: 0,
-            ..SimConfig::default()
-        },
-    );
+    let mut sim = demo_peloton(RIDERS, start_ms);
     let mut pushed: BTreeMap<u32, BTreeSet<i64>> = BTreeMap::new();
     let mut seqs: BTreeMap<u32, u32> = BTreeMap::new();
     let mut stream_for = async |d: Duration, sim: &mut Simulation| {
@@ -496,10 +371,7 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
     }
     // A race created through the organiser API also runs on JetStream under a lease, and the
     // gateway reaches it whichever engine it asks.
-    let gpx = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx"),
-    )
-    .unwrap();
+    let gpx = std::fs::read_to_string(demo_course()).unwrap();
     let config_toml = format!(
         "id = \"uploaded\"\nname = \"Uploaded\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
          course = \"uploaded.gpx\"\n\n[[riders]]\nid = 1\nbib = \"1\"\nname = \"Solo\"\n\

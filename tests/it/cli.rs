@@ -3,11 +3,7 @@
 //! Runs the built binary as a user would; does not start servers (the engine and gateway crates
 //! test those).
 
-use std::process::Command;
-
-fn flevum() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_flevum"))
-}
+use crate::support::flevum;
 
 #[test]
 fn shipped_config_checks_ok() {

@@ -3,71 +3,23 @@
 //! recovered race state exactly once. Devices use the real client (buffer, reconnect, backfill).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use flevum_engine::core::{Course, CourseIndex};
 use flevum_engine::shard::wall_ms;
-use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_engine::simulator::Simulation;
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
+
+use crate::support::{
+    SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get, race_toml,
+};
 
 const RIDERS: u32 = 50;
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free TCP port")
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
-}
-
-/// A minimal HTTP/1.1 GET: status and body.
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    // Chunked bodies: join the chunks.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            out.push_str(tail.get(..n)?);
-            rest = tail.get(n + 2..)?;
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
 fn start_server(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flevum"))
+    flevum()
         .args(["serve", "--config"])
         .arg(config)
         .env("FLEVUM_LOG", "warn")
@@ -77,7 +29,7 @@ fn start_server(config: &Path) -> Child {
         .expect("flevum starts")
 }
 
-fn wait_ready(http: SocketAddr) {
+fn wait_ready(http: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Some((200, _)) = http_get(http, "/readyz") {
@@ -88,31 +40,11 @@ fn wait_ready(http: SocketAddr) {
     panic!("the server did not become ready");
 }
 
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Writes the server config, the race (50 riders with config-granted tokens) and a TLS
 /// certificate that survives restarts; returns (config path, pin).
 fn setup(dir: &Path, http: u16, quic: u16, start_ms: i64) -> (PathBuf, String) {
-    let course = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx");
     std::fs::create_dir_all(dir.join("races")).unwrap();
-    let mut race = format!(
-        "id = \"crash\"\nname = \"Crash test\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
-         course = {:?}\nreport_interval_ms = 1000\n",
-        course.display().to_string()
-    );
-    for i in 1..=RIDERS {
-        race.push_str(&format!(
-            "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\ndevice_id = \"dev-{i}\"\n\
-             device_token_sha256 = \"{}\"\n",
-            sha256_hex(&format!("token-{i}"))
-        ));
-    }
+    let race = race_toml("crash", "Crash test", start_ms, 1000, RIDERS);
     std::fs::write(dir.join("races/crash.toml"), race).unwrap();
     let pin = flevum_engine::ingest::write_self_signed(
         &["localhost".to_string()],
@@ -137,29 +69,13 @@ fn setup(dir: &Path, http: u16, quic: u16, start_ms: i64) -> (PathBuf, String) {
 
 #[test]
 fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
+    let _one_at_a_time = SERVERS.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
-    let http = SocketAddr::from(([127, 0, 0, 1], http_port));
+    let (http, quic_port) = (free_tcp_port(), free_udp_port());
     let start_ms = wall_ms() - 30_000;
-    let (config, pin) = setup(dir.path(), http_port, quic_port, start_ms);
+    let (config, pin) = setup(dir.path(), http, quic_port, start_ms);
 
-    let course = Course::from_gpx_file(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx"),
-    )
-    .unwrap();
-    let mut sim = Simulation::new(
-        CourseIndex::new(course),
-        SimConfig {
-            riders: RIDERS,
-            start_ms,
-            fix_interval_ms: 1000,
-            max_delivery_ms: 0,
-            dropouts: 0,
-            off_course_at: None,
-            crash_riders: 0,
-            ..SimConfig::default()
-        },
-    );
+    let mut sim = demo_peloton(RIDERS, start_ms);
 
     let mut server = start_server(&config);
     wait_ready(http);
@@ -263,7 +179,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
     let _ = server.wait();
 
     // `flevum replay` re-runs the recovered journal at 20× and serves it like a live race.
-    let mut replay = Command::new(env!("CARGO_BIN_EXE_flevum"))
+    let mut replay = flevum()
         .args(["replay", "crash", "--speed", "20", "--config"])
         .arg(&config)
         .env("FLEVUM_LOG", "warn")

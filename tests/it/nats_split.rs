@@ -5,58 +5,17 @@
 //! SKIP (pass) without the `nats-server` binary, unless `FLEVUM_REQUIRE_NATS=1`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flevum_bus::testnats::{NatsServer, free_port};
+use flevum_engine::shard::wall_ms;
 use flevum_protocol::{FanFrame, decode_frame_binary};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::{Proc, SERVERS, get, race_toml};
+
 const RACE: &str = "split";
-
-/// A child process killed on drop; its stderr goes to a file kept for failures.
-struct Proc(Child);
-
-impl Proc {
-    fn spawn(args: &[&str], log: &Path) -> Proc {
-        let err = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flevum"))
-            .args(args)
-            .env("FLEVUM_LOG", "info,async_nats=warn")
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        Proc(child)
-    }
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `GET path` on 127.0.0.1:port: (status, body), or None if nothing answers.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string())?;
-    Some((status, body))
-}
 
 /// Races the gateway on `port` follows on the bus (its Prometheus gauge; absent = 0).
 async fn watched(port: u16) -> u64 {
@@ -117,24 +76,9 @@ fn position(f: &FanFrame) -> (u64, u64) {
 
 /// Writes the engine's and gateways' configs and a live race into `dir`.
 fn write_configs(dir: &Path, gw_ports: [u16; 2]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let races = dir.join("races");
     std::fs::create_dir_all(&races).unwrap();
-    let start_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        - 60_000;
-    let mut race = format!(
-        "id = \"{RACE}\"\nname = \"Split test\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
-         course = \"{}\"\nvisibility = \"public\"\nreport_interval_ms = 5000\n",
-        root.join("configs/courses/flevum_demo.gpx").display()
-    );
-    for i in 1..=3 {
-        race += &format!(
-            "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\nteam = \"T\"\ndevice_id = \"dev-{i}\"\n"
-        );
-    }
+    let race = race_toml(RACE, "Split test", wall_ms() - 60_000, 5000, 3);
     std::fs::write(races.join("split.toml"), race).unwrap();
     std::fs::write(
         dir.join("engine.toml"),
@@ -157,6 +101,7 @@ fn write_configs(dir: &Path, gw_ports: [u16; 2]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_one_engine_fans_share_frames_and_fail_over() {
+    let _one_at_a_time = SERVERS.lock().await;
     let Some(nats) = NatsServer::start("two_gateways_one_engine", None) else {
         return;
     };

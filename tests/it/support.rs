@@ -1,0 +1,201 @@
+//! What the `flevum` binary's integration tests share: child processes of the built binary,
+//! free loopback ports, a minimal HTTP/1.1 client, race files with config-granted device tokens
+//! and the simulated peloton on the demo course.
+//!
+//! Holds no assertions of its own; each test module says what it checks.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flevum_engine::core::{Course, CourseIndex};
+use flevum_engine::simulator::{SimConfig, Simulation};
+
+/// Tests that start whole servers and device swarms run one at a time: on a 2-core CI machine
+/// two of them side by side would only test the scheduler.
+pub static SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The built `flevum` binary as a command.
+pub fn flevum() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flevum"))
+}
+
+/// A child process of the `flevum` binary, killed (SIGKILL) on drop; its stderr is appended to
+/// a log file that the test prints when it fails.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Starts `flevum ARGS…` with its stderr appended to `log`.
+    pub fn spawn(args: &[&str], log: &Path) -> Proc {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = flevum()
+            .args(args)
+            .env("FLEVUM_LOG", "info,async_nats=warn")
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Proc(child)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+/// A UDP port free on loopback right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// Hex SHA-256 of `text` (device tokens are granted by hash in race files).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (`Connection: close`): status and body, chunked
+/// bodies joined; None if nothing answers in time.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    json: Option<&str>,
+) -> Option<(u16, String)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(token) = bearer {
+        req += &format!("Authorization: Bearer {token}\r\n");
+    }
+    if let Some(body) = json {
+        req += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    req += "\r\n";
+    req += json.unwrap_or_default();
+    s.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some((status, body.to_string()));
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            break;
+        }
+        out.push_str(tail.get(..n)?);
+        rest = tail.get(n + 2..)?;
+    }
+    Some((status, out))
+}
+
+/// `GET path` (blocking).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "GET", path, None, None)
+}
+
+/// `GET path` from async tests (the blocking client on the blocking pool).
+pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || http_get(port, &path))
+        .await
+        .ok()?
+}
+
+/// `POST path` with an organiser token and a JSON body, from async tests.
+pub async fn post_json(port: u16, path: &str, token: &str, json: &str) -> Option<(u16, String)> {
+    let (path, token, json) = (path.to_string(), token.to_string(), json.to_string());
+    tokio::task::spawn_blocking(move || http(port, "POST", &path, Some(&token), Some(&json)))
+        .await
+        .ok()?
+}
+
+/// The project's own demo course (`configs/courses/flevum_demo.gpx`).
+pub fn demo_course() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/courses/flevum_demo.gpx")
+}
+
+/// A public race file on the demo course: riders 1..=`riders`, rider i on device `dev-i`
+/// granted by the hash of token `token-i`.
+pub fn race_toml(
+    id: &str,
+    name: &str,
+    start_ms: i64,
+    report_interval_ms: u32,
+    riders: u32,
+) -> String {
+    let mut race = format!(
+        "id = \"{id}\"\nname = \"{name}\"\nsport = \"road_cycling\"\nstart_ms = {start_ms}\n\
+         course = {:?}\nvisibility = \"public\"\nreport_interval_ms = {report_interval_ms}\n",
+        demo_course().display().to_string()
+    );
+    for i in 1..=riders {
+        race += &format!(
+            "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\nteam = \"T\"\n\
+             device_id = \"dev-{i}\"\ndevice_token_sha256 = \"{}\"\n",
+            sha256_hex(&format!("token-{i}"))
+        );
+    }
+    race
+}
+
+/// A steady simulated peloton of `riders` on the demo course, reporting every second from
+/// `start_ms`: no dropouts, crashes or detours (the tests count fixes, not race events).
+pub fn demo_peloton(riders: u32, start_ms: i64) -> Simulation {
+    let course = Course::from_gpx_file(demo_course()).unwrap();
+    Simulation::new(
+        CourseIndex::new(course),
+        SimConfig {
+            riders,
+            start_ms,
+            fix_interval_ms: 1000,
+            max_delivery_ms: 0,
+            dropouts: 0,
+            off_course_at: None,
+            crash_riders: 0,
+            ..SimConfig::default()
+        },
+    )
+}
