@@ -23,7 +23,7 @@ use super::rate::TokenBucket;
 use super::resumption::{SessionFacts, TicketOutcome};
 use super::seq_tracker::{SeqStatus, SeqTracker};
 use super::sink::{IngestSink, SubmitError};
-use super::tokens::{DeviceGrant, TokenStore};
+use super::tokens::{DeviceGrant, TokenLease, TokenStore};
 use super::wire;
 use super::{IngestConfig, wire::now_ms};
 
@@ -37,6 +37,8 @@ const CLOSE_SINK: u32 = 3;
 const CLOSE_PROTOCOL: u32 = 4;
 /// Application close code: the operator disconnected all devices (they reconnect).
 const CLOSE_DISCONNECTED: u32 = 5;
+/// Close code: the device's token was revoked while it was connected.
+const CLOSE_REVOKED: u32 = 6;
 
 /// State shared by the endpoint and all connection tasks.
 pub(crate) struct Shared {
@@ -312,7 +314,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
     ::metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
     ::metrics::gauge!(m::CONNECTIONS_OPEN).increment(1.0);
 
-    let Some((grant, hello, send)) = handshake(&shared, &conn, open).await else {
+    let Some((grant, lease, hello, send)) = handshake(&shared, &conn, open).await else {
         return;
     };
     tracing::Span::current().record("device", grant.device_id.as_str());
@@ -358,7 +360,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, incoming: quinn::Incoming, id: u
         }
     };
     tokio::join!(
-        serve(&shared, &state, &conn, grant, hello, send, confirmation),
+        serve(
+            &shared,
+            &state,
+            &conn,
+            (grant, lease),
+            hello,
+            send,
+            confirmation
+        ),
         replace
     );
     if let Ok(mut cur) = state.current.lock()
@@ -411,7 +421,7 @@ async fn handshake(
     shared: &Shared,
     conn: &Connection,
     open: usize,
-) -> Option<(DeviceGrant, Hello, SendStream)> {
+) -> Option<(DeviceGrant, TokenLease, Hello, SendStream)> {
     let cfg = &shared.config;
     let accepted = tokio::time::timeout(cfg.handshake_timeout, async {
         let (send, mut recv) = conn.accept_bi().await.ok()?;
@@ -487,7 +497,7 @@ async fn handshake(
         .await;
         return None;
     }
-    let Some(grant) = shared.tokens.authenticate(&hello.device_token) else {
+    let Some((grant, lease)) = shared.tokens.authenticate_lease(&hello.device_token) else {
         refuse(
             conn,
             send,
@@ -511,7 +521,7 @@ async fn handshake(
         .await;
         return None;
     }
-    Some((grant, hello, send))
+    Some((grant, lease, hello, send))
 }
 
 /// Serves an authenticated connection until it ends.
@@ -519,7 +529,7 @@ async fn serve(
     shared: &Arc<Shared>,
     state: &Arc<DeviceState>,
     conn: &Connection,
-    grant: DeviceGrant,
+    (grant, lease): (DeviceGrant, TokenLease),
     hello: Hello,
     mut send: SendStream,
     confirmation: Confirmation,
@@ -559,7 +569,7 @@ async fn serve(
         confirmation,
         last_ack_sent: acked,
     };
-    submit_loop(shared, state, conn, &grant, rx, acks).await;
+    submit_loop(shared, state, conn, (&grant, lease), rx, acks).await;
     datagrams.abort();
     streams.abort();
 }
@@ -644,7 +654,7 @@ async fn submit_loop(
     shared: &Shared,
     state: &DeviceState,
     conn: &Connection,
-    grant: &DeviceGrant,
+    (grant, mut lease): (&DeviceGrant, TokenLease),
     mut rx: mpsc::Receiver<Item>,
     acks: AckPath,
 ) {
@@ -655,6 +665,15 @@ async fn submit_loop(
     } = acks;
     let limits = shared.config.record_limits;
     while let Some(item) = rx.recv().await {
+        if !shared.tokens.still_valid(&mut lease) {
+            // Revoked while connected: nothing more is accepted from this connection, and the
+            // device's reconnect meets the same refusal as any unknown token.
+            ::metrics::counter!(m::RECORDS_REJECTED_TOTAL, m::LABEL_REASON => "token_revoked")
+                .increment(item.records.len() as u64);
+            info!(race = %grant.race_id, device = %grant.device_id, "token revoked: closing");
+            conn.close(VarInt::from_u32(CLOSE_REVOKED), b"token revoked");
+            return;
+        }
         let now = now_ms();
         let mut tracker_guard = state.tracker.lock().await;
         let Some(tracker) = tracker_guard.as_mut() else {

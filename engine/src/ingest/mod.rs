@@ -32,7 +32,7 @@ pub use seq_tracker::{SeqStatus, SeqTracker};
 pub use shard_sink::ShardSink;
 pub use sink::{IngestSink, SubmitError, SubmitFuture};
 pub use tls::{TlsConfig, fingerprint, write_self_signed};
-pub use tokens::{DeviceGrant, TokenInfo, TokenStore};
+pub use tokens::{DeviceGrant, TokenInfo, TokenLease, TokenStore};
 
 /// Configuration of the QUIC ingest endpoint.
 #[derive(Debug, Clone)]

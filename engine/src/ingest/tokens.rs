@@ -4,6 +4,8 @@
 //! token in clear after issuing it. Does not persist anything: the caller (race config, admin API)
 //! re-inserts tokens at start.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use dashmap::DashMap;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -35,6 +37,19 @@ pub struct TokenInfo {
 pub struct TokenStore {
     /// sha256(token) → grant. Hashing keeps clear tokens out of memory dumps and lists.
     by_hash: DashMap<[u8; 32], DeviceGrant>,
+    /// Counts revocations, so that open connections notice one with a single atomic load per
+    /// batch instead of a table lookup (see [`TokenStore::still_valid`]).
+    revocations: AtomicU64,
+}
+
+/// An open connection's hold on the token it logged in with: which token, and the revocation
+/// count it was last checked against.
+#[derive(Debug, Clone)]
+pub struct TokenLease {
+    /// sha256 of the token (the table key).
+    key: [u8; 32],
+    /// `revocations` when the token was last found valid.
+    checked_at: u64,
 }
 
 /// Bytes of randomness in an issued token (encoded as 2 hex digits per byte).
@@ -110,12 +125,41 @@ impl TokenStore {
         self.by_hash.get(&hash(token)).map(|g| g.value().clone())
     }
 
-    /// Revokes every token of `device_id` in `race_id`; returns how many were removed.
+    /// The grant of `token` and a lease that tells later whether it is still valid.
+    pub fn authenticate_lease(&self, token: &str) -> Option<(DeviceGrant, TokenLease)> {
+        // Read the count first: a revocation racing with this login bumps it afterwards, so the
+        // first `still_valid` looks the token up again.
+        let checked_at = self.revocations.load(Ordering::Acquire);
+        let key = hash(token);
+        let grant = self.by_hash.get(&key)?.value().clone();
+        Some((grant, TokenLease { key, checked_at }))
+    }
+
+    /// Whether the token behind `lease` is still valid: free while nothing was revoked since the
+    /// last check, one table lookup otherwise.
+    pub fn still_valid(&self, lease: &mut TokenLease) -> bool {
+        let now = self.revocations.load(Ordering::Acquire);
+        if now == lease.checked_at {
+            return true;
+        }
+        let valid = self.by_hash.contains_key(&lease.key);
+        if valid {
+            lease.checked_at = now;
+        }
+        valid
+    }
+
+    /// Revokes every token of `device_id` in `race_id`; returns how many were removed. Open
+    /// connections that logged in with one of them are closed at their next batch.
     pub fn revoke_device(&self, race_id: &str, device_id: &str) -> usize {
         let before = self.by_hash.len();
         self.by_hash
             .retain(|_, g| !(g.race_id == race_id && g.device_id == device_id));
-        before.saturating_sub(self.by_hash.len())
+        let removed = before.saturating_sub(self.by_hash.len());
+        if removed > 0 {
+            self.revocations.fetch_add(1, Ordering::AcqRel);
+        }
+        removed
     }
 
     /// The tokens of a race, without secrets, sorted by rider then device.
@@ -157,6 +201,22 @@ mod tests {
             device_id: device.into(),
             report_interval_ms: 1000,
         }
+    }
+
+    #[test]
+    fn a_lease_sees_its_own_revocation_and_no_other() {
+        let store = TokenStore::new();
+        let mine = store.issue(grant("d1", 1));
+        let other = store.issue(grant("d2", 2));
+        let (_, mut lease) = store.authenticate_lease(&mine).unwrap();
+        let (_, mut other_lease) = store.authenticate_lease(&other).unwrap();
+        assert!(store.still_valid(&mut lease));
+        assert_eq!(store.revoke_device("r1", "d2"), 1);
+        assert!(store.still_valid(&mut lease), "another device's revocation");
+        assert!(!store.still_valid(&mut other_lease));
+        assert_eq!(store.revoke_device("r1", "d1"), 1);
+        assert!(!store.still_valid(&mut lease));
+        assert!(store.authenticate_lease(&mine).is_none());
     }
 
     #[test]

@@ -389,6 +389,45 @@ async fn revoked_token_is_refused_at_next_handshake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_a_token_closes_its_open_connection_and_accepts_nothing_more() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-r", 3));
+    let other = tokens.issue(grant("dev-o", 4));
+    let sink = Arc::new(FakeSink::default());
+    let server = start(test_config(), tokens.clone(), sink.clone());
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_s, mut recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)), "{answer:?}");
+    let (_ep_o, conn_o) = raw_connect(&server).await;
+    let (_s_o, mut recv_o, answer) = raw_handshake(&conn_o, hello(&other, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)), "{answer:?}");
+    conn.send_datagram(encode_datagram(&[rec(1)]).into())
+        .unwrap();
+    wait_ack(&mut recv, 1).await;
+
+    // Revoked while connected: the next batch closes the connection and is not accepted; the
+    // other device goes on.
+    assert_eq!(tokens.revoke_device("race1", "dev-r"), 1);
+    conn.send_datagram(encode_datagram(&[rec(2)]).into())
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.reason.as_ref() == b"token revoked"),
+        "{closed:?}"
+    );
+    conn_o
+        .send_datagram(encode_datagram(&[rec(1)]).into())
+        .unwrap();
+    wait_ack(&mut recv_o, 1).await;
+    assert_eq!(sink.seqs("dev-r"), vec![1]);
+    assert_eq!(sink.seqs("dev-o"), vec![1]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrupt_record_in_a_batch_loses_none_of_the_good_ones() {
     let tokens = Arc::new(TokenStore::new());
     let token = tokens.issue(grant("dev-c", 4));
