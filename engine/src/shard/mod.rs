@@ -316,7 +316,19 @@ impl RaceRecovery {
                 "race recovered from its journal"
             );
         }
-        publisher.snapshot(race.snapshot());
+        // Behind a publish delay the opening snapshot waits like every frame: published at
+        // once, it would show fans the race as it is now, not as it was `delay` ago.
+        let snapshot = race.snapshot();
+        let delay_ms = Millis::from(race_config.publish_delay_s) * 1000;
+        let first = if delay_ms > 0 {
+            Some((
+                config.clock.now_ms() + delay_ms,
+                Published::Snapshot(snapshot),
+            ))
+        } else {
+            publisher.snapshot(snapshot);
+            None
+        };
 
         let (tx, rx) = mpsc::channel(config.command_queue.max(1));
         let handle = RaceHandle {
@@ -333,6 +345,7 @@ impl RaceRecovery {
                 race,
                 rx,
                 publisher,
+                first,
                 config.tick_interval,
                 config.clock,
                 shutdown,
@@ -355,10 +368,19 @@ fn replay_ticks(race: &mut Race, next_tick: &mut Option<Millis>, t: Millis, tick
     *next_tick = Some(next);
 }
 
+/// What a shard hands its publisher, held back by the race's publish delay.
+enum Published {
+    /// The opening snapshot (only queued when the race has a publish delay).
+    Snapshot(Snapshot),
+    /// A tick's delta or an alert.
+    Output(RaceOutput),
+}
+
 async fn run_shard(
     mut race: Race,
     mut rx: mpsc::Receiver<Command>,
     publisher: Arc<dyn FramePublisher>,
+    first: Option<(Millis, Published)>,
     tick_interval: Duration,
     clock: ShardClock,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -366,7 +388,7 @@ async fn run_shard(
     let race_id = race.config().id.clone();
     // The organiser's publish delay: frames wait this long before fans see them.
     let delay_ms = Millis::from(race.config().publish_delay_s) * 1000;
-    let mut delayed: std::collections::VecDeque<(Millis, RaceOutput)> = Default::default();
+    let mut delayed: std::collections::VecDeque<(Millis, Published)> = first.into_iter().collect();
     let mut fix_seen = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -379,16 +401,17 @@ async fn run_shard(
                 let now = clock.now_ms();
                 race.handle_tick(now);
                 while let Some(out) = race.poll_output() {
-                    delayed.push_back((now + delay_ms, out));
+                    delayed.push_back((now + delay_ms, Published::Output(out)));
                 }
                 while delayed.front().is_some_and(|(at, _)| *at <= now) {
                     let Some((_, out)) = delayed.pop_front() else { break };
                     match out {
-                        RaceOutput::Delta(d) => {
+                        Published::Snapshot(snapshot) => publisher.snapshot(snapshot),
+                        Published::Output(RaceOutput::Delta(d)) => {
                             metrics::record_fix_to_frame(&race_id, clock.now_ms(), &d, &mut fix_seen);
                             publisher.delta(d)
                         }
-                        RaceOutput::Alert(a) => {
+                        Published::Output(RaceOutput::Alert(a)) => {
                             metrics::record_alert(&race_id);
                             publisher.alert(&race_id, a);
                         }

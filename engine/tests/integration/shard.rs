@@ -175,3 +175,67 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
         "the recovered snapshot has every rider"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_publish_delay_the_opening_snapshot_waits_like_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ShardConfig {
+        journal: JournalConfig {
+            dir: dir.path().to_path_buf(),
+            ..JournalConfig::default()
+        },
+        tick_interval: Duration::from_millis(50),
+        command_queue: 64,
+        clock: Default::default(),
+    };
+    let now = wall_ms();
+    let sim = Simulation::new(
+        demo_course(),
+        SimConfig {
+            riders: 3,
+            start_ms: now - 60_000,
+            ..SimConfig::default()
+        },
+    );
+    let mut race_config = sim.race_config("delayed", "Delayed");
+    race_config.publish_delay_s = 1;
+    let collector = Arc::new(Collector::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let opened_at = std::time::Instant::now();
+    let (_race, _report, task) = open_race(
+        &config,
+        race_config,
+        sim.course().clone(),
+        collector.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    )
+    .unwrap();
+    assert!(
+        collector.snapshots.lock().unwrap().is_empty(),
+        "published at once, the snapshot would show fans the undelayed race"
+    );
+    let deadline = opened_at + Duration::from_secs(10);
+    while collector.snapshots.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = opened_at.elapsed();
+    assert_eq!(collector.snapshots.lock().unwrap().len(), 1);
+    assert!(
+        waited >= Duration::from_millis(950),
+        "the snapshot came {waited:?} after the open, before the 1 s delay"
+    );
+    // The deltas published so far all follow the snapshot's tick.
+    let snapshot_tick = collector.snapshots.lock().unwrap()[0].tick;
+    assert!(
+        collector
+            .deltas
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|d| d.tick > snapshot_tick)
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}
