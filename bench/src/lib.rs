@@ -46,3 +46,48 @@ pub fn synthetic_fixes(index: &CourseIndex, riders: u64, noise_m: f64) -> Vec<Ve
         })
         .collect()
 }
+
+/// A race fed by a simulated field of `riders` devices reporting every `fix_interval_ms`, ticked
+/// once a second for `warmup_s` seconds past the start on the RAGBRAI gravel course; returns the
+/// race, the simulation and the time of the last tick, for the race-tick bench and profiles.
+pub fn mid_race(
+    riders: u32,
+    fix_interval_ms: i64,
+    warmup_s: i64,
+) -> Result<(flevum_engine::core::Race, flevum_engine::simulator::Simulation, i64)> {
+    use flevum_engine::core::Race;
+    use flevum_engine::simulator::{SimConfig, Simulation};
+    let index = real_course("course_ragbrai_day4_gravel_128km.gpx")?;
+    let mut sim = Simulation::new(
+        index,
+        SimConfig {
+            riders,
+            fix_interval_ms,
+            ..SimConfig::default()
+        },
+    );
+    let config = sim.race_config("bench", "Bench");
+    let start = config.start_ms;
+    let mut race = Race::new(config, sim.course().clone(), 1)?;
+    let mut t = start;
+    while t < start + warmup_s * 1000 {
+        t += 1000;
+        feed_until(&mut race, &mut sim, t);
+        race.handle_tick(t);
+        while race.poll_output().is_some() {}
+    }
+    Ok((race, sim, t))
+}
+
+/// Delivers every simulated fix due by `t` to the race; returns how many were delivered.
+pub fn feed_until(
+    race: &mut flevum_engine::core::Race,
+    sim: &mut flevum_engine::simulator::Simulation,
+    t: i64,
+) -> usize {
+    let events = sim.step_until(t);
+    for e in &events {
+        let _ = race.handle_fix(e.deliver_ms, e.rider_id, &e.record);
+    }
+    events.len()
+}
