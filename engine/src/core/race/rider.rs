@@ -44,7 +44,8 @@ pub struct RiderTrack {
     matcher: Matcher,
     /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
     seen: BTreeSet<u32>,
-    /// Accepted fixes waiting for the watermark, in arrival order.
+    /// Accepted fixes waiting for the watermark, in (time, sequence) order, so the due ones are a
+    /// prefix that a tick drains without sorting or allocating.
     pending: Vec<PositionRecord>,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
@@ -74,36 +75,45 @@ impl RiderTrack {
 
     /// Queues an accepted fix until the watermark passes it.
     pub fn queue(&mut self, record: PositionRecord) {
-        self.pending.push(record);
+        // Fixes mostly arrive in order: the insertion point is found from the end.
+        let key = (record.time_ms, record.seq);
+        let at = partition_point_from_end(&self.pending, |r| (r.time_ms, r.seq) <= key);
+        self.pending.insert(at, record);
+    }
+
+    /// Event time of the earliest queued fix, if any.
+    pub fn next_due_ms(&self) -> Option<Millis> {
+        self.pending.first().map(|r| r.time_ms)
     }
 
     /// Takes the queued fixes at or before `watermark`, in time then sequence order.
     pub fn take_due(&mut self, watermark: Millis) -> Vec<PositionRecord> {
-        if self.pending.is_empty() {
-            return Vec::new();
-        }
-        let (mut due, rest): (Vec<_>, Vec<_>) =
-            self.pending.drain(..).partition(|r| r.time_ms <= watermark);
-        self.pending = rest;
-        due.sort_by_key(|r| (r.time_ms, r.seq));
+        let mut due = Vec::new();
+        self.take_due_into(watermark, &mut due);
         due
+    }
+
+    /// Like [`RiderTrack::take_due`], appending to a buffer the caller reuses.
+    pub fn take_due_into(&mut self, watermark: Millis, due: &mut Vec<PositionRecord>) {
+        let n = self.pending.partition_point(|r| r.time_ms <= watermark);
+        due.extend(self.pending.drain(..n));
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
     pub fn apply(&mut self, index: &CourseIndex, record: PositionRecord) -> Result<(), ApplyError> {
-        let at = self
-            .fixes
-            .partition_point(|f| (f.record.time_ms, f.record.seq) <= (record.time_ms, record.seq));
+        // Live fixes go at (or near) the end of a long, mostly cold log: search from the end.
+        let key = (record.time_ms, record.seq);
+        let at = partition_point_from_end(&self.fixes, |f| (f.record.time_ms, f.record.seq) <= key);
         let plausible = |other: &StoredFix| {
             let dt = (record.time_ms - other.record.time_ms).abs() as f64 / 1000.0;
-            let d = geodesic_distance_m(
-                record.lat_deg(),
-                record.lon_deg(),
-                other.record.lat_deg(),
-                other.record.lon_deg(),
-            );
             // GPS noise allowance of 50 m on top of the speed limit.
-            d <= self.max_speed_mps * dt + 50.0
+            let limit = self.max_speed_mps * dt + 50.0;
+            let (lat, lon) = (record.lat_deg(), record.lon_deg());
+            let (other_lat, other_lon) = (other.record.lat_deg(), other.record.lon_deg());
+            match surely_within(lat, lon, other_lat, other_lon, limit) {
+                Some(answer) => answer,
+                None => geodesic_distance_m(lat, lon, other_lat, other_lon) <= limit,
+            }
         };
         if (at > 0 && !plausible(&self.fixes[at - 1]))
             || (at < self.fixes.len() && !plausible(&self.fixes[at]))
@@ -257,6 +267,37 @@ impl RiderTrack {
         let gaps = &mut gaps[..k];
         gaps.sort_unstable();
         Some(gaps[k / 2])
+    }
+}
+
+/// Decides `geodesic distance <= limit_m` from a flat-earth estimate when the estimate is clearly
+/// on one side (the exact ellipsoidal distance is within 0.6 % of a spherical one, and the flat
+/// approximation is far better than that below 20 km); None when it is too close to call and the
+/// exact (iterative) distance must decide. Only short spans (under 0.05 rad of longitude and
+/// 20 km) are estimated; between fixes a second apart it always decides.
+fn surely_within(lat1: f64, lon1: f64, lat2: f64, lon2: f64, limit_m: f64) -> Option<bool> {
+    /// Mean Earth radius, metres.
+    const R: f64 = 6_371_008.8;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dphi = p2 - p1;
+    let dlambda = (lon2 - lon1).to_radians();
+    if !(dphi.is_finite() && dlambda.is_finite() && limit_m.is_finite()) || dlambda.abs() > 0.05 {
+        return None;
+    }
+    // cos of the mean latitude, by a few terms of its series (|x| <= pi/2): no libm call.
+    let m = (p1 + p2) * 0.5;
+    let x2 = m * m;
+    let cos_m = 1.0 - x2 / 2.0 + x2 * x2 / 24.0 - x2 * x2 * x2 / 720.0 + x2 * x2 * x2 * x2 / 40_320.0;
+    let (x, y) = (dlambda * cos_m.clamp(0.0, 1.0), dphi);
+    let estimate = R * (x * x + y * y).sqrt();
+    if estimate > 20_000.0 {
+        None
+    } else if estimate * 1.02 + 0.01 < limit_m {
+        Some(true)
+    } else if estimate * 0.98 - 0.01 > limit_m {
+        Some(false)
+    } else {
+        None
     }
 }
 

@@ -1,0 +1,305 @@
+//! Dense per-rider state the race tick reads: the rider id → slot table, each rider's facts
+//! cached from their fix log (refreshed only when the log changes), and the road-order sort.
+//!
+//! Owns no race logic of its own: what a status, gap or view means stays in the race module;
+//! this keeps the tick to flat arrays indexed by slot instead of map lookups per rider.
+
+use flevum_protocol::RiderStatus;
+
+use super::rider::RiderTrack;
+use crate::core::{Course, Millis};
+
+/// Marks "no slot" in the direct table.
+const NO_SLOT: u32 = u32::MAX;
+
+/// Rider id → slot (the rider's index in id order).
+#[derive(Debug, Clone)]
+pub(super) struct RiderSlots {
+    /// Rider ids in ascending order: slot `i` is `ids[i]`.
+    ids: Vec<u32>,
+    /// Slot by id when ids are small enough for a direct table (the usual bib-like numbering).
+    direct: Vec<u32>,
+}
+
+impl RiderSlots {
+    /// A table for unique `ids` in ascending order.
+    pub(super) fn new(ids: Vec<u32>) -> RiderSlots {
+        let max = ids.last().map_or(0, |&m| m as usize);
+        let direct = if max <= ids.len() * 4 + 4096 {
+            let mut direct = vec![NO_SLOT; max + 1];
+            for (slot, &id) in ids.iter().enumerate() {
+                direct[id as usize] = slot as u32;
+            }
+            direct
+        } else {
+            Vec::new()
+        };
+        RiderSlots { ids, direct }
+    }
+
+    /// The slot of a rider id.
+    pub(super) fn get(&self, id: u32) -> Option<usize> {
+        if self.direct.is_empty() {
+            self.ids.binary_search(&id).ok()
+        } else {
+            match self.direct.get(id as usize) {
+                Some(&s) if s != NO_SLOT => Some(s as usize),
+                _ => None,
+            }
+        }
+    }
+
+    /// The rider id in a slot.
+    pub(super) fn id(&self, slot: usize) -> u32 {
+        self.ids[slot]
+    }
+
+    /// Number of riders.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// What the tick needs to know about one rider, derived from the fix and passage logs; valid
+/// until the rider's applied fixes, the start time or the course change.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RiderFacts {
+    /// Event time of the last applied fix.
+    pub last_time: Option<Millis>,
+    /// Latest passage: (distance along course, time).
+    pub last_passage: Option<(f64, Millis)>,
+    /// Smoothed speed along the course, m/s.
+    pub speed_mps: f64,
+    /// The last fix was judged off course.
+    pub off_course: bool,
+    /// Distance of the last fix from the course, metres (for the off-course alert).
+    pub lateral_m: f64,
+    /// Battery of the last fix, when it is a valid percentage.
+    pub battery_pct: Option<u8>,
+    /// Finish time, once the rider has crossed the line after the start.
+    pub finish_time: Option<Millis>,
+    /// Silence after which the device counts as lost, ms.
+    pub lost_after_ms: Millis,
+    /// Moved less than the stopped speed over the stopped window before the last fix.
+    pub stopped: bool,
+    /// Published latitude (rounded to 1e-6°).
+    pub view_lat: f64,
+    /// Published longitude (rounded to 1e-6°).
+    pub view_lon: f64,
+    /// Published distance along course (rounded), metres.
+    pub view_distance_m: f64,
+    /// Published speed, km/h with one decimal.
+    pub view_speed_kmh: f32,
+    /// Published time of the last fix, ms (0 without fixes).
+    pub last_fix_ms: Millis,
+    /// Finish ETA (whole seconds) for when the rider is racing.
+    pub eta_if_racing: Option<Millis>,
+}
+
+/// Race-wide inputs of [`RiderFacts::of`].
+pub(super) struct FactInputs<'a> {
+    /// The course (length, positions).
+    pub course: &'a Course,
+    /// Race start, ms.
+    pub start_ms: Millis,
+    /// Configured reporting interval, ms (when the device's own is not known yet).
+    pub report_interval_ms: Millis,
+    /// Reporting intervals without a fix before the signal counts as lost.
+    pub signal_lost_intervals: f64,
+    /// Stopped window, ms.
+    pub stopped_window_ms: Millis,
+    /// Stopped speed, m/s.
+    pub stopped_speed_mps: f64,
+    /// A rider within this distance of the end has finished, metres.
+    pub finish_tolerance_m: f64,
+    /// Whether a coordinate lies in a privacy zone.
+    pub in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
+}
+
+impl RiderFacts {
+    /// Facts of a rider from their logs.
+    pub(super) fn of(rider: &RiderTrack, inputs: &FactInputs<'_>) -> RiderFacts {
+        let course = inputs.course;
+        let last = rider.last();
+        let last_passage = rider.last_passage();
+        let speed = rider.speed_mps();
+        let length = course.length_m();
+        // Most riders have not reached the line: skip the passage-log search for them.
+        let finish_time = match last_passage {
+            Some((d, _)) if d >= length - inputs.finish_tolerance_m || d.is_nan() => rider
+                .time_at(length - inputs.finish_tolerance_m)
+                .filter(|&t| t >= inputs.start_ms),
+            _ => None,
+        };
+        let interval = rider
+            .report_interval_ms()
+            .unwrap_or(inputs.report_interval_ms);
+        let lost_after_ms =
+            ((interval as f64 * inputs.signal_lost_intervals) as Millis).max(20_000);
+        let window = inputs.stopped_window_ms;
+        let stopped = last.is_some_and(|f| {
+            let t = f.record.time_ms;
+            t - inputs.start_ms >= window
+                && matches!(
+                    (last_passage, rider.distance_at(t - window)),
+                    (Some((d_now, _)), Some(d_then))
+                        if d_now - d_then < inputs.stopped_speed_mps * window as f64 / 1000.0
+                )
+        });
+        let last_fix_ms = last.map_or(0, |f| f.record.time_ms);
+        let distance_m = last_passage.map_or(0.0, |(d, _)| d);
+        let (lat, lon) = match last {
+            Some(f) if f.matched.matched && !f.matched.off_course => course.position_at(distance_m),
+            // Off the course the raw position is shown, unless it lies in a privacy zone: then
+            // the last point on the course stands in for it.
+            Some(f) if (inputs.in_privacy_zone)(f.record.lat_deg(), f.record.lon_deg()) => {
+                course.position_at(distance_m)
+            }
+            Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
+            None => course.position_at(0.0),
+        };
+        let remaining = length - distance_m;
+        RiderFacts {
+            last_time: last.map(|f| f.record.time_ms),
+            last_passage,
+            speed_mps: speed,
+            off_course: last.is_some_and(|f| f.matched.off_course),
+            lateral_m: last.map_or(0.0, |f| f.matched.lateral_m),
+            battery_pct: last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
+            finish_time,
+            lost_after_ms,
+            stopped,
+            view_lat: (lat * 1e6).round() / 1e6,
+            view_lon: (lon * 1e6).round() / 1e6,
+            view_distance_m: distance_m.round(),
+            view_speed_kmh: ((speed * 3.6 * 10.0).round() / 10.0) as f32,
+            last_fix_ms,
+            eta_if_racing: (speed > 1.0)
+                .then(|| last_fix_ms + (remaining / speed * 1000.0) as Millis)
+                .map(|t| t / 1000 * 1000),
+        }
+    }
+
+    /// The rider's status at `watermark` (`abandoned` and `started` are race facts).
+    pub(super) fn status(
+        &self,
+        abandoned: bool,
+        started: bool,
+        start_ms: Millis,
+        watermark: Millis,
+    ) -> RiderStatus {
+        if abandoned {
+            return RiderStatus::Abandoned;
+        }
+        if self.finish_time.is_some() {
+            return RiderStatus::Finished;
+        }
+        let Some(last_time) = self.last_time else {
+            return RiderStatus::NotStarted;
+        };
+        if !started || last_time < start_ms {
+            return RiderStatus::NotStarted;
+        }
+        if watermark - last_time > self.lost_after_ms {
+            return RiderStatus::SignalLost;
+        }
+        if self.off_course {
+            return RiderStatus::OffCourse;
+        }
+        if self.stopped {
+            return RiderStatus::Stopped;
+        }
+        RiderStatus::Racing
+    }
+
+    /// Distance at `t`, projected from the last passage at the current speed (at most 30 s
+    /// ahead); the same as [`RiderTrack::distance_projected`].
+    pub(super) fn distance_projected(&self, t: Millis) -> Option<f64> {
+        let (d, last) = self.last_passage?;
+        let dt = ((t - last) as f64 / 1000.0).clamp(0.0, 30.0);
+        Some(d + self.speed_mps * dt)
+    }
+}
+
+/// One rider on the road while the road order is sorted.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RoadEntry {
+    /// Distance projected to the watermark (the sort key, larger first).
+    pub projected_m: f64,
+    /// Rider id (ties: smaller first).
+    pub rider_id: u32,
+    /// Rider slot.
+    pub slot: u32,
+}
+
+/// Front first: by projected distance, then by rider id (a total order, so every correct sort
+/// gives the same result).
+fn road_before(a: &RoadEntry, b: &RoadEntry) -> std::cmp::Ordering {
+    b.projected_m
+        .total_cmp(&a.projected_m)
+        .then(a.rider_id.cmp(&b.rider_id))
+}
+
+/// Sorts the road order. The entries come in last tick's order, which riders change only a
+/// little from one second to the next, so an insertion sort does a few moves per rider; when it
+/// has done more than a budget of moves (a reshuffle) it leaves the rest to the library sort.
+pub(super) fn sort_road(entries: &mut [RoadEntry]) {
+    let budget = entries.len() * 8 + 64;
+    let mut moves = 0usize;
+    for i in 1..entries.len() {
+        let mut j = i;
+        while j > 0 && road_before(&entries[j], &entries[j - 1]).is_lt() {
+            entries.swap(j, j - 1);
+            j -= 1;
+        }
+        moves += i - j;
+        if moves > budget {
+            entries.sort_unstable_by(road_before);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn road_sort_matches_the_library_sort(
+            keys in proptest::collection::vec((0u8..40, 0u32..50), 0..400),
+            shuffle in any::<bool>(),
+        ) {
+            let mut entries: Vec<RoadEntry> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &(d, jitter))| RoadEntry {
+                    projected_m: f64::from(d) * 10.0 + if shuffle { f64::from(jitter) } else { 0.0 },
+                    rider_id: i as u32,
+                    slot: i as u32,
+                })
+                .collect();
+            let mut expected = entries.clone();
+            expected.sort_by(road_before);
+            sort_road(&mut entries);
+            let got: Vec<u32> = entries.iter().map(|e| e.rider_id).collect();
+            let want: Vec<u32> = expected.iter().map(|e| e.rider_id).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn slots_find_every_id_and_nothing_else(
+            ids in proptest::collection::btree_set(0u32..100_000, 1..200),
+            probe in 0u32..100_000,
+        ) {
+            let ids: Vec<u32> = ids.into_iter().collect();
+            let slots = RiderSlots::new(ids.clone());
+            for (i, &id) in ids.iter().enumerate() {
+                prop_assert_eq!(slots.get(id), Some(i));
+                prop_assert_eq!(slots.id(i), id);
+            }
+            prop_assert_eq!(slots.get(probe), ids.binary_search(&probe).ok());
+        }
+    }
+}
