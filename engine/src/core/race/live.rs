@@ -224,37 +224,53 @@ impl RiderFacts {
 /// One rider on the road while the road order is sorted.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RoadEntry {
-    /// Distance projected to the watermark (the sort key, larger first).
-    pub projected_m: f64,
+    /// The projected distance as an integer that sorts ascending as the distance sorts
+    /// descending (see [`descending_key`]).
+    pub key: u64,
     /// Rider id (ties: smaller first).
     pub rider_id: u32,
     /// Rider slot.
     pub slot: u32,
 }
 
-/// Front first: by projected distance, then by rider id (a total order, so every correct sort
-/// gives the same result).
-fn road_before(a: &RoadEntry, b: &RoadEntry) -> std::cmp::Ordering {
-    b.projected_m
-        .total_cmp(&a.projected_m)
-        .then(a.rider_id.cmp(&b.rider_id))
+impl RoadEntry {
+    /// An entry for a rider projected to `projected_m` along the course.
+    pub(super) fn new(projected_m: f64, rider_id: u32, slot: u32) -> RoadEntry {
+        RoadEntry {
+            key: descending_key(projected_m),
+            rider_id,
+            slot,
+        }
+    }
 }
 
-/// Sorts the road order. The entries come in last tick's order, which riders change only a
-/// little from one second to the next, so an insertion sort does a few moves per rider; when it
-/// has done more than a budget of moves (a reshuffle) it leaves the rest to the library sort.
+/// Maps a distance to an integer whose ascending order is the distance's descending
+/// `f64::total_cmp` order (the same bit trick `total_cmp` uses), so the road sort compares
+/// integers.
+pub(super) fn descending_key(x: f64) -> u64 {
+    let bits = x.to_bits() as i64;
+    let ordered = bits ^ ((((bits >> 63) as u64) >> 1) as i64);
+    !((ordered as u64) ^ (1 << 63))
+}
+
+/// Sorts the road order: front first, by projected distance, then by rider id (a total order,
+/// so every correct sort gives the same result). The entries come in last tick's order, which
+/// riders change only locally from one second to the next, so an insertion sort does a few
+/// moves per rider; past a budget of moves (a reshuffle) it leaves the rest to the library sort.
 pub(super) fn sort_road(entries: &mut [RoadEntry]) {
-    let budget = entries.len() * 8 + 64;
+    let budget = entries.len() * 32 + 64;
     let mut moves = 0usize;
     for i in 1..entries.len() {
+        let e = entries[i];
         let mut j = i;
-        while j > 0 && road_before(&entries[j], &entries[j - 1]).is_lt() {
-            entries.swap(j, j - 1);
+        while j > 0 && (e.key, e.rider_id) < (entries[j - 1].key, entries[j - 1].rider_id) {
+            entries[j] = entries[j - 1];
             j -= 1;
         }
+        entries[j] = e;
         moves += i - j;
         if moves > budget {
-            entries.sort_unstable_by(road_before);
+            entries.sort_unstable_by_key(|e| (e.key, e.rider_id));
             return;
         }
     }
@@ -265,26 +281,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The order the road sort must give: distance descending by `total_cmp`, then id.
+    fn road_before(a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+    }
+
     proptest! {
+        #[test]
+        fn descending_key_orders_like_total_cmp(a in any::<f64>(), b in any::<f64>()) {
+            prop_assert_eq!(descending_key(a).cmp(&descending_key(b)), b.total_cmp(&a));
+        }
+
         #[test]
         fn road_sort_matches_the_library_sort(
             keys in proptest::collection::vec((0u8..40, 0u32..50), 0..400),
             shuffle in any::<bool>(),
         ) {
-            let mut entries: Vec<RoadEntry> = keys
+            let riders: Vec<(f64, u32)> = keys
                 .iter()
                 .enumerate()
-                .map(|(i, &(d, jitter))| RoadEntry {
-                    projected_m: f64::from(d) * 10.0 + if shuffle { f64::from(jitter) } else { 0.0 },
-                    rider_id: i as u32,
-                    slot: i as u32,
+                .map(|(i, &(d, jitter))| {
+                    let jitter = if shuffle { f64::from(jitter) } else { 0.0 };
+                    (f64::from(d) * 10.0 + jitter, (i as u32 * 7919) % 1000)
                 })
                 .collect();
-            let mut expected = entries.clone();
+            let mut entries: Vec<RoadEntry> = riders
+                .iter()
+                .enumerate()
+                .map(|(i, &(d, id))| RoadEntry::new(d, id, i as u32))
+                .collect();
+            let mut expected = riders.clone();
             expected.sort_by(road_before);
             sort_road(&mut entries);
             let got: Vec<u32> = entries.iter().map(|e| e.rider_id).collect();
-            let want: Vec<u32> = expected.iter().map(|e| e.rider_id).collect();
+            let want: Vec<u32> = expected.iter().map(|e| e.1).collect();
             prop_assert_eq!(got, want);
         }
 

@@ -298,6 +298,8 @@ struct TickWork {
     rank: Vec<u32>,
     /// (tick) of riders already placed in the ranking by finish or road order.
     placed: Vec<u64>,
+    /// Views that changed this tick, before they move into the delta.
+    changed_views: Vec<RiderView>,
 }
 
 /// A rider's last computed time gaps, reused while neither rider involved has new fixes.
@@ -347,6 +349,13 @@ fn in_zones(zones: &[PrivacyZone], lat: f64, lon: f64) -> bool {
 fn gap_behind(ahead: &RiderTrack, d: f64, t: Millis) -> Option<i64> {
     ahead
         .time_at_or_projected(d)
+        .map(|passed| (t - passed).max(0))
+}
+
+/// [`gap_behind`] searching `ahead`'s passages from a hint (see [`RiderTrack::time_at_near`]).
+fn gap_behind_near(ahead: &RiderTrack, d: f64, t: Millis, hint: &mut usize) -> Option<i64> {
+    ahead
+        .time_at_or_projected_near(d, hint)
         .map(|passed| (t - passed).max(0))
 }
 
@@ -761,10 +770,7 @@ impl Race {
             if on_road(slot)
                 && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
             {
-                entries[kept] = RoadEntry {
-                    projected_m,
-                    ..entries[k]
-                };
+                entries[kept] = RoadEntry::new(projected_m, entries[k].rider_id, slot as u32);
                 kept += 1;
                 work.road_index[slot] = (tick, 0);
             }
@@ -775,17 +781,15 @@ impl Race {
                 && on_road(slot)
                 && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
             {
-                entries.push(RoadEntry {
-                    projected_m,
-                    rider_id: self.slots.id(slot),
-                    slot: slot as u32,
-                });
+                entries.push(RoadEntry::new(projected_m, self.slots.id(slot), slot as u32));
             }
         }
         sort_road(&mut entries);
         let road = &mut work.road;
         road.clear();
         let leader = entries.first().map(|e| e.slot);
+        // Riders come in road order, so each gap to the leader is read near the previous one.
+        let mut leader_hint = usize::MAX;
         for (i, e) in entries.iter().enumerate() {
             let slot = e.slot as usize;
             let Some((d, t)) = self.facts[slot].last_passage else {
@@ -816,7 +820,8 @@ impl Race {
                     {
                         memo.leader = l;
                         memo.leader_tick = tick;
-                        memo.leader_gap = gap_behind(&self.riders[l as usize], d, t);
+                        memo.leader_gap =
+                            gap_behind_near(&self.riders[l as usize], d, t, &mut leader_hint);
                     }
                     memo.leader_gap
                 }
@@ -1489,7 +1494,7 @@ impl Race {
         self.rank_riders();
         let first_finish = self.finish_order.first().map(|(_, w)| *w);
         let mut views = std::mem::take(&mut self.views);
-        let mut states: Vec<RiderView> = Vec::new();
+        let mut states = std::mem::take(&mut self.work.changed_views);
         if views.len() == self.riders.len() {
             // Every rider has a view (after the first tick): compare in place, in id order.
             for (slot, old) in views.values_mut().enumerate() {
@@ -1508,6 +1513,9 @@ impl Race {
             }
         }
         self.views = views;
+        // The delta gets an exactly sized copy; the scratch keeps its capacity for next tick.
+        let changed: Vec<RiderView> = states.drain(..).collect();
+        self.work.changed_views = states;
         let groups_changed = !self.group_views_current();
         if groups_changed {
             self.group_views = self
@@ -1529,7 +1537,7 @@ impl Race {
             epoch: self.epoch,
             tick: self.tick,
             time_ms: now,
-            states,
+            states: changed,
             groups: groups_changed.then(|| self.group_views.clone()),
             alerts: std::mem::take(&mut self.tick_alerts),
         };

@@ -186,6 +186,20 @@ impl RiderTrack {
     /// When the rider passed `distance_m` (interpolated), if they have.
     pub fn time_at(&self, distance_m: f64) -> Option<Millis> {
         let i = partition_point_from_end(&self.passages, |p| p.0 < distance_m);
+        self.time_at_index(distance_m, i)
+    }
+
+    /// [`RiderTrack::time_at`] with the search starting at `hint`, the passage index an earlier
+    /// query at a nearby distance ended at (updated): many queries at neighbouring distances,
+    /// such as every rider's gap to the leader in road order, then cost a few probes each.
+    pub fn time_at_near(&self, distance_m: f64, hint: &mut usize) -> Option<Millis> {
+        let i = partition_point_near(&self.passages, *hint, |p| p.0 < distance_m);
+        *hint = i;
+        self.time_at_index(distance_m, i)
+    }
+
+    /// The passage time at `distance_m`, given the index of the first passage at or beyond it.
+    fn time_at_index(&self, distance_m: f64, i: usize) -> Option<Millis> {
         if i >= self.passages.len() {
             return None;
         }
@@ -205,7 +219,20 @@ impl RiderTrack {
     /// When the rider passed (or, at their current speed, will pass) `distance_m`; projects at
     /// most 30 s beyond the last fix.
     pub fn time_at_or_projected(&self, distance_m: f64) -> Option<Millis> {
-        if let Some(t) = self.time_at(distance_m) {
+        let t = self.time_at(distance_m);
+        self.or_projected(distance_m, t)
+    }
+
+    /// [`RiderTrack::time_at_or_projected`] searching from a hint, as in
+    /// [`RiderTrack::time_at_near`].
+    pub fn time_at_or_projected_near(&self, distance_m: f64, hint: &mut usize) -> Option<Millis> {
+        let t = self.time_at_near(distance_m, hint);
+        self.or_projected(distance_m, t)
+    }
+
+    /// A passage time, or else the projection of the rider to `distance_m`.
+    fn or_projected(&self, distance_m: f64, passed: Option<Millis>) -> Option<Millis> {
+        if let Some(t) = passed {
             return Some(t);
         }
         let (d, t) = self.last_passage()?;
@@ -270,6 +297,41 @@ impl RiderTrack {
     }
 }
 
+/// `slice::partition_point` (`pred` holds for a prefix) searched by galloping out from `hint`
+/// in whichever direction the answer lies: O(log distance) from the hint.
+fn partition_point_near<T>(v: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
+    let n = v.len();
+    let h = hint.min(n);
+    if h > 0 && !pred(&v[h - 1]) {
+        // The answer is at most h - 1: gallop down.
+        let mut hi = h - 1;
+        let mut step = 1usize;
+        loop {
+            let probe = hi.saturating_sub(step);
+            if pred(&v[probe]) {
+                return probe + 1 + v[probe + 1..hi].partition_point(&pred);
+            }
+            if probe == 0 {
+                return 0;
+            }
+            hi = probe;
+            step = step.saturating_mul(2);
+        }
+    }
+    // Everything before h satisfies `pred`: gallop up.
+    let mut lo = h;
+    let mut step = 1usize;
+    while lo < n {
+        let probe = lo.saturating_add(step - 1).min(n - 1);
+        if !pred(&v[probe]) {
+            return lo + v[lo..probe].partition_point(&pred);
+        }
+        lo = probe + 1;
+        step = step.saturating_mul(2);
+    }
+    n
+}
+
 /// Decides `geodesic distance <= limit_m` from a flat-earth estimate when the estimate is clearly
 /// on one side (the exact ellipsoidal distance is within 0.6 % of a spherical one, and the flat
 /// approximation is far better than that below 20 km); None when it is too close to call and the
@@ -320,10 +382,50 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::partition_point_from_end;
+    use super::{partition_point_from_end, partition_point_near, surely_within};
+    use crate::core::geodesy::geodesic_distance_m;
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn search_from_a_hint_agrees_with_binary_search(
+            mut v in proptest::collection::vec(0i64..1000, 0..300),
+            x in -5i64..1005,
+            hint in 0usize..400,
+        ) {
+            v.sort_unstable();
+            prop_assert_eq!(partition_point_near(&v, hint, |&e| e < x), v.partition_point(|&e| e < x));
+            prop_assert_eq!(partition_point_near(&v, hint, |&e| e <= x), v.partition_point(|&e| e <= x));
+        }
+
+        #[test]
+        fn quick_plausibility_verdicts_agree_with_the_geodesic(
+            lat in -89.9f64..89.9,
+            lon in -180.0f64..180.0,
+            north_m in -30_000.0f64..30_000.0,
+            east_m in -30_000.0f64..30_000.0,
+            limit_m in 0.0f64..40_000.0,
+        ) {
+            let lat2 = (lat + north_m / 111_000.0).clamp(-89.99, 89.99);
+            let lon2 = lon + east_m / (111_000.0 * lat.to_radians().cos().max(0.01));
+            if let Some(verdict) = surely_within(lat, lon, lat2, lon2, limit_m) {
+                prop_assert_eq!(verdict, geodesic_distance_m(lat, lon, lat2, lon2) <= limit_m);
+            }
+        }
+
+        #[test]
+        fn quick_plausibility_decides_between_neighbouring_fixes(
+            lat in -70.0f64..70.0,
+            lon in -180.0f64..180.0,
+            north_m in -20.0f64..20.0,
+            east_m in -20.0f64..20.0,
+        ) {
+            let lat2 = lat + north_m / 111_000.0;
+            let lon2 = lon + east_m / (111_000.0 * lat.to_radians().cos());
+            // One second at road-cycling speed plus the noise allowance.
+            prop_assert_eq!(surely_within(lat, lon, lat2, lon2, 85.0), Some(true));
+        }
+
         #[test]
         fn galloping_search_agrees_with_binary_search(
             mut v in proptest::collection::vec(0i64..1000, 0..300),
