@@ -4,7 +4,9 @@
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured_tick*'
 //!  target/release/examples/race_tick_profile 5000 1000 300 5`
 //!
-//! Arguments: riders, device reporting interval ms, warm-up seconds, measured ticks.
+//! Arguments: riders, device reporting interval ms, warm-up seconds, measured ticks, and which
+//! ticks go through `measured_tick` (`busy`: the whole-second ticks that apply the fixes,
+//! `quiet`: the half-second ticks between them, `both`: all; the others go through `other_tick`).
 
 use std::time::Instant;
 
@@ -15,6 +17,13 @@ use flevum_engine::core::Race;
 /// One measured tick and its outputs (a symbol of its own for callgrind's `--toggle-collect`).
 #[inline(never)]
 fn measured_tick(race: &mut Race, t: i64) {
+    race.handle_tick(t);
+    while race.poll_output().is_some() {}
+}
+
+/// A tick that is not being counted.
+#[inline(never)]
+fn other_tick(race: &mut Race, t: i64) {
     race.handle_tick(t);
     while race.poll_output().is_some() {}
 }
@@ -30,6 +39,12 @@ fn main() -> anyhow::Result<()> {
     let interval = arg(2, 1000)?;
     let warmup = arg(3, 1200)?;
     let ticks = arg(4, 50)?;
+    let which = std::env::args().nth(5).unwrap_or_else(|| "both".into());
+    let (busy_fn, quiet_fn): (fn(&mut Race, i64), fn(&mut Race, i64)) = match which.as_str() {
+        "busy" => (measured_tick, other_tick),
+        "quiet" => (other_tick, measured_tick),
+        _ => (measured_tick, measured_tick),
+    };
     let (mut race, mut sim, mut t) = mid_race(riders, interval, warmup)?;
     let mut busy = Vec::new();
     let mut quiet = Vec::new();
@@ -37,10 +52,10 @@ fn main() -> anyhow::Result<()> {
         t += 1000;
         feed_until(&mut race, &mut sim, t);
         let started = Instant::now();
-        measured_tick(&mut race, t);
+        busy_fn(&mut race, t);
         busy.push(started.elapsed());
         let started = Instant::now();
-        measured_tick(&mut race, t + 500);
+        quiet_fn(&mut race, t + 500);
         quiet.push(started.elapsed());
     }
     busy.sort();
