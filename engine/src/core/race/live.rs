@@ -255,10 +255,10 @@ pub(super) fn descending_key(x: f64) -> u64 {
 
 /// Sorts the road order: front first, by projected distance, then by rider id (a total order,
 /// so every correct sort gives the same result). The entries come in last tick's order, which
-/// riders change only locally from one second to the next, so an insertion sort does a few
-/// moves per rider; past a budget of moves (a reshuffle) it leaves the rest to the library sort.
+/// often changes only locally (between fixes, everyone is projected forward at their own speed),
+/// so an insertion sort starts; as soon as it has moved riders more than a few places each on
+/// average (new fixes reshuffled a dense bunch) it leaves the rest to the library sort.
 pub(super) fn sort_road(entries: &mut [RoadEntry]) {
-    let budget = entries.len() * 32 + 64;
     let mut moves = 0usize;
     for i in 1..entries.len() {
         let e = entries[i];
@@ -269,7 +269,7 @@ pub(super) fn sort_road(entries: &mut [RoadEntry]) {
         }
         entries[j] = e;
         moves += i - j;
-        if moves > budget {
+        if moves > i * 16 + 256 {
             entries.sort_unstable_by_key(|e| (e.key, e.rider_id));
             return;
         }
