@@ -6,7 +6,7 @@
 
 use flevum_protocol::RiderStatus;
 
-use super::rider::RiderTrack;
+use super::rider::{RiderTrack, partition_point_near};
 use crate::core::{Course, Millis};
 
 /// Marks "no slot" in the direct table.
@@ -148,12 +148,16 @@ impl RiderFacts {
         });
         let last_fix_ms = last.map_or(0, |f| f.record.time_ms);
         let distance_m = last_passage.map_or(0.0, |(d, _)| d);
+        // The last fix's matched segment is where the course lookups start.
+        let near = last.map_or(0, |f| f.matched.segment);
         let (lat, lon) = match last {
-            Some(f) if f.matched.matched && !f.matched.off_course => course.position_at(distance_m),
+            Some(f) if f.matched.matched && !f.matched.off_course => {
+                position_near(course, distance_m, near)
+            }
             // Off the course the raw position is shown, unless it lies in a privacy zone: then
             // the last point on the course stands in for it.
             Some(f) if (inputs.in_privacy_zone)(f.record.lat_deg(), f.record.lon_deg()) => {
-                course.position_at(distance_m)
+                position_near(course, distance_m, near)
             }
             Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
             None => course.position_at(0.0),
@@ -219,6 +223,22 @@ impl RiderFacts {
         let dt = ((t - last) as f64 / 1000.0).clamp(0.0, 30.0);
         Some(d + self.speed_mps * dt)
     }
+}
+
+/// [`Course::position_at`] with the segment search starting at segment `near` (the same
+/// arithmetic, so the same result; a rider's distance is nearly always in or next to the segment
+/// their last fix matched, so this costs a probe or two instead of a search of the whole course).
+pub(super) fn position_near(course: &Course, distance_m: f64, near: usize) -> (f64, f64) {
+    let points = course.points();
+    if points.len() < 2 {
+        return course.position_at(distance_m);
+    }
+    let i = partition_point_near(points, near + 1, |p| p.distance_m <= distance_m)
+        .saturating_sub(1)
+        .min(points.len() - 2);
+    let (a, b) = (&points[i], &points[i + 1]);
+    let t = ((distance_m - a.distance_m) / (b.distance_m - a.distance_m)).clamp(0.0, 1.0);
+    (a.lat + (b.lat - a.lat) * t, a.lon + (b.lon - a.lon) * t)
 }
 
 /// One rider on the road while the road order is sorted.
@@ -316,6 +336,18 @@ mod tests {
             let got: Vec<u32> = entries.iter().map(|e| e.rider_id).collect();
             let want: Vec<u32> = expected.iter().map(|e| e.1).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn position_near_is_position_at(
+            distance_m in -100.0f64..3_300.0,
+            near in 0usize..40,
+        ) {
+            let points: Vec<(f64, f64)> =
+                (0..30).map(|i| (52.0 + f64::from(i) * 0.001, 5.0 + f64::from(i % 7) * 0.0005)).collect();
+            let course = Course::from_points("test", &points.iter().map(|&(lat, lon)| (lat, lon, None)).collect::<Vec<_>>())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(position_near(&course, distance_m, near), course.position_at(distance_m));
         }
 
         #[test]

@@ -299,7 +299,7 @@ impl RiderTrack {
 
 /// `slice::partition_point` (`pred` holds for a prefix) searched by galloping out from `hint`
 /// in whichever direction the answer lies: O(log distance) from the hint.
-fn partition_point_near<T>(v: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
+pub(super) fn partition_point_near<T>(v: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
     let n = v.len();
     let h = hint.min(n);
     if h > 0 && !pred(&v[h - 1]) {
