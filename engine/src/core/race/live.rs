@@ -139,12 +139,25 @@ impl RiderFacts {
         let window = inputs.stopped_window_ms;
         let stopped = last.is_some_and(|f| {
             let t = f.record.time_ms;
-            t - inputs.start_ms >= window
-                && matches!(
-                    (last_passage, rider.distance_at(t - window)),
-                    (Some((d_now, _)), Some(d_then))
-                        if d_now - d_then < inputs.stopped_speed_mps * window as f64 / 1000.0
-                )
+            let Some((d_now, _)) = last_passage else {
+                return false;
+            };
+            if t - inputs.start_ms < window {
+                return false;
+            }
+            let threshold = inputs.stopped_speed_mps * window as f64 / 1000.0;
+            // A recent passage inside the window that is already `threshold` behind proves the
+            // rider moved: the distance at the window's start can only be smaller. Decides most
+            // riders from the inline tail without reading the log.
+            let moved = rider
+                .tail()
+                .iter()
+                .find(|p| p.1 > t - window)
+                .is_some_and(|p| d_now - p.0 >= threshold);
+            !moved
+                && rider
+                    .distance_at(t - window)
+                    .is_some_and(|d_then| d_now - d_then < threshold)
         });
         let last_fix_ms = last.map_or(0, |f| f.record.time_ms);
         let distance_m = last_passage.map_or(0.0, |(d, _)| d);
@@ -241,32 +254,35 @@ pub(super) fn position_near(course: &Course, distance_m: f64, near: usize) -> (f
     (a.lat + (b.lat - a.lat) * t, a.lon + (b.lon - a.lon) * t)
 }
 
-/// One rider on the road while the road order is sorted.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RoadEntry {
-    /// The projected distance as an integer that sorts ascending as the distance sorts
-    /// descending (see [`descending_key`]).
-    pub key: u64,
-    /// Rider id (ties: smaller first).
-    pub rider_id: u32,
-    /// Rider slot.
-    pub slot: u32,
-}
+/// One rider on the road while the road order is sorted: one integer that orders riders front
+/// first (the projected distance as a [`descending_key`], then the rider id, then the slot, which
+/// follows the id), so that the sort compares plain integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct RoadEntry(u128);
 
 impl RoadEntry {
     /// An entry for a rider projected to `projected_m` along the course.
     pub(super) fn new(projected_m: f64, rider_id: u32, slot: u32) -> RoadEntry {
-        RoadEntry {
-            key: descending_key(projected_m),
-            rider_id,
-            slot,
-        }
+        RoadEntry(
+            (u128::from(descending_key(projected_m)) << 64)
+                | (u128::from(rider_id) << 32)
+                | u128::from(slot),
+        )
+    }
+
+    /// The rider id.
+    pub(super) fn rider_id(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// The rider slot.
+    pub(super) fn slot(self) -> u32 {
+        self.0 as u32
     }
 }
 
 /// Maps a distance to an integer whose ascending order is the distance's descending
-/// `f64::total_cmp` order (the same bit trick `total_cmp` uses), so the road sort compares
-/// integers.
+/// `f64::total_cmp` order (the same bit trick `total_cmp` uses).
 pub(super) fn descending_key(x: f64) -> u64 {
     let bits = x.to_bits() as i64;
     let ordered = bits ^ ((((bits >> 63) as u64) >> 1) as i64);
@@ -283,14 +299,14 @@ pub(super) fn sort_road(entries: &mut [RoadEntry]) {
     for i in 1..entries.len() {
         let e = entries[i];
         let mut j = i;
-        while j > 0 && (e.key, e.rider_id) < (entries[j - 1].key, entries[j - 1].rider_id) {
+        while j > 0 && e < entries[j - 1] {
             entries[j] = entries[j - 1];
             j -= 1;
         }
         entries[j] = e;
         moves += i - j;
         if moves > i * 16 + 256 {
-            entries.sort_unstable_by_key(|e| (e.key, e.rider_id));
+            entries.sort_unstable();
             return;
         }
     }
@@ -333,7 +349,7 @@ mod tests {
             let mut expected = riders.clone();
             expected.sort_by(road_before);
             sort_road(&mut entries);
-            let got: Vec<u32> = entries.iter().map(|e| e.rider_id).collect();
+            let got: Vec<u32> = entries.iter().map(|e| e.rider_id()).collect();
             let want: Vec<u32> = expected.iter().map(|e| e.1).collect();
             prop_assert_eq!(got, want);
         }

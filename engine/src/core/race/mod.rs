@@ -344,6 +344,24 @@ fn in_zones(zones: &[PrivacyZone], lat: f64, lon: f64) -> bool {
         .any(|z| crate::core::geodesy::haversine_m(lat, lon, z.lat, z.lon) <= z.radius_m)
 }
 
+/// The race-wide inputs of [`RiderFacts::of`].
+fn fact_inputs<'a>(
+    config: &RaceConfig,
+    index: &'a CourseIndex,
+    in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
+) -> FactInputs<'a> {
+    FactInputs {
+        course: index.course(),
+        start_ms: config.start_ms,
+        report_interval_ms: Millis::from(config.report_interval_ms),
+        signal_lost_intervals: config.alerts.signal_lost_intervals,
+        stopped_window_ms: (config.alerts.stopped_after_s * 1000.0) as Millis,
+        stopped_speed_mps: config.alerts.stopped_speed_mps,
+        finish_tolerance_m: FINISH_TOLERANCE_M,
+        in_privacy_zone,
+    }
+}
+
 /// A rider's cycling time gap to `ahead` from the rider's last passage `(d, t)`: how long ago
 /// `ahead` passed (or, projected, will pass) distance `d`.
 fn gap_behind(ahead: &RiderTrack, d: f64, t: Millis) -> Option<i64> {
@@ -632,6 +650,9 @@ impl Race {
         let mut due = std::mem::take(&mut self.work.due);
         self.work.dirty.clear();
         let mut sos = Vec::new();
+        let zones = &self.config.privacy_zones;
+        let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
+        let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
         for slot in 0..self.riders.len() {
             if self.next_due[slot] > watermark {
                 continue;
@@ -657,6 +678,10 @@ impl Race {
                     sos.push((rider.info.id, km));
                 }
             }
+            // The rider's facts, while the data they are read from is still in the cache.
+            if self.changed_tick[slot] == self.tick {
+                self.facts[slot] = RiderFacts::of(rider, &inputs);
+            }
         }
         self.work.due = due;
         for (id, km) in sos {
@@ -671,29 +696,18 @@ impl Race {
         }
     }
 
-    /// Recomputes the facts of riders whose fixes changed (of everyone after a command).
+    /// After an organiser command, recomputes every rider's facts (riders whose fixes changed
+    /// got theirs while their fixes were applied).
     fn refresh_facts(&mut self) {
+        if !self.refresh_all {
+            return;
+        }
         let zones = &self.config.privacy_zones;
         let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
-        let inputs = FactInputs {
-            course: self.index.course(),
-            start_ms: self.config.start_ms,
-            report_interval_ms: Millis::from(self.config.report_interval_ms),
-            signal_lost_intervals: self.config.alerts.signal_lost_intervals,
-            stopped_window_ms: (self.config.alerts.stopped_after_s * 1000.0) as Millis,
-            stopped_speed_mps: self.config.alerts.stopped_speed_mps,
-            finish_tolerance_m: FINISH_TOLERANCE_M,
-            in_privacy_zone: &in_privacy_zone,
-        };
-        if self.refresh_all {
-            for (slot, rider) in self.riders.iter().enumerate() {
-                self.facts[slot] = RiderFacts::of(rider, &inputs);
-                self.changed_tick[slot] = self.tick;
-            }
-        } else {
-            for &slot in &self.work.dirty {
-                self.facts[slot] = RiderFacts::of(&self.riders[slot], &inputs);
-            }
+        let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
+        for (slot, rider) in self.riders.iter().enumerate() {
+            self.facts[slot] = RiderFacts::of(rider, &inputs);
+            self.changed_tick[slot] = self.tick;
         }
     }
 
@@ -766,11 +780,11 @@ impl Race {
         let mut entries = std::mem::take(&mut work.road_entries);
         let mut kept = 0;
         for k in 0..entries.len() {
-            let slot = entries[k].slot as usize;
+            let slot = entries[k].slot() as usize;
             if on_road(slot)
                 && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
             {
-                entries[kept] = RoadEntry::new(projected_m, entries[k].rider_id, slot as u32);
+                entries[kept] = RoadEntry::new(projected_m, entries[k].rider_id(), slot as u32);
                 kept += 1;
                 work.road_index[slot] = (tick, 0);
             }
@@ -787,11 +801,11 @@ impl Race {
         sort_road(&mut entries);
         let road = &mut work.road;
         road.clear();
-        let leader = entries.first().map(|e| e.slot);
+        let leader = entries.first().map(|e| e.slot());
         // Riders come in road order, so each gap to the leader is read near the previous one.
         let mut leader_hint = usize::MAX;
         for (i, e) in entries.iter().enumerate() {
-            let slot = e.slot as usize;
+            let slot = e.slot() as usize;
             let Some((d, t)) = self.facts[slot].last_passage else {
                 continue;
             };
@@ -801,7 +815,7 @@ impl Race {
             let gap_to_ahead_ms = if i == 0 {
                 None
             } else {
-                let ahead = entries[i - 1].slot;
+                let ahead = entries[i - 1].slot();
                 let ahead_changed = self.changed_tick[ahead as usize];
                 if memo.ahead != ahead || memo.ahead_tick < changed || memo.ahead_tick < ahead_changed
                 {
@@ -828,7 +842,7 @@ impl Race {
                 None => None,
             };
             road.push(RoadPosition {
-                rider_id: e.rider_id,
+                rider_id: e.rider_id(),
                 distance_m: d,
                 gap_to_ahead_ms,
                 gap_to_leader_ms,

@@ -14,6 +14,10 @@ use crate::core::{CourseIndex, Fix, MatchedFix, Matcher, MatcherConfig, Millis};
 
 /// Fixes between two saved matcher states.
 const CHECKPOINT_EVERY: usize = 32;
+/// Latest passages mirrored inline (see [`RiderTrack::tail`]).
+const TAIL: usize = 8;
+/// Latest fix times mirrored inline: the reporting interval is the median of their gaps.
+const RECENT_FIXES: usize = 9;
 
 /// An applied fix with its match.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +55,20 @@ pub struct RiderTrack {
     passages: Vec<(f64, Millis)>,
     /// Fastest plausible speed, m/s.
     max_speed_mps: f64,
+    // The logs' tails, copied into the struct: a tick touches every rider once a second, and by
+    // then the ends of thousands of heap logs have left the cache, so the hot path (applying the
+    // next fix, the rider's facts, time gaps to the rider) reads these instead. Kept equal to
+    // the logs after every change.
+    /// The last applied fix (`fixes.last()`).
+    last_fix: Option<StoredFix>,
+    /// Event times of the last `RECENT_FIXES` applied fixes (fewer at first), oldest first.
+    recent_times: [Millis; RECENT_FIXES],
+    /// How many of `recent_times` are valid.
+    recent_len: usize,
+    /// The last `TAIL` passages (fewer at first), oldest first.
+    tail: [(f64, Millis); TAIL],
+    /// How many of `tail` are valid.
+    tail_len: usize,
 }
 
 impl RiderTrack {
@@ -65,6 +83,11 @@ impl RiderTrack {
             pending: Vec::new(),
             passages: Vec::new(),
             max_speed_mps,
+            last_fix: None,
+            recent_times: [0; RECENT_FIXES],
+            recent_len: 0,
+            tail: [(0.0, 0); TAIL],
+            tail_len: 0,
         }
     }
 
@@ -101,9 +124,16 @@ impl RiderTrack {
 
     /// Applies one fix in time order (late fixes re-match everything after them).
     pub fn apply(&mut self, index: &CourseIndex, record: PositionRecord) -> Result<(), ApplyError> {
-        // Live fixes go at (or near) the end of a long, mostly cold log: search from the end.
+        // Live fixes go at the end of a long, mostly cold log: compare with the inline copy of the
+        // last fix first, and search (from the end) only for a late fix.
         let key = (record.time_ms, record.seq);
-        let at = partition_point_from_end(&self.fixes, |f| (f.record.time_ms, f.record.seq) <= key);
+        let at = match &self.last_fix {
+            None => 0,
+            Some(last) if (last.record.time_ms, last.record.seq) <= key => self.fixes.len(),
+            Some(_) => {
+                partition_point_from_end(&self.fixes, |f| (f.record.time_ms, f.record.seq) <= key)
+            }
+        };
         let plausible = |other: &StoredFix| {
             let dt = (record.time_ms - other.record.time_ms).abs() as f64 / 1000.0;
             // GPS noise allowance of 50 m on top of the speed limit.
@@ -115,7 +145,12 @@ impl RiderTrack {
                 None => geodesic_distance_m(lat, lon, other_lat, other_lon) <= limit,
             }
         };
-        if (at > 0 && !plausible(&self.fixes[at - 1]))
+        let before = if at == self.fixes.len() {
+            self.last_fix.as_ref()
+        } else {
+            at.checked_sub(1).map(|i| &self.fixes[i])
+        };
+        if before.is_some_and(|f| !plausible(f))
             || (at < self.fixes.len() && !plausible(&self.fixes[at]))
         {
             return Err(ApplyError::ImpossibleSpeed);
@@ -137,14 +172,28 @@ impl RiderTrack {
                 self.checkpoints.push(self.matcher.clone());
             }
             let matched = self.matcher.match_fix(index, &Fix::from(&record));
-            self.fixes.push(StoredFix {
+            let stored = StoredFix {
                 matched,
                 ..placeholder
-            });
+            };
+            self.fixes.push(stored);
+            self.last_fix = Some(stored);
+            if self.recent_len == RECENT_FIXES {
+                self.recent_times.copy_within(1.., 0);
+                self.recent_len -= 1;
+            }
+            self.recent_times[self.recent_len] = record.time_ms;
+            self.recent_len += 1;
             self.push_passage(matched);
         } else {
             self.fixes.insert(at, placeholder);
             self.rematch_from(index, at);
+            self.last_fix = self.fixes.last().copied();
+            let from = self.fixes.len().saturating_sub(RECENT_FIXES);
+            self.recent_len = self.fixes.len() - from;
+            for (slot, f) in self.recent_times.iter_mut().zip(&self.fixes[from..]) {
+                *slot = f.record.time_ms;
+            }
         }
         Ok(())
     }
@@ -166,6 +215,9 @@ impl RiderTrack {
         let first_time = self.fixes[start].record.time_ms;
         let keep = self.passages.partition_point(|p| p.1 < first_time);
         self.passages.truncate(keep);
+        let from = keep.saturating_sub(TAIL);
+        self.tail_len = keep - from;
+        self.tail[..self.tail_len].copy_from_slice(&self.passages[from..]);
         for i in start..self.fixes.len() {
             let m = self.fixes[i].matched;
             self.push_passage(m);
@@ -177,16 +229,35 @@ impl RiderTrack {
             return;
         }
         let d = self
-            .passages
-            .last()
+            .last_passage()
             .map_or(m.distance_m, |p| p.0.max(m.distance_m));
         self.passages.push((d, m.time_ms));
+        if self.tail_len == TAIL {
+            self.tail.copy_within(1.., 0);
+            self.tail_len -= 1;
+        }
+        self.tail[self.tail_len] = (d, m.time_ms);
+        self.tail_len += 1;
     }
 
     /// When the rider passed `distance_m` (interpolated), if they have.
     pub fn time_at(&self, distance_m: f64) -> Option<Millis> {
+        let tail = self.tail();
+        if tail.first().is_some_and(|p| p.0 < distance_m) {
+            // Every earlier passage lies before `distance_m` too (distances never decrease), so
+            // the answer is in the inline tail: the same search and interpolation, no cold log.
+            let k = tail.partition_point(|p| p.0 < distance_m);
+            return tail
+                .get(k)
+                .map(|&b| interpolate(tail[k - 1], b, distance_m));
+        }
         let i = partition_point_from_end(&self.passages, |p| p.0 < distance_m);
         self.time_at_index(distance_m, i)
+    }
+
+    /// The latest passages (up to eight), oldest first: the end of the passage log.
+    pub fn tail(&self) -> &[(f64, Millis)] {
+        &self.tail[..self.tail_len]
     }
 
     /// [`RiderTrack::time_at`] with the search starting at `hint`, the passage index an earlier
@@ -206,14 +277,11 @@ impl RiderTrack {
         if i == 0 {
             return Some(self.passages[0].1);
         }
-        let (a, b) = (self.passages[i - 1], self.passages[i]);
-        let span = b.0 - a.0;
-        let t = if span > 0.0 {
-            (distance_m - a.0) / span
-        } else {
-            1.0
-        };
-        Some(a.1 + ((b.1 - a.1) as f64 * t).round() as Millis)
+        Some(interpolate(
+            self.passages[i - 1],
+            self.passages[i],
+            distance_m,
+        ))
     }
 
     /// When the rider passed (or, at their current speed, will pass) `distance_m`; projects at
@@ -261,12 +329,12 @@ impl RiderTrack {
 
     /// The last applied fix.
     pub fn last(&self) -> Option<&StoredFix> {
-        self.fixes.last()
+        self.last_fix.as_ref()
     }
 
     /// The last passage: (distance, time).
     pub fn last_passage(&self) -> Option<(f64, Millis)> {
-        self.passages.last().copied()
+        self.tail().last().copied()
     }
 
     /// Smoothed speed along the course, m/s.
@@ -281,14 +349,13 @@ impl RiderTrack {
 
     /// Median interval between the last few fixes, ms (the device's own reporting interval).
     pub fn report_interval_ms(&self) -> Option<Millis> {
-        let n = self.fixes.len();
-        if n < 3 {
+        if self.fixes.len() < 3 {
             return None;
         }
-        let mut gaps = [0 as Millis; 8];
+        let mut gaps = [0 as Millis; RECENT_FIXES - 1];
         let mut k = 0;
-        for w in self.fixes[n.saturating_sub(9)..].windows(2) {
-            gaps[k] = w[1].record.time_ms - w[0].record.time_ms;
+        for w in self.recent_times[..self.recent_len].windows(2) {
+            gaps[k] = w[1] - w[0];
             k += 1;
         }
         let gaps = &mut gaps[..k];
@@ -361,6 +428,17 @@ fn surely_within(lat1: f64, lon1: f64, lat2: f64, lon2: f64, limit_m: f64) -> Op
     } else {
         None
     }
+}
+
+/// The time at `distance_m` between passages `a` and `b`, by linear interpolation.
+fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -> Millis {
+    let span = b.0 - a.0;
+    let t = if span > 0.0 {
+        (distance_m - a.0) / span
+    } else {
+        1.0
+    };
+    a.1 + ((b.1 - a.1) as f64 * t).round() as Millis
 }
 
 /// `slice::partition_point` (`pred` holds for a prefix) searched by galloping back from the end:
