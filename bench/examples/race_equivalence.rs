@@ -154,7 +154,10 @@ fn run(s: &Scenario, dump: Option<u64>) -> anyhow::Result<()> {
             if let Some(cmd) = cmd
                 && (t - start) % 1000 == 0
             {
-                lines.push(format!("admin {cmd:?} {:?}", race.handle_admin(t, cmd.clone())));
+                lines.push(format!(
+                    "admin {cmd:?} {:?}",
+                    race.handle_admin(t, cmd.clone())
+                ));
             }
         }
         race.handle_tick(t);

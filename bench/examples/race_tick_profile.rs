@@ -34,9 +34,9 @@ fn other_tick(race: &mut Race, t: i64) {
 }
 
 fn arg(i: usize, default: i64) -> anyhow::Result<i64> {
-    std::env::args()
-        .nth(i)
-        .map_or(Ok(default), |a| a.parse().with_context(|| format!("argument {i}: {a}")))
+    std::env::args().nth(i).map_or(Ok(default), |a| {
+        a.parse().with_context(|| format!("argument {i}: {a}"))
+    })
 }
 
 fn main() -> anyhow::Result<()> {

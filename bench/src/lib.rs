@@ -54,7 +54,11 @@ pub fn mid_race(
     riders: u32,
     fix_interval_ms: i64,
     warmup_s: i64,
-) -> Result<(flevum_engine::core::Race, flevum_engine::simulator::Simulation, i64)> {
+) -> Result<(
+    flevum_engine::core::Race,
+    flevum_engine::simulator::Simulation,
+    i64,
+)> {
     use flevum_engine::core::Race;
     use flevum_engine::simulator::{SimConfig, Simulation};
     let index = real_course("course_ragbrai_day4_gravel_128km.gpx")?;

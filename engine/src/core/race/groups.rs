@@ -137,7 +137,8 @@ impl GroupTracker {
             match (formed.last_mut(), p.gap_to_ahead_ms) {
                 (Some(g), Some(gap))
                     if gap <= threshold_ms
-                        || (together_before(&road[g.1 - 1]) && gap <= threshold_ms + split_margin) =>
+                        || (together_before(&road[g.1 - 1])
+                            && gap <= threshold_ms + split_margin) =>
                 {
                     g.1 = i + 1
                 }
@@ -150,7 +151,11 @@ impl GroupTracker {
         for (ni, &(from, to)) in formed.iter().enumerate() {
             let olds = &mut self.olds;
             olds.clear();
-            olds.extend(road[from..to].iter().filter_map(|p| previous_of(p.rider_id)));
+            olds.extend(
+                road[from..to]
+                    .iter()
+                    .filter_map(|p| previous_of(p.rider_id)),
+            );
             olds.sort_unstable();
             let mut k = 0;
             while k < olds.len() {

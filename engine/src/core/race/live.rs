@@ -6,7 +6,7 @@
 
 use flevum_protocol::RiderStatus;
 
-use super::rider::{RiderTrack, partition_point_near};
+use super::rider::{RiderTrack, interpolate, partition_point_near};
 use crate::core::{Course, Millis};
 
 /// Marks "no slot" in the direct table.
@@ -68,6 +68,11 @@ pub(super) struct RiderFacts {
     pub last_time: Option<Millis>,
     /// Latest passage: (distance along course, time).
     pub last_passage: Option<(f64, Millis)>,
+    /// The latest passages (oldest first; `tail_len` valid), next to `last_passage` so that the
+    /// time gaps of the rider behind, computed in road order, read them without a cache miss.
+    pub tail: [(f64, Millis); 8],
+    /// How many of `tail` are valid.
+    pub tail_len: usize,
     /// Smoothed speed along the course, m/s.
     pub speed_mps: f64,
     /// The last fix was judged off course.
@@ -176,9 +181,15 @@ impl RiderFacts {
             None => course.position_at(0.0),
         };
         let remaining = length - distance_m;
+        let mut tail = [(0.0, 0); 8];
+        let recent = rider.tail();
+        let tail_len = recent.len().min(tail.len());
+        tail[..tail_len].copy_from_slice(&recent[recent.len() - tail_len..]);
         RiderFacts {
             last_time: last.map(|f| f.record.time_ms),
             last_passage,
+            tail,
+            tail_len,
             speed_mps: speed,
             off_course: last.is_some_and(|f| f.matched.off_course),
             lateral_m: last.map_or(0.0, |f| f.matched.lateral_m),
@@ -186,10 +197,10 @@ impl RiderFacts {
             finish_time,
             lost_after_ms,
             stopped,
-            view_lat: (lat * 1e6).round() / 1e6,
-            view_lon: (lon * 1e6).round() / 1e6,
-            view_distance_m: distance_m.round(),
-            view_speed_kmh: ((speed * 3.6 * 10.0).round() / 10.0) as f32,
+            view_lat: round(lat * 1e6) / 1e6,
+            view_lon: round(lon * 1e6) / 1e6,
+            view_distance_m: round(distance_m),
+            view_speed_kmh: (round(speed * 3.6 * 10.0) / 10.0) as f32,
             last_fix_ms,
             eta_if_racing: (speed > 1.0)
                 .then(|| last_fix_ms + (remaining / speed * 1000.0) as Millis)
@@ -229,6 +240,32 @@ impl RiderFacts {
         RiderStatus::Racing
     }
 
+    /// When the rider passed `distance_m`, answered from the tail when the tail decides it
+    /// (`Some(answer)`, the same as [`RiderTrack::time_at`]); `None` when the log must be read.
+    pub(super) fn time_at_from_tail(&self, distance_m: f64) -> Option<Option<Millis>> {
+        let tail = &self.tail[..self.tail_len];
+        // Every earlier passage lies before `distance_m` too (distances never decrease).
+        if !tail.first().is_some_and(|p| p.0 < distance_m) {
+            return None;
+        }
+        let k = tail.partition_point(|p| p.0 < distance_m);
+        Some(
+            tail.get(k)
+                .map(|&b| interpolate(tail[k - 1], b, distance_m)),
+        )
+    }
+
+    /// [`RiderTrack::time_at_or_projected`] from the facts; `passed` is [`RiderTrack::time_at`].
+    pub(super) fn or_projected(&self, distance_m: f64, passed: Option<Millis>) -> Option<Millis> {
+        if let Some(t) = passed {
+            return Some(t);
+        }
+        let (d, t) = self.last_passage?;
+        let v = self.speed_mps;
+        let ahead_s = (distance_m - d) / v;
+        (v > 0.5 && ahead_s <= 30.0).then(|| t + (ahead_s * 1000.0) as Millis)
+    }
+
     /// Distance at `t`, projected from the last passage at the current speed (at most 30 s
     /// ahead); the same as [`RiderTrack::distance_projected`].
     pub(super) fn distance_projected(&self, t: Millis) -> Option<f64> {
@@ -236,6 +273,26 @@ impl RiderFacts {
         let dt = ((t - last) as f64 / 1000.0).clamp(0.0, 30.0);
         Some(d + self.speed_mps * dt)
     }
+}
+
+/// `f64::round` (half away from zero, the sign of zero kept), without the libm call the
+/// baseline x86-64 target makes for it: exact, since below 2^52 the integer part and the
+/// fraction of a double are both representable.
+pub(super) fn round(x: f64) -> f64 {
+    if !(x.abs() < 4_503_599_627_370_496.0) {
+        // NaN, infinities and doubles of 2^52 or more (all integers) round to themselves.
+        return x;
+    }
+    let whole = (x as i64) as f64;
+    let fraction = x - whole;
+    let rounded = if fraction >= 0.5 {
+        whole + 1.0
+    } else if fraction <= -0.5 {
+        whole - 1.0
+    } else {
+        whole
+    };
+    rounded.copysign(x)
 }
 
 /// [`Course::position_at`] with the segment search starting at segment `near` (the same
@@ -323,6 +380,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn round_is_f64_round(bits in any::<u64>(), small in -1e7f64..1e7) {
+            for x in [f64::from_bits(bits), small, small.trunc() + 0.5, small.trunc() - 0.5] {
+                let (got, want) = (round(x), x.round());
+                prop_assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "round({x:?}) = {got:?}, want {want:?}"
+                );
+            }
+        }
+
         #[test]
         fn descending_key_orders_like_total_cmp(a in any::<f64>(), b in any::<f64>()) {
             prop_assert_eq!(descending_key(a).cmp(&descending_key(b)), b.total_cmp(&a));

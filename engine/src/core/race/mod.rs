@@ -363,14 +363,19 @@ fn fact_inputs<'a>(
 }
 
 /// A rider's cycling time gap to `ahead` from the rider's last passage `(d, t)`: how long ago
-/// `ahead` passed (or, projected, will pass) distance `d`.
-fn gap_behind(ahead: &RiderTrack, d: f64, t: Millis) -> Option<i64> {
-    ahead
-        .time_at_or_projected(d)
+/// `ahead` passed (or, projected, will pass) distance `d`. Read from `ahead`'s facts, and from
+/// its passage log only when the tail in the facts does not decide.
+fn gap_behind_facts(facts: &RiderFacts, ahead: &RiderTrack, d: f64, t: Millis) -> Option<i64> {
+    let passed = facts
+        .time_at_from_tail(d)
+        .unwrap_or_else(|| ahead.time_at(d));
+    facts
+        .or_projected(d, passed)
         .map(|passed| (t - passed).max(0))
 }
 
-/// [`gap_behind`] searching `ahead`'s passages from a hint (see [`RiderTrack::time_at_near`]).
+/// The same gap as [`gap_behind_facts`], searching `ahead`'s passage log from a hint (see
+/// [`RiderTrack::time_at_near`]): for the gaps of every rider to the leader, in road order.
 fn gap_behind_near(ahead: &RiderTrack, d: f64, t: Millis, hint: &mut usize) -> Option<i64> {
     ahead
         .time_at_or_projected_near(d, hint)
@@ -795,7 +800,11 @@ impl Race {
                 && on_road(slot)
                 && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
             {
-                entries.push(RoadEntry::new(projected_m, self.slots.id(slot), slot as u32));
+                entries.push(RoadEntry::new(
+                    projected_m,
+                    self.slots.id(slot),
+                    slot as u32,
+                ));
             }
         }
         sort_road(&mut entries);
@@ -817,11 +826,14 @@ impl Race {
             } else {
                 let ahead = entries[i - 1].slot();
                 let ahead_changed = self.changed_tick[ahead as usize];
-                if memo.ahead != ahead || memo.ahead_tick < changed || memo.ahead_tick < ahead_changed
+                if memo.ahead != ahead
+                    || memo.ahead_tick < changed
+                    || memo.ahead_tick < ahead_changed
                 {
                     memo.ahead = ahead;
                     memo.ahead_tick = tick;
-                    memo.ahead_gap = gap_behind(&self.riders[ahead as usize], d, t);
+                    let a = ahead as usize;
+                    memo.ahead_gap = gap_behind_facts(&self.facts[a], &self.riders[a], d, t);
                 }
                 memo.ahead_gap
             };
@@ -1183,8 +1195,8 @@ impl Race {
                 continue;
             };
             let succ = &groups[si];
-            let caught = succ.kind == GroupKind::Peloton
-                || daylight[si].is_none_or(|d| d < min_gap / 2);
+            let caught =
+                succ.kind == GroupKind::Peloton || daylight[si].is_none_or(|d| d < min_gap / 2);
             if caught && !racing_finale {
                 self.breakaways.remove(&id);
                 self.gap_sides.retain(|(g, _), _| *g != id);
@@ -1328,9 +1340,7 @@ impl Race {
                 a.dropped_from = None;
                 let still_small = now_group.is_some_and(|(_, size)| size <= 2);
                 if still_small && groups.iter().any(|g| g.id == from) {
-                    let km = self.facts[slot]
-                        .last_passage
-                        .map_or(0.0, |p| p.0 / 1000.0);
+                    let km = self.facts[slot].last_passage.map_or(0.0, |p| p.0 / 1000.0);
                     self.raise(
                         now,
                         AlertKind::DroppedFromGroup { group_id: from },
@@ -1462,9 +1472,7 @@ impl Race {
             (t, i) if t == self.tick => self.work.road.get(i as usize),
             _ => None,
         };
-        let finish_gap = facts
-            .finish_time
-            .and_then(|t| first_finish.map(|w| t - w));
+        let finish_gap = facts.finish_time.and_then(|t| first_finish.map(|w| t - w));
         RiderView {
             rider_id: self.slots.id(slot),
             lat: facts.view_lat,

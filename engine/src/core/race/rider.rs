@@ -416,7 +416,8 @@ fn surely_within(lat1: f64, lon1: f64, lat2: f64, lon2: f64, limit_m: f64) -> Op
     // cos of the mean latitude, by a few terms of its series (|x| <= pi/2): no libm call.
     let m = (p1 + p2) * 0.5;
     let x2 = m * m;
-    let cos_m = 1.0 - x2 / 2.0 + x2 * x2 / 24.0 - x2 * x2 * x2 / 720.0 + x2 * x2 * x2 * x2 / 40_320.0;
+    let cos_m =
+        1.0 - x2 / 2.0 + x2 * x2 / 24.0 - x2 * x2 * x2 / 720.0 + x2 * x2 * x2 * x2 / 40_320.0;
     let (x, y) = (dlambda * cos_m.clamp(0.0, 1.0), dphi);
     let estimate = R * (x * x + y * y).sqrt();
     if estimate > 20_000.0 {
@@ -431,7 +432,7 @@ fn surely_within(lat1: f64, lon1: f64, lat2: f64, lon2: f64, limit_m: f64) -> Op
 }
 
 /// The time at `distance_m` between passages `a` and `b`, by linear interpolation.
-fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -> Millis {
+pub(super) fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -> Millis {
     let span = b.0 - a.0;
     let t = if span > 0.0 {
         (distance_m - a.0) / span
