@@ -14,6 +14,9 @@ use anyhow::Context;
 use flevum_bench::{feed_until, mid_race};
 use flevum_engine::core::Race;
 
+/// A way of running one tick.
+type TickFn = fn(&mut Race, i64);
+
 /// One measured tick and its outputs (a symbol of its own for callgrind's `--toggle-collect`).
 #[inline(never)]
 fn measured_tick(race: &mut Race, t: i64) {
@@ -45,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     let warmup = arg(3, 1200)?;
     let ticks = arg(4, 50)?;
     let which = std::env::args().nth(5).unwrap_or_else(|| "both".into());
-    let (busy_fn, quiet_fn): (fn(&mut Race, i64), fn(&mut Race, i64)) = match which.as_str() {
+    let (busy_fn, quiet_fn): (TickFn, TickFn) = match which.as_str() {
         "busy" => (measured_tick, other_tick),
         "quiet" => (other_tick, measured_tick),
         _ => (measured_tick, measured_tick),

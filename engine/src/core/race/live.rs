@@ -279,7 +279,7 @@ impl RiderFacts {
 /// baseline x86-64 target makes for it: exact, since below 2^52 the integer part and the
 /// fraction of a double are both representable.
 pub(super) fn round(x: f64) -> f64 {
-    if !(x.abs() < 4_503_599_627_370_496.0) {
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
         // NaN, infinities and doubles of 2^52 or more (all integers) round to themselves.
         return x;
     }

@@ -1536,7 +1536,8 @@ impl Race {
         }
         self.views = views;
         // The delta gets an exactly sized copy; the scratch keeps its capacity for next tick.
-        let changed: Vec<RiderView> = states.drain(..).collect();
+        let mut changed = Vec::with_capacity(states.len());
+        changed.append(&mut states);
         self.work.changed_views = states;
         let groups_changed = !self.group_views_current();
         if groups_changed {
