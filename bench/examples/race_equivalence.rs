@@ -168,7 +168,7 @@ fn run(s: &Scenario, dump: Option<u64>) -> anyhow::Result<()> {
             };
             lines.push(String::from_utf8_lossy(&encode_frame_json(&frame)).into_owned());
         }
-        if tick % 120 == 0 {
+        if tick.is_multiple_of(120) {
             let snap = FanFrame::Snapshot(race.snapshot());
             lines.push(String::from_utf8_lossy(&encode_frame_json(&snap)).into_owned());
             lines.push(format!("{:?}", race.splits()));
