@@ -83,6 +83,63 @@ pub fn mid_race(
     Ok((race, sim, t))
 }
 
+/// A mid-race state and the fixes of the seconds after it, replayed again and again from a copy
+/// of that state: a benchmark can run as many one-second ticks as it likes without the race
+/// running out (or changing character) under it.
+pub struct RaceWindow {
+    /// The race at the start of the window.
+    start_race: flevum_engine::core::Race,
+    /// Time of the last tick before the window.
+    start_ms: i64,
+    /// Fixes delivered in each second of the window.
+    seconds: Vec<Vec<flevum_engine::simulator::SimEvent>>,
+    /// The race being ticked.
+    pub race: flevum_engine::core::Race,
+    /// Seconds of the window used so far.
+    next: usize,
+}
+
+impl RaceWindow {
+    /// `riders` devices reporting every `fix_interval_ms`, `warmup_s` seconds into the race, with
+    /// `window_s` seconds of fixes after that.
+    pub fn new(riders: u32, fix_interval_ms: i64, warmup_s: i64, window_s: usize) -> Result<Self> {
+        let (race, mut sim, start_ms) = mid_race(riders, fix_interval_ms, warmup_s)?;
+        let seconds = (1..=window_s as i64)
+            .map(|k| sim.step_until(start_ms + k * 1000))
+            .collect();
+        Ok(RaceWindow {
+            start_race: race.clone(),
+            start_ms,
+            seconds,
+            race,
+            next: 0,
+        })
+    }
+
+    /// Delivers the next second's fixes (back to the window's start when it is used up, which
+    /// costs a copy of the race: call it outside the timed part); returns the time to tick at.
+    pub fn next_second(&mut self) -> i64 {
+        self.deliver_next().0
+    }
+
+    /// [`RaceWindow::next_second`], also returning how many fixes were delivered and how long
+    /// `handle_fix` took for them (the copy at the window's end is not counted).
+    pub fn deliver_next(&mut self) -> (i64, usize, std::time::Duration) {
+        if self.next == self.seconds.len() {
+            self.race = self.start_race.clone();
+            self.next = 0;
+        }
+        let events = &self.seconds[self.next];
+        self.next += 1;
+        let started = std::time::Instant::now();
+        for e in events {
+            let _ = self.race.handle_fix(e.deliver_ms, e.rider_id, &e.record);
+        }
+        let spent = started.elapsed();
+        (self.start_ms + self.next as i64 * 1000, events.len(), spent)
+    }
+}
+
 /// Delivers every simulated fix due by `t` to the race; returns how many were delivered.
 pub fn feed_until(
     race: &mut flevum_engine::core::Race,

@@ -193,7 +193,7 @@ struct RiderAnnouncements {
 }
 
 /// The live state of one race.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Race {
     /// Static facts.
     config: RaceConfig,
