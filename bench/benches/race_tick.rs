@@ -1,74 +1,79 @@
 //! Criterion benchmark: one race tick (apply the second's fixes, rank, gaps, groups, alerts, delta)
-//! for a 200-rider race and a 5,000-rider mass-participation event, mid-race on the RAGBRAI course;
-//! and the cost of accepting one fix.
+//! for a 200-rider race and a 5,000-rider mass-participation event, mid-race (20 min in) on the
+//! RAGBRAI course; and the cost of accepting one fix.
+//!
+//! `tick_1hz`: devices report every second, so each tick applies one new fix for every rider (the
+//! live case). `quiet`: a tick half a second later, when no fix has become due (nothing new).
+//! `tick_5s`: devices report every 5 s (a fifth of the riders move per tick; the earlier bench).
+//! Every bench cycles through the same ten minutes of race from a copy of the state at 20 min,
+//! so the number of iterations criterion picks never runs the race out.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use flevum_bench::real_course;
-use flevum_engine::core::Race;
-use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_bench::RaceWindow;
 
-/// A race and its simulation, advanced `warmup_s` seconds past the start.
-fn mid_race(riders: u32, warmup_s: i64) -> Option<(Race, Simulation, i64)> {
-    let index = match real_course("course_ragbrai_day4_gravel_128km.gpx") {
-        Ok(i) => i,
+/// Seconds of race before measuring.
+const WARMUP_S: i64 = 1200;
+/// Seconds of race the measurements cycle through.
+const WINDOW_S: usize = 600;
+
+fn window(riders: u32, fix_interval_ms: i64) -> Option<RaceWindow> {
+    match RaceWindow::new(riders, fix_interval_ms, WARMUP_S, WINDOW_S) {
+        Ok(w) => Some(w),
         Err(e) => {
             eprintln!("SKIP race_tick bench: {e}");
-            return None;
+            None
         }
-    };
-    let sim = Simulation::new(
-        index,
-        SimConfig {
-            riders,
-            ..SimConfig::default()
-        },
-    );
-    let config = sim.race_config("bench", "Bench");
-    let start = config.start_ms;
-    let mut race = Race::new(config, sim.course().clone(), 1).ok()?;
-    let mut sim = sim;
-    let mut t = start;
-    while t < start + warmup_s * 1000 {
-        t += 1000;
-        for e in sim.step_until(t) {
-            let _ = race.handle_fix(e.deliver_ms, e.rider_id, &e.record);
-        }
-        race.handle_tick(t);
-        while race.poll_output().is_some() {}
     }
-    Some((race, sim, t))
+}
+
+/// Ticks `iters` seconds of the window, timing the whole-second ticks (`quiet` false) or the
+/// half-second ticks between them (`quiet` true).
+fn run(w: &mut RaceWindow, iters: u64, quiet: bool) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let t = w.next_second();
+        let started = Instant::now();
+        w.race.handle_tick(t);
+        while w.race.poll_output().is_some() {}
+        if !quiet {
+            total += started.elapsed();
+            continue;
+        }
+        // Fixes carry whole-second times: half a second on, none has become due.
+        let started = Instant::now();
+        w.race.handle_tick(t + 500);
+        while w.race.poll_output().is_some() {}
+        total += started.elapsed();
+    }
+    total
 }
 
 fn race_tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("race_tick");
     group.sample_size(20);
     for riders in [200u32, 5000] {
-        let Some((mut race, mut sim, mut t)) = mid_race(riders, 1200) else {
+        let Some(mut w) = window(riders, 1000) else {
             return;
         };
-        group.bench_with_input(BenchmarkId::new("tick", riders), &riders, |b, _| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    t += 1000;
-                    for e in sim.step_until(t) {
-                        let _ = race.handle_fix(e.deliver_ms, e.rider_id, &e.record);
-                    }
-                    let started = Instant::now();
-                    race.handle_tick(t);
-                    while race.poll_output().is_some() {}
-                    total += started.elapsed();
-                }
-                total
-            })
+        group.bench_with_input(BenchmarkId::new("tick_1hz", riders), &riders, |b, _| {
+            b.iter_custom(|iters| run(&mut w, iters, false))
+        });
+        group.bench_with_input(BenchmarkId::new("quiet", riders), &riders, |b, _| {
+            b.iter_custom(|iters| run(&mut w, iters, true))
         });
     }
+    let Some(mut w) = window(5000, 5000) else {
+        return;
+    };
+    group.bench_with_input(BenchmarkId::new("tick_5s", 5000), &5000, |b, _| {
+        b.iter_custom(|iters| run(&mut w, iters, false))
+    });
     group.finish();
 
     // Accepting a fix (validation, duplicate check, queueing); applying it is part of the tick.
-    let Some((mut race, mut sim, mut t)) = mid_race(200, 600) else {
+    let Some(mut w) = window(200, 1000) else {
         return;
     };
     c.bench_function("race_fix/accept", |b| {
@@ -76,16 +81,11 @@ fn race_tick(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             let mut done = 0;
             while done < iters {
-                t += 1000;
-                let events = sim.step_until(t);
-                let started = Instant::now();
-                for e in &events {
-                    let _ = race.handle_fix(e.deliver_ms, e.rider_id, &e.record);
-                }
-                total += started.elapsed();
-                done += events.len().max(1) as u64;
-                race.handle_tick(t);
-                while race.poll_output().is_some() {}
+                let (t, fixes, spent) = w.deliver_next();
+                total += spent;
+                done += fixes.max(1) as u64;
+                w.race.handle_tick(t);
+                while w.race.poll_output().is_some() {}
             }
             total.mul_f64(iters as f64 / done as f64)
         })

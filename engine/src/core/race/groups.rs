@@ -37,6 +37,19 @@ pub struct GroupTracker {
     next_id: u32,
     /// Groups of the last tick, front first.
     current: Vec<TrackedGroup>,
+    /// Per rider slot: (update number, index in `current` of the rider's group at that update);
+    /// an entry from an older update means "in no group", so the table never needs clearing.
+    previous_of: Vec<(u64, u32)>,
+    /// Updates so far (the stamp of `previous_of`).
+    updates: u64,
+    /// Scratch: groups formed this update as ranges of the road order.
+    formed: Vec<(usize, usize)>,
+    /// Scratch: (overlap, new group, old group) pairs.
+    pairs: Vec<(usize, usize, usize)>,
+    /// Scratch: old group indices of one new group's riders.
+    olds: Vec<usize>,
+    /// Rider lists of dropped groups, reused for new ones.
+    spare_riders: Vec<Vec<u32>>,
 }
 
 /// One rider in road order with the gap to the rider ahead.
@@ -58,78 +71,135 @@ impl GroupTracker {
         &self.current
     }
 
+    /// Takes the groups out (to read them while the caller mutates itself); give them back with
+    /// [`GroupTracker::put_back`] before the next update.
+    pub(crate) fn take_groups(&mut self) -> Vec<TrackedGroup> {
+        std::mem::take(&mut self.current)
+    }
+
+    /// Returns the groups taken with [`GroupTracker::take_groups`].
+    pub(crate) fn put_back(&mut self, groups: Vec<TrackedGroup>) {
+        self.current = groups;
+    }
+
     /// Forms groups from riders in road order (front first) and matches them to the previous ones.
     ///
     /// GPS noise makes gaps inside a bunch flicker around the threshold, so splitting has
     /// hysteresis: two riders who were together last tick part only when the gap exceeds the
     /// threshold by a further threshold (at least 1 s); riders apart join again at the threshold.
     pub fn update(&mut self, now: Millis, road: &[RoadPosition], threshold_ms: i64) {
-        let previous_of: BTreeMap<u32, usize> = self
-            .current
+        let mut slots: BTreeMap<u32, usize> = BTreeMap::new();
+        let ids = road
             .iter()
-            .enumerate()
-            .flat_map(|(gi, g)| g.riders.iter().map(move |&r| (r, gi)))
-            .collect();
+            .map(|p| p.rider_id)
+            .chain(self.current.iter().flat_map(|g| g.riders.iter().copied()));
+        for id in ids {
+            let next = slots.len();
+            slots.entry(id).or_insert(next);
+        }
+        let count = slots.len();
+        self.update_with(now, road, threshold_ms, |id| slots[&id], count);
+    }
+
+    /// [`GroupTracker::update`] for callers that number their riders densely: `slot_of` maps
+    /// every rider id of `road` and of the previous groups to a slot below `slots`, the same slot
+    /// for the same rider at every update.
+    pub fn update_with(
+        &mut self,
+        now: Millis,
+        road: &[RoadPosition],
+        threshold_ms: i64,
+        slot_of: impl Fn(u32) -> usize,
+        slots: usize,
+    ) {
+        self.updates += 1;
+        let stamp = self.updates;
+        if self.previous_of.len() < slots {
+            self.previous_of.resize(slots, (0, 0));
+        }
+        for (gi, g) in self.current.iter().enumerate() {
+            for &r in &g.riders {
+                self.previous_of[slot_of(r)] = (stamp, gi as u32);
+            }
+        }
+        let previous_of = |id: u32| match self.previous_of[slot_of(id)] {
+            (s, gi) if s == stamp => Some(gi as usize),
+            _ => None,
+        };
         let split_margin = threshold_ms.max(1000);
-        let mut formed: Vec<Vec<RoadPosition>> = Vec::new();
-        for p in road {
-            let together_before = |g: &Vec<RoadPosition>| {
-                g.last()
-                    .and_then(|a| previous_of.get(&a.rider_id))
-                    .is_some()
-                    && g.last().and_then(|a| previous_of.get(&a.rider_id))
-                        == previous_of.get(&p.rider_id)
+        let formed = &mut self.formed;
+        formed.clear();
+        for (i, p) in road.iter().enumerate() {
+            let together_before = |last: &RoadPosition| {
+                let before = previous_of(last.rider_id);
+                before.is_some() && before == previous_of(p.rider_id)
             };
             match (formed.last_mut(), p.gap_to_ahead_ms) {
                 (Some(g), Some(gap))
                     if gap <= threshold_ms
-                        || (together_before(g) && gap <= threshold_ms + split_margin) =>
+                        || (together_before(&road[g.1 - 1])
+                            && gap <= threshold_ms + split_margin) =>
                 {
-                    g.push(*p)
+                    g.1 = i + 1
                 }
-                _ => formed.push(vec![*p]),
+                _ => formed.push((i, i + 1)),
             }
         }
         // Overlap of every (new, old) pair; greedily give each old id to its best new group.
-        let mut pairs: Vec<(usize, usize, usize)> = Vec::new(); // (overlap, new, old)
-        for (ni, g) in formed.iter().enumerate() {
-            let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-            for p in g {
-                if let Some(&oi) = previous_of.get(&p.rider_id) {
-                    *counts.entry(oi).or_default() += 1;
-                }
+        let pairs = &mut self.pairs;
+        pairs.clear();
+        for (ni, &(from, to)) in formed.iter().enumerate() {
+            let olds = &mut self.olds;
+            olds.clear();
+            olds.extend(
+                road[from..to]
+                    .iter()
+                    .filter_map(|p| previous_of(p.rider_id)),
+            );
+            olds.sort_unstable();
+            let mut k = 0;
+            while k < olds.len() {
+                let oi = olds[k];
+                let run = olds[k..].iter().take_while(|&&o| o == oi).count();
+                pairs.push((run, ni, oi));
+                k += run;
             }
-            pairs.extend(counts.into_iter().map(|(oi, c)| (c, ni, oi)));
         }
         // Largest overlap first; ties by road order of the new group, then the old one.
-        pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        pairs.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut new_id: Vec<Option<(u32, Millis)>> = vec![None; formed.len()];
         let mut old_taken = vec![false; self.current.len()];
-        for (_, ni, oi) in pairs {
+        for &(_, ni, oi) in pairs.iter() {
             if new_id[ni].is_none() && !old_taken[oi] {
                 new_id[ni] = Some((self.current[oi].id, self.current[oi].since_ms));
                 old_taken[oi] = true;
             }
         }
-        let mut next: Vec<TrackedGroup> = formed
-            .iter()
-            .zip(new_id)
-            .map(|(g, id)| {
-                let (id, since_ms) = id.unwrap_or_else(|| {
-                    self.next_id += 1;
-                    (self.next_id, now)
-                });
-                TrackedGroup {
-                    id,
-                    riders: g.iter().map(|p| p.rider_id).collect(),
-                    kind: GroupKind::Stragglers,
-                    head_distance_m: g[0].distance_m,
-                    gap_to_ahead_ms: g[0].gap_to_ahead_ms,
-                    gap_to_leader_ms: g[0].gap_to_leader_ms,
-                    since_ms,
-                }
-            })
-            .collect();
+        let old = std::mem::take(&mut self.current);
+        self.spare_riders
+            .extend(old.into_iter().map(|g| g.riders).map(|mut v| {
+                v.clear();
+                v
+            }));
+        let mut next: Vec<TrackedGroup> = Vec::with_capacity(formed.len());
+        for (&(from, to), id) in formed.iter().zip(new_id) {
+            let (id, since_ms) = id.unwrap_or_else(|| {
+                self.next_id += 1;
+                (self.next_id, now)
+            });
+            let mut riders = self.spare_riders.pop().unwrap_or_default();
+            riders.extend(road[from..to].iter().map(|p| p.rider_id));
+            let head = &road[from];
+            next.push(TrackedGroup {
+                id,
+                riders,
+                kind: GroupKind::Stragglers,
+                head_distance_m: head.distance_m,
+                gap_to_ahead_ms: head.gap_to_ahead_ms,
+                gap_to_leader_ms: head.gap_to_leader_ms,
+                since_ms,
+            });
+        }
         classify(&mut next);
         self.current = next;
     }

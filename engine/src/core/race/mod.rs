@@ -8,9 +8,10 @@
 
 pub mod config;
 pub mod groups;
+mod live;
 pub mod rider;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use flevum_protocol::{
     Alert, AlertKind, CourseSummary, Delta, GroupKind, GroupView, PositionRecord, RecordFlags,
@@ -23,6 +24,7 @@ pub use config::{
     Sport, Visibility,
 };
 use groups::{GroupTracker, RoadPosition};
+use live::{FactInputs, RiderFacts, RiderSlots, RoadEntry, sort_road};
 use rider::{ApplyError, RiderTrack};
 
 use super::{CourseError, CourseIndex, MatcherConfig, Millis};
@@ -191,7 +193,7 @@ struct RiderAnnouncements {
 }
 
 /// The live state of one race.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Race {
     /// Static facts.
     config: RaceConfig,
@@ -199,12 +201,14 @@ pub struct Race {
     index: CourseIndex,
     /// Changes when the race is rebuilt without its alert log; fans resync on a new epoch.
     epoch: u64,
-    /// Riders by id.
-    riders: BTreeMap<u32, RiderTrack>,
+    /// Riders in id order; a rider's index here is its slot in every per-rider array below.
+    riders: Vec<RiderTrack>,
+    /// Rider id → slot.
+    slots: RiderSlots,
     /// Device id → rider id.
     devices: BTreeMap<String, u32>,
-    /// Riders marked abandoned.
-    abandoned: BTreeSet<u32>,
+    /// Riders marked abandoned, by slot.
+    abandoned: Vec<bool>,
     /// The race start has been announced.
     started: bool,
     /// The race is closed to new fixes.
@@ -231,8 +235,8 @@ pub struct Race {
     views: BTreeMap<u32, RiderView>,
     /// Groups as last published.
     group_views: Vec<GroupView>,
-    /// Announcement state per rider.
-    announced: BTreeMap<u32, RiderAnnouncements>,
+    /// Announcement state per rider, by slot.
+    announced: Vec<RiderAnnouncements>,
     /// Last time an alert with a (kind, subject) key was raised, for cooldowns.
     cooldowns: BTreeMap<(&'static str, u64), Millis>,
     /// Road leader and since when.
@@ -255,11 +259,127 @@ pub struct Race {
     pending_stops: BTreeMap<u32, Millis>,
     /// Groups first seen splitting from a parent: new group → (parent, since).
     pending_splits: BTreeMap<u32, u32>,
+    /// Per-rider facts derived from the fix logs, by slot; refreshed for riders whose applied
+    /// fixes changed (everyone after an organiser command).
+    facts: Vec<RiderFacts>,
+    /// Event time of each rider's earliest queued fix (`Millis::MAX` if none), by slot: a tick
+    /// finds the riders with due fixes in one flat scan.
+    next_due: Vec<Millis>,
+    /// Tick at which each rider's applied fixes last changed, by slot (memoised gaps compare it).
+    changed_tick: Vec<u64>,
+    /// Every rider's facts must be recomputed and re-checked at the next tick (a new race, or an
+    /// organiser command changed the start, a checkpoint or a rider's standing).
+    refresh_all: bool,
+    /// Per-tick working state, kept to reuse its buffers.
+    work: TickWork,
+}
+
+/// Per-tick working arrays (by slot unless said otherwise), kept between ticks so that a tick
+/// allocates nothing for them; entries stamped with a tick number are valid in that tick only.
+#[derive(Debug, Clone, Default)]
+struct TickWork {
+    /// Due fixes of one rider.
+    due: Vec<PositionRecord>,
+    /// Slots whose applied fixes changed this tick, ascending.
+    dirty: Vec<usize>,
+    /// Status of every rider this tick.
+    statuses: Vec<RiderStatus>,
+    /// Riders on the road while being sorted; its order is also the next tick's starting order.
+    road_entries: Vec<RoadEntry>,
+    /// Riders on the road, front first, with gaps.
+    road: Vec<RoadPosition>,
+    /// (tick, index in `road`) of riders on the road.
+    road_index: Vec<(u64, u32)>,
+    /// Memoised time gaps.
+    gaps: Vec<GapMemo>,
+    /// (tick, index in the tracker's groups) of riders in a group.
+    group_of: Vec<(u64, u32)>,
+    /// Rank of every rider this tick (0 = unranked).
+    rank: Vec<u32>,
+    /// (tick) of riders already placed in the ranking by finish or road order.
+    placed: Vec<u64>,
+    /// Views that changed this tick, before they move into the delta.
+    changed_views: Vec<RiderView>,
+}
+
+/// A rider's last computed time gaps, reused while neither rider involved has new fixes.
+#[derive(Debug, Clone, Copy)]
+struct GapMemo {
+    /// Slot of the rider ahead the gap was taken to (`u32::MAX`: none yet).
+    ahead: u32,
+    /// Tick the gap to the rider ahead was computed in.
+    ahead_tick: u64,
+    /// Gap to the rider ahead, ms.
+    ahead_gap: Option<i64>,
+    /// Slot of the road leader the gap was taken to (`u32::MAX`: none yet).
+    leader: u32,
+    /// Tick the gap to the leader was computed in.
+    leader_tick: u64,
+    /// Gap to the leader, ms.
+    leader_gap: Option<i64>,
+}
+
+impl Default for GapMemo {
+    fn default() -> Self {
+        GapMemo {
+            ahead: u32::MAX,
+            ahead_tick: 0,
+            ahead_gap: None,
+            leader: u32::MAX,
+            leader_tick: 0,
+            leader_gap: None,
+        }
+    }
 }
 
 /// Rounds a time to the nearest 100 ms (fans see tenths of a second).
 fn round_100(ms: i64) -> i64 {
     (ms + 50).div_euclid(100) * 100
+}
+
+/// Whether a position lies in one of the privacy zones.
+fn in_zones(zones: &[PrivacyZone], lat: f64, lon: f64) -> bool {
+    zones
+        .iter()
+        .any(|z| crate::core::geodesy::haversine_m(lat, lon, z.lat, z.lon) <= z.radius_m)
+}
+
+/// The race-wide inputs of [`RiderFacts::of`].
+fn fact_inputs<'a>(
+    config: &RaceConfig,
+    index: &'a CourseIndex,
+    in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
+) -> FactInputs<'a> {
+    FactInputs {
+        course: index.course(),
+        start_ms: config.start_ms,
+        report_interval_ms: Millis::from(config.report_interval_ms),
+        signal_lost_intervals: config.alerts.signal_lost_intervals,
+        stopped_window_ms: (config.alerts.stopped_after_s * 1000.0) as Millis,
+        stopped_speed_mps: config.alerts.stopped_speed_mps,
+        finish_tolerance_m: FINISH_TOLERANCE_M,
+        in_privacy_zone,
+    }
+}
+
+/// A rider's cycling time gap to `ahead` from the rider's last passage `(d, t)`: how long ago
+/// `ahead` passed (or, projected, will pass) distance `d`. Read from `ahead`'s facts, and from
+/// its passage log only when the tail in the facts does not decide.
+fn gap_behind_facts(facts: &RiderFacts, ahead: &RiderTrack, d: f64, t: Millis) -> Option<i64> {
+    let passed = facts
+        .time_at_from_tail(d)
+        .unwrap_or_else(|| ahead.time_at(d));
+    facts
+        .or_projected(d, passed)
+        .map(|passed| (t - passed).max(0))
+}
+
+/// The same gap as [`gap_behind_facts`], searching `ahead`'s passage log from a hint (see
+/// [`RiderTrack::time_at_near`]): for the gaps of every rider to the leader, in road order.
+fn gap_behind_near(ahead: &RiderTrack, d: f64, t: Millis, hint: &mut usize) -> Option<i64> {
+    ahead
+        .time_at_or_projected_near(d, hint)
+        .map(|passed| (t - passed).max(0))
 }
 
 impl Race {
@@ -287,28 +407,27 @@ impl Race {
             max_speed_mps: config.sport.max_speed_mps(),
             ..MatcherConfig::default()
         };
-        let riders = config
-            .riders
+        let mut registered: Vec<&RiderConfig> = config.riders.iter().collect();
+        registered.sort_by_key(|r| r.id);
+        let riders: Vec<RiderTrack> = registered
             .iter()
-            .map(|r| {
-                (
-                    r.id,
-                    RiderTrack::new(r.clone(), matcher.clone(), config.sport.max_speed_mps()),
-                )
-            })
+            .map(|r| RiderTrack::new((*r).clone(), matcher.clone(), config.sport.max_speed_mps()))
             .collect();
+        let slots = RiderSlots::new(registered.iter().map(|r| r.id).collect());
         let devices = config
             .riders
             .iter()
             .map(|r| (r.device_id.clone(), r.id))
             .collect();
+        let n = riders.len();
         Ok(Race {
             config,
             index,
             epoch,
             riders,
+            slots,
             devices,
-            abandoned: BTreeSet::new(),
+            abandoned: vec![false; n],
             started: false,
             closed: false,
             tick: 0,
@@ -322,7 +441,7 @@ impl Race {
             groups: GroupTracker::default(),
             views: BTreeMap::new(),
             group_views: Vec::new(),
-            announced: BTreeMap::new(),
+            announced: vec![RiderAnnouncements::default(); n],
             cooldowns: BTreeMap::new(),
             leader: None,
             announced_leader: None,
@@ -334,6 +453,19 @@ impl Race {
             crash_sites: Vec::new(),
             pending_splits: BTreeMap::new(),
             pending_stops: BTreeMap::new(),
+            facts: vec![RiderFacts::default(); n],
+            next_due: vec![Millis::MAX; n],
+            changed_tick: vec![0; n],
+            refresh_all: true,
+            work: TickWork {
+                statuses: vec![RiderStatus::NotStarted; n],
+                road_index: vec![(0, 0); n],
+                gaps: vec![GapMemo::default(); n],
+                group_of: vec![(0, 0); n],
+                rank: vec![0; n],
+                placed: vec![0; n],
+                ..TickWork::default()
+            },
         })
     }
 
@@ -382,6 +514,11 @@ impl Race {
         why
     }
 
+    /// The track of a rider id.
+    fn rider(&self, rider_id: u32) -> Option<&RiderTrack> {
+        self.riders.get(self.slots.get(rider_id)?)
+    }
+
     /// Accepts a fix for a rider; it is applied once `now` passes its time plus the reorder window.
     pub fn handle_fix(
         &mut self,
@@ -396,13 +533,15 @@ impl Race {
         if record.time_ms > now + skew {
             return Err(self.reject(FixRejection::FromTheFuture));
         }
-        let Some(rider) = self.riders.get_mut(&rider_id) else {
+        let Some(slot) = self.slots.get(rider_id) else {
             return Err(self.reject(FixRejection::UnknownRider));
         };
+        let rider = &mut self.riders[slot];
         if !rider.first_sighting(record.seq) {
             return Err(self.reject(FixRejection::Duplicate));
         }
         rider.queue(*record);
+        self.next_due[slot] = self.next_due[slot].min(record.time_ms);
         Ok(FixAccepted {
             applies_at_ms: record.time_ms + self.config.reorder_window_ms,
         })
@@ -424,15 +563,19 @@ impl Race {
                 self.closed = true;
             }
             AdminCommand::Abandon { rider_id } | AdminCommand::Reinstate { rider_id }
-                if !self.riders.contains_key(&rider_id) =>
+                if self.slots.get(rider_id).is_none() =>
             {
                 return Err(AdminError::UnknownRider(rider_id));
             }
             AdminCommand::Abandon { rider_id } => {
-                self.abandoned.insert(rider_id);
+                if let Some(slot) = self.slots.get(rider_id) {
+                    self.abandoned[slot] = true;
+                }
             }
             AdminCommand::Reinstate { rider_id } => {
-                self.abandoned.remove(&rider_id);
+                if let Some(slot) = self.slots.get(rider_id) {
+                    self.abandoned[slot] = false;
+                }
             }
             AdminCommand::MoveCheckpoint { name, distance_m } => {
                 let mut course = self.index.course().clone();
@@ -442,6 +585,8 @@ impl Race {
                 self.index = CourseIndex::new(course);
             }
         }
+        // The start, a checkpoint or a rider's standing changed: look at everyone again.
+        self.refresh_all = true;
         Ok(())
     }
 
@@ -461,34 +606,16 @@ impl Race {
     }
 
     /// Applies due fixes, recomputes the race and emits a delta and the tick's alerts.
+    ///
+    /// The work is proportional to the riders whose fixes changed plus flat passes over dense
+    /// per-rider arrays: facts are refreshed for changed riders only, statuses compare cached
+    /// facts with the watermark, the road order is re-sorted from last tick's, time gaps are
+    /// reused while neither rider moved, and views are rebuilt from cached facts.
     pub fn handle_tick(&mut self, now: Millis) {
         self.tick += 1;
         self.last_tick_ms = Some(now);
         let watermark = now - self.config.reorder_window_ms;
-        let mut sos = Vec::new();
-        for rider in self.riders.values_mut() {
-            for record in rider.take_due(watermark) {
-                if let Err(ApplyError::ImpossibleSpeed) = rider.apply(&self.index, record) {
-                    *self
-                        .rejections
-                        .entry(FixRejection::ImpossibleSpeed)
-                        .or_default() += 1;
-                } else if record.flags & RecordFlags::SOS != 0 {
-                    let km = rider.last_passage().map_or(0.0, |p| p.0 / 1000.0);
-                    sos.push((rider.info.id, km));
-                }
-            }
-        }
-        for (id, km) in sos {
-            self.raise(
-                now,
-                AlertKind::Sos,
-                vec![id],
-                km,
-                Severity::Critical,
-                Some(("sos", u64::from(id))),
-            );
-        }
+        self.apply_due(now, watermark);
         if !self.started && watermark >= self.config.start_ms {
             self.started = true;
             self.raise(
@@ -500,23 +627,107 @@ impl Race {
                 None,
             );
         }
-        let statuses: BTreeMap<u32, RiderStatus> = self
-            .riders
-            .iter()
-            .map(|(&id, rider)| (id, self.status_of(id, rider, watermark)))
-            .collect();
-        self.update_finishers(now, &statuses);
-        let road = self.road_order(&statuses, watermark);
-        self.groups.update(
+        self.refresh_facts();
+        self.update_statuses(watermark);
+        self.update_finishers(now);
+        self.update_road(watermark);
+        let threshold_ms = (self.config.group_gap_s * 1000.0).round() as i64;
+        let slots = &self.slots;
+        self.groups.update_with(
             now,
-            &road,
-            (self.config.group_gap_s * 1000.0).round() as i64,
+            &self.work.road,
+            threshold_ms,
+            |id| slots.get(id).unwrap_or(0),
+            slots.len(),
         );
-        self.rider_alerts(now, watermark, &statuses);
-        self.group_alerts(now, &road);
-        self.leader_alerts(now, &road);
+        self.index_groups();
+        self.rider_alerts(now, watermark);
+        self.group_alerts(now);
+        self.leader_alerts(now);
         self.checkpoint_alerts(now);
-        self.publish(now, &statuses, &road);
+        self.publish(now);
+        self.refresh_all = false;
+    }
+
+    /// Applies every rider's fixes at or before the watermark (riders in id order, fixes in time
+    /// order) and raises the SOS alerts among them.
+    fn apply_due(&mut self, now: Millis, watermark: Millis) {
+        let mut due = std::mem::take(&mut self.work.due);
+        self.work.dirty.clear();
+        let mut sos = Vec::new();
+        let zones = &self.config.privacy_zones;
+        let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
+        let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
+        for slot in 0..self.riders.len() {
+            if self.next_due[slot] > watermark {
+                continue;
+            }
+            let rider = &mut self.riders[slot];
+            due.clear();
+            rider.take_due_into(watermark, &mut due);
+            self.next_due[slot] = rider.next_due_ms().unwrap_or(Millis::MAX);
+            for &record in &due {
+                if let Err(ApplyError::ImpossibleSpeed) = rider.apply(&self.index, record) {
+                    *self
+                        .rejections
+                        .entry(FixRejection::ImpossibleSpeed)
+                        .or_default() += 1;
+                    continue;
+                }
+                if self.changed_tick[slot] != self.tick {
+                    self.changed_tick[slot] = self.tick;
+                    self.work.dirty.push(slot);
+                }
+                if record.flags & RecordFlags::SOS != 0 {
+                    let km = rider.last_passage().map_or(0.0, |p| p.0 / 1000.0);
+                    sos.push((rider.info.id, km));
+                }
+            }
+            // The rider's facts, while the data they are read from is still in the cache.
+            if self.changed_tick[slot] == self.tick {
+                self.facts[slot] = RiderFacts::of(rider, &inputs);
+            }
+        }
+        self.work.due = due;
+        for (id, km) in sos {
+            self.raise(
+                now,
+                AlertKind::Sos,
+                vec![id],
+                km,
+                Severity::Critical,
+                Some(("sos", u64::from(id))),
+            );
+        }
+    }
+
+    /// After an organiser command, recomputes every rider's facts (riders whose fixes changed
+    /// got theirs while their fixes were applied).
+    fn refresh_facts(&mut self) {
+        if !self.refresh_all {
+            return;
+        }
+        let zones = &self.config.privacy_zones;
+        let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
+        let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
+        for (slot, rider) in self.riders.iter().enumerate() {
+            self.facts[slot] = RiderFacts::of(rider, &inputs);
+            self.changed_tick[slot] = self.tick;
+        }
+    }
+
+    /// Every rider's status at the watermark, from the cached facts.
+    fn update_statuses(&mut self, watermark: Millis) {
+        let (started, start_ms) = (self.started, self.config.start_ms);
+        for ((status, facts), &abandoned) in self
+            .work
+            .statuses
+            .iter_mut()
+            .zip(&self.facts)
+            .zip(&self.abandoned)
+        {
+            *status = facts.status(abandoned, started, start_ms, watermark);
+        }
     }
 
     /// Appends an alert to the log unless its (kind, subject) key is in cooldown.
@@ -558,116 +769,133 @@ impl Race {
         true
     }
 
-    /// The finish time of a rider, if they have crossed the line.
-    fn finish_time(&self, id: u32) -> Option<Millis> {
-        self.finish_time_of(self.riders.get(&id)?)
-    }
-
-    fn finish_time_of(&self, rider: &RiderTrack) -> Option<Millis> {
-        let length = self.index.course().length_m();
-        // Most riders have not reached the line: skip the passage-log search for them.
-        if rider.last_passage()?.0 < length - FINISH_TOLERANCE_M {
-            return None;
-        }
-        rider
-            .time_at(length - FINISH_TOLERANCE_M)
-            .filter(|&t| t >= self.config.start_ms)
-    }
-
-    fn status_of(&self, id: u32, rider: &RiderTrack, watermark: Millis) -> RiderStatus {
-        if self.abandoned.contains(&id) {
-            return RiderStatus::Abandoned;
-        }
-        if self.finish_time_of(rider).is_some() {
-            return RiderStatus::Finished;
-        }
-        let Some(last) = rider.last() else {
-            return RiderStatus::NotStarted;
-        };
-        if !self.started || last.record.time_ms < self.config.start_ms {
-            return RiderStatus::NotStarted;
-        }
-        let interval = rider
-            .report_interval_ms()
-            .unwrap_or(Millis::from(self.config.report_interval_ms));
-        let lost_after =
-            ((interval as f64 * self.config.alerts.signal_lost_intervals) as Millis).max(20_000);
-        if watermark - last.record.time_ms > lost_after {
-            return RiderStatus::SignalLost;
-        }
-        if last.matched.off_course {
-            return RiderStatus::OffCourse;
-        }
-        let window = (self.config.alerts.stopped_after_s * 1000.0) as Millis;
-        let t = last.record.time_ms;
-        if t - self.config.start_ms >= window
-            && let (Some((d_now, _)), Some(d_then)) =
-                (rider.last_passage(), rider.distance_at(t - window))
-            && d_now - d_then < self.config.alerts.stopped_speed_mps * window as f64 / 1000.0
-        {
-            return RiderStatus::Stopped;
-        }
-        RiderStatus::Racing
-    }
-
     /// Riders on the road (racing, stopped, off course), front first, with cycling time gaps.
     /// Riders report at different moments, so the order compares everyone at one reference time
     /// (the watermark), projecting each rider from their last fix at their own speed.
-    fn road_order(
-        &self,
-        statuses: &BTreeMap<u32, RiderStatus>,
-        watermark: Millis,
-    ) -> Vec<RoadPosition> {
-        let mut on_road: Vec<(u32, f64, f64, Millis)> = statuses
-            .iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse
-                )
-            })
-            .filter_map(|(&id, _)| {
-                let r = self.riders.get(&id)?;
-                let (d, t) = r.last_passage()?;
-                Some((id, r.distance_projected(watermark)?, d, t))
-            })
-            .collect();
-        on_road.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let leader = on_road.first().and_then(|l| self.riders.get(&l.0));
-        let mut out = Vec::with_capacity(on_road.len());
-        for (i, &(id, _, d, t)) in on_road.iter().enumerate() {
-            // Cycling gap: how long ago the rider ahead passed the place this rider was last seen.
-            let gap_to = |ahead: Option<&RiderTrack>| {
-                ahead
-                    .and_then(|r| r.time_at_or_projected(d))
-                    .map(|passed| (t - passed).max(0))
+    fn update_road(&mut self, watermark: Millis) {
+        let tick = self.tick;
+        let work = &mut self.work;
+        let on_road = |slot: usize| {
+            matches!(
+                work.statuses[slot],
+                RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse
+            )
+        };
+        // Last tick's order first (still on the road), then riders who joined the road.
+        let mut entries = std::mem::take(&mut work.road_entries);
+        let mut kept = 0;
+        for k in 0..entries.len() {
+            let slot = entries[k].slot() as usize;
+            if on_road(slot)
+                && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
+            {
+                entries[kept] = RoadEntry::new(projected_m, entries[k].rider_id(), slot as u32);
+                kept += 1;
+                work.road_index[slot] = (tick, 0);
+            }
+        }
+        entries.truncate(kept);
+        for slot in 0..self.riders.len() {
+            if work.road_index[slot].0 != tick
+                && on_road(slot)
+                && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
+            {
+                entries.push(RoadEntry::new(
+                    projected_m,
+                    self.slots.id(slot),
+                    slot as u32,
+                ));
+            }
+        }
+        sort_road(&mut entries);
+        let road = &mut work.road;
+        road.clear();
+        let leader = entries.first().map(|e| e.slot());
+        // Riders come in road order, so each gap to the leader is read near the previous one.
+        let mut leader_hint = usize::MAX;
+        for (i, e) in entries.iter().enumerate() {
+            let slot = e.slot() as usize;
+            let Some((d, t)) = self.facts[slot].last_passage else {
+                continue;
             };
-            out.push(RoadPosition {
-                rider_id: id,
+            work.road_index[slot] = (tick, road.len() as u32);
+            let memo = &mut work.gaps[slot];
+            let changed = self.changed_tick[slot];
+            let gap_to_ahead_ms = if i == 0 {
+                None
+            } else {
+                let ahead = entries[i - 1].slot();
+                let ahead_changed = self.changed_tick[ahead as usize];
+                if memo.ahead != ahead
+                    || memo.ahead_tick < changed
+                    || memo.ahead_tick < ahead_changed
+                {
+                    memo.ahead = ahead;
+                    memo.ahead_tick = tick;
+                    let a = ahead as usize;
+                    memo.ahead_gap = gap_behind_facts(&self.facts[a], &self.riders[a], d, t);
+                }
+                memo.ahead_gap
+            };
+            let gap_to_leader_ms = match leader {
+                Some(l) => {
+                    let leader_changed = self.changed_tick[l as usize];
+                    if memo.leader != l
+                        || memo.leader_tick < changed
+                        || memo.leader_tick < leader_changed
+                    {
+                        memo.leader = l;
+                        memo.leader_tick = tick;
+                        memo.leader_gap =
+                            gap_behind_near(&self.riders[l as usize], d, t, &mut leader_hint);
+                    }
+                    memo.leader_gap
+                }
+                None => None,
+            };
+            road.push(RoadPosition {
+                rider_id: e.rider_id(),
                 distance_m: d,
-                gap_to_ahead_ms: if i == 0 {
-                    None
-                } else {
-                    gap_to(self.riders.get(&on_road[i - 1].0))
-                },
-                gap_to_leader_ms: gap_to(leader),
+                gap_to_ahead_ms,
+                gap_to_leader_ms,
             });
         }
-        out
+        work.road_entries = entries;
     }
 
-    fn update_finishers(&mut self, now: Millis, statuses: &BTreeMap<u32, RiderStatus>) {
-        let mut new: Vec<(Millis, u32)> = statuses
-            .iter()
-            .filter(|(id, s)| {
-                **s == RiderStatus::Finished
-                    && self.announced.get(id).and_then(|a| a.finished).is_none()
-            })
-            .filter_map(|(&id, _)| Some((self.finish_time(id)?, id)))
-            .collect();
+    /// Notes which group (by index) every rider on the road is in this tick.
+    fn index_groups(&mut self) {
+        let tick = self.tick;
+        for (gi, g) in self.groups.groups().iter().enumerate() {
+            for &r in &g.riders {
+                if let Some(slot) = self.slots.get(r) {
+                    self.work.group_of[slot] = (tick, gi as u32);
+                }
+            }
+        }
+    }
+
+    /// Index (in the tracker's groups) of a rider's group this tick.
+    fn group_index_of_slot(&self, slot: usize) -> Option<usize> {
+        match self.work.group_of[slot] {
+            (t, gi) if t == self.tick => Some(gi as usize),
+            _ => None,
+        }
+    }
+
+    fn update_finishers(&mut self, now: Millis) {
+        let mut new: Vec<(Millis, u32, usize)> = Vec::new();
+        for (slot, status) in self.work.statuses.iter().enumerate() {
+            if *status == RiderStatus::Finished
+                && self.announced[slot].finished.is_none()
+                && let Some(t) = self.facts[slot].finish_time
+            {
+                new.push((t, self.slots.id(slot), slot));
+            }
+        }
         new.sort_unstable();
         let length_km = self.index.course().length_m() / 1000.0;
-        for (t, id) in new {
+        for (t, id, slot) in new {
             // Riders report at different moments, so a finish seen later may have happened
             // earlier: the order is by finish time; the alert carries the position known now.
             let at = self
@@ -675,7 +903,7 @@ impl Race {
                 .partition_point(|(other, ft)| (*ft, *other) < (t, id));
             self.finish_order.insert(at, (id, t));
             let position = at as u32 + 1;
-            self.announced.entry(id).or_default().finished = Some(position);
+            self.announced[slot].finished = Some(position);
             let severity = if position <= 3 {
                 Severity::Notable
             } else {
@@ -695,35 +923,26 @@ impl Race {
         }
     }
 
-    fn rider_alerts(
-        &mut self,
-        now: Millis,
-        watermark: Millis,
-        statuses: &BTreeMap<u32, RiderStatus>,
-    ) {
+    /// Status and battery alerts. Only riders whose status changed or whose last fix changed can
+    /// raise one: for an unchanged battery reading the bookkeeping below is already settled.
+    fn rider_alerts(&mut self, now: Millis, watermark: Millis) {
         let mut newly_stopped: Vec<(u32, f64, Millis)> = Vec::new();
-        // One pass over the riders for the facts, then the bookkeeping (which needs `&mut self`).
-        // `statuses` was built from `riders`: the same ids in the same order.
-        let facts: Vec<_> = statuses
-            .iter()
-            .zip(self.riders.values())
-            .map(|((&id, &status), rider)| {
-                let last = rider.last();
-                (
-                    id,
-                    status,
-                    rider.last_passage().map_or(0.0, |p| p.0 / 1000.0),
-                    last.map_or(0.0, |f| f.matched.lateral_m),
-                    last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
-                    last.map_or(watermark, |f| f.record.time_ms),
-                )
-            })
-            .collect();
-        for (id, status, km, lateral, battery, last_time) in facts {
+        for slot in 0..self.riders.len() {
+            let status = self.work.statuses[slot];
             let (previous, battery_low) = {
-                let a = self.announced.entry(id).or_default();
+                let a = &self.announced[slot];
                 (a.status, a.battery_low)
             };
+            if !self.refresh_all && self.changed_tick[slot] != self.tick && previous == Some(status)
+            {
+                continue;
+            }
+            let id = self.slots.id(slot);
+            let facts = &self.facts[slot];
+            let km = facts.last_passage.map_or(0.0, |p| p.0 / 1000.0);
+            let lateral = facts.lateral_m;
+            let battery = facts.battery_pct;
+            let last_time = facts.last_time.unwrap_or(watermark);
             if previous != Some(status) {
                 let was = previous.unwrap_or(RiderStatus::NotStarted);
                 let subject = u64::from(id);
@@ -773,16 +992,16 @@ impl Race {
                 if status == RiderStatus::Stopped {
                     newly_stopped.push((id, km * 1000.0, last_time));
                 } else {
-                    self.announced.entry(id).or_default().stop_announced = false;
+                    self.announced[slot].stop_announced = false;
                 }
-                self.announced.entry(id).or_default().status = Some(status);
+                self.announced[slot].status = Some(status);
             }
             if let Some(b) = battery {
                 let low = b <= self.config.alerts.low_battery_pct;
                 if low == battery_low || (!low && b <= self.config.alerts.low_battery_pct + 10) {
                     continue;
                 }
-                let a = self.announced.entry(id).or_default();
+                let a = &mut self.announced[slot];
                 if low && !a.battery_low {
                     a.battery_low = true;
                     self.raise(
@@ -798,22 +1017,23 @@ impl Race {
                 }
             }
         }
-        self.stop_alerts(now, newly_stopped, statuses);
+        self.stop_alerts(now, newly_stopped);
+    }
+
+    /// A rider's status this tick, by id.
+    fn status_of_id(&self, id: u32) -> Option<RiderStatus> {
+        Some(self.work.statuses[self.slots.get(id)?])
     }
 
     /// Announces stops, held for a few seconds so that several riders stopped at the same place
     /// within the crash window become one possible-crash alert instead of separate stops.
-    fn stop_alerts(
-        &mut self,
-        now: Millis,
-        newly: Vec<(u32, f64, Millis)>,
-        statuses: &BTreeMap<u32, RiderStatus>,
-    ) {
+    fn stop_alerts(&mut self, now: Millis, newly: Vec<(u32, f64, Millis)>) {
         for (id, _, _) in newly {
             self.pending_stops.entry(id).or_insert(now);
         }
-        self.pending_stops
-            .retain(|id, _| statuses.get(id) == Some(&RiderStatus::Stopped));
+        let mut pending = std::mem::take(&mut self.pending_stops);
+        pending.retain(|id, _| self.status_of_id(*id) == Some(RiderStatus::Stopped));
+        self.pending_stops = pending;
         let hold = 10_000;
         let due: Vec<u32> = self
             .pending_stops
@@ -826,11 +1046,11 @@ impl Race {
         }
         let radius = self.config.alerts.crash_radius_m;
         let window = (self.config.alerts.crash_window_s * 1000.0) as Millis;
-        let stopped: Vec<(u32, f64, Millis)> = statuses
-            .iter()
-            .filter(|(_, s)| **s == RiderStatus::Stopped)
-            .filter_map(|(&id, _)| {
-                let (d, _) = self.riders.get(&id)?.last_passage()?;
+        let stopped: Vec<(u32, f64, Millis)> = (0..self.riders.len())
+            .filter(|&slot| self.work.statuses[slot] == RiderStatus::Stopped)
+            .filter_map(|slot| {
+                let id = self.slots.id(slot);
+                let (d, _) = self.facts[slot].last_passage?;
                 let seen = self
                     .pending_stops
                     .get(&id)
@@ -853,7 +1073,9 @@ impl Race {
                 .collect();
             for r in &cluster {
                 self.pending_stops.remove(r);
-                self.announced.entry(*r).or_default().stop_announced = true;
+                if let Some(slot) = self.slots.get(*r) {
+                    self.announced[slot].stop_announced = true;
+                }
             }
             self.pending_stops.remove(&id);
             let known_site = self
@@ -883,41 +1105,43 @@ impl Race {
         }
     }
 
-    fn group_alerts(&mut self, now: Millis, road: &[RoadPosition]) {
-        let groups = self.groups.groups().to_vec();
+    fn group_alerts(&mut self, now: Millis) {
+        // The groups are read while alerts are raised: borrow them out of the tracker.
+        let groups = self.groups.take_groups();
+        self.group_alerts_in(now, &groups);
+        self.groups.put_back(groups);
+    }
+
+    fn group_alerts_in(&mut self, now: Millis, groups: &[groups::TrackedGroup]) {
         let confirm = (self.config.alerts.breakaway_confirm_s * 1000.0) as Millis;
         let min_gap = (self.config.alerts.breakaway_min_gap_s * 1000.0) as i64;
-        let peloton = groups
-            .iter()
-            .find(|g| g.kind == GroupKind::Peloton)
-            .cloned();
+        let peloton = groups.iter().find(|g| g.kind == GroupKind::Peloton);
         // Time since each group's head passed the peloton head's position (the gap on TV), and
-        // the daylight: since the group's last rider passed it.
-        let mut gaps: BTreeMap<u32, i64> = BTreeMap::new();
-        let mut daylight: BTreeMap<u32, i64> = BTreeMap::new();
-        if let Some(p) = peloton.as_ref()
+        // the daylight: since the group's last rider passed it. By group index.
+        let mut gaps: Vec<Option<i64>> = vec![None; groups.len()];
+        let mut daylight: Vec<Option<i64>> = vec![None; groups.len()];
+        if let Some(p) = peloton
             && let Some((pd, pt)) = p
                 .riders
                 .first()
-                .and_then(|r| self.riders.get(r)?.last_passage())
+                .and_then(|&r| self.facts[self.slots.get(r)?].last_passage)
         {
-            for g in &groups {
-                let passed = |r: Option<&u32>| self.riders.get(r?)?.time_at(pd);
+            for (gi, g) in groups.iter().enumerate() {
+                let passed = |r: Option<&u32>| self.rider(*r?)?.time_at(pd);
                 if let Some(head) = passed(g.riders.first()) {
-                    gaps.insert(g.id, pt - head);
+                    gaps[gi] = Some(pt - head);
                 }
                 if let Some(tail) = passed(g.riders.last()) {
-                    daylight.insert(g.id, pt - tail);
+                    daylight[gi] = Some(pt - tail);
                 }
             }
         }
-        let gap_to_peloton = |g: &groups::TrackedGroup| gaps.get(&g.id).copied();
-        let on_road = road.len().max(1);
+        let on_road = self.work.road.len().max(1);
         // Near the line the race is a sprint, not a breakaway story.
         let length = self.index.course().length_m();
         let racing_finale = !self.finish_order.is_empty();
         // Breakaways: a small group with daylight to the peloton for the confirmation time.
-        for g in &groups {
+        for (gi, g) in groups.iter().enumerate() {
             if g.kind != GroupKind::Breakaway
                 || self.ever_breakaways.contains(&g.id)
                 || racing_finale
@@ -926,8 +1150,8 @@ impl Race {
             {
                 continue;
             }
-            if daylight.get(&g.id).is_some_and(|d| *d >= min_gap) && now - g.since_ms >= confirm {
-                let gap = gap_to_peloton(g).unwrap_or_default();
+            if daylight[gi].is_some_and(|d| d >= min_gap) && now - g.since_ms >= confirm {
+                let gap = gaps[gi].unwrap_or_default();
                 self.ever_breakaways.insert(g.id);
                 self.breakaways.insert(g.id, g.riders.clone());
                 self.raise(
@@ -951,26 +1175,32 @@ impl Race {
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         for (id, riders) in announced {
-            let successor = groups
+            // Riders of the breakaway per group this tick (the most, then the lowest id).
+            let mut counts: Vec<(usize, usize)> = Vec::new();
+            for r in &riders {
+                let Some(gi) = self.slots.get(*r).and_then(|s| self.group_index_of_slot(s)) else {
+                    continue;
+                };
+                match counts.iter_mut().find(|(g, _)| *g == gi) {
+                    Some((_, c)) => *c += 1,
+                    None => counts.push((gi, 1)),
+                }
+            }
+            let successor = counts
                 .iter()
-                .max_by_key(|g| {
-                    (
-                        g.riders.iter().filter(|r| riders.contains(r)).count(),
-                        std::cmp::Reverse(g.id),
-                    )
-                })
-                .filter(|g| g.riders.iter().any(|r| riders.contains(r)));
-            let Some(succ) = successor else {
+                .max_by_key(|&&(gi, c)| (c, std::cmp::Reverse(groups[gi].id)))
+                .map(|&(gi, _)| gi);
+            let Some(si) = successor else {
                 self.breakaways.remove(&id);
                 continue;
             };
-            let caught = succ.kind == GroupKind::Peloton
-                || daylight.get(&succ.id).is_none_or(|d| *d < min_gap / 2);
+            let succ = &groups[si];
+            let caught =
+                succ.kind == GroupKind::Peloton || daylight[si].is_none_or(|d| d < min_gap / 2);
             if caught && !racing_finale {
                 self.breakaways.remove(&id);
                 self.gap_sides.retain(|(g, _), _| *g != id);
                 let riders = peloton
-                    .as_ref()
                     .map(|p| p.riders.iter().take(3).copied().collect())
                     .unwrap_or_default();
                 self.raise(
@@ -1001,12 +1231,11 @@ impl Race {
         }
         // Gap thresholds, with 5 s of hysteresis.
         let thresholds = self.config.alerts.gap_thresholds_s.clone();
-        let announced: BTreeSet<u32> = self.breakaways.keys().copied().collect();
-        for g in groups
-            .iter()
-            .filter(|g| announced.contains(&g.id) && !racing_finale)
-        {
-            let Some(gap) = gap_to_peloton(g) else {
+        for (gi, g) in groups.iter().enumerate() {
+            if !self.breakaways.contains_key(&g.id) || racing_finale {
+                continue;
+            }
+            let Some(gap) = gaps[gi] else {
                 continue;
             };
             for (i, th) in thresholds.iter().enumerate() {
@@ -1037,19 +1266,14 @@ impl Race {
             }
         }
         // Splits: a new group of two or more riders of a big group, confirmed.
-        let previous_group: BTreeMap<u32, (u32, usize)> = self
-            .announced
-            .iter()
-            .filter_map(|(&r, a)| a.group.map(|g| (r, g)))
-            .collect();
-        for g in &groups {
+        for g in groups {
             if now - g.since_ms == 0 && g.riders.len() >= 2 {
                 let parents: BTreeSet<u32> = g
                     .riders
                     .iter()
-                    .filter_map(|r| previous_group.get(r))
+                    .filter_map(|&r| self.announced[self.slots.get(r)?].group)
                     .filter(|(_, size)| *size >= 6)
-                    .map(|(gid, _)| *gid)
+                    .map(|(gid, _)| gid)
                     .collect();
                 if parents.len() == 1
                     && let Some(&parent) = parents.first()
@@ -1090,14 +1314,15 @@ impl Race {
             }
         }
         // Riders dropped from a big group into a small one, confirmed.
-        let rider_group: BTreeMap<u32, (u32, usize)> = groups
-            .iter()
-            .flat_map(|g| g.riders.iter().map(move |&r| (r, (g.id, g.riders.len()))))
-            .collect();
-        let on_road: Vec<u32> = road.iter().map(|p| p.rider_id).collect();
-        for id in on_road {
-            let now_group = rider_group.get(&id).copied();
-            let a = self.announced.entry(id).or_default();
+        for i in 0..self.work.road.len() {
+            let id = self.work.road[i].rider_id;
+            let Some(slot) = self.slots.get(id) else {
+                continue;
+            };
+            let now_group = self
+                .group_index_of_slot(slot)
+                .map(|gi| (groups[gi].id, groups[gi].riders.len()));
+            let a = &mut self.announced[slot];
             match (a.group, now_group) {
                 (Some((old, old_size)), Some((new, new_size)))
                     if old != new && old_size >= 5 && new_size <= 2 =>
@@ -1115,11 +1340,7 @@ impl Race {
                 a.dropped_from = None;
                 let still_small = now_group.is_some_and(|(_, size)| size <= 2);
                 if still_small && groups.iter().any(|g| g.id == from) {
-                    let km = self
-                        .riders
-                        .get(&id)
-                        .and_then(|r| r.last_passage())
-                        .map_or(0.0, |p| p.0 / 1000.0);
+                    let km = self.facts[slot].last_passage.map_or(0.0, |p| p.0 / 1000.0);
                     self.raise(
                         now,
                         AlertKind::DroppedFromGroup { group_id: from },
@@ -1133,12 +1354,13 @@ impl Race {
         }
     }
 
-    fn leader_alerts(&mut self, now: Millis, road: &[RoadPosition]) {
+    fn leader_alerts(&mut self, now: Millis) {
         // Once somebody has won, the race has no new leaders.
         if !self.finish_order.is_empty() {
             return;
         }
-        let current = road.first().map(|p| p.rider_id);
+        let front = self.work.road.first().copied();
+        let current = front.map(|p| p.rider_id);
         match (self.leader, current) {
             (Some((id, _)), Some(c)) if id == c => {}
             (_, Some(c)) => self.leader = Some((c, now)),
@@ -1150,11 +1372,8 @@ impl Race {
         {
             // Riders swapping turns at the front of one group is not news.
             let group_of = |r: u32| {
-                self.groups
-                    .groups()
-                    .iter()
-                    .find(|g| g.riders.contains(&r))
-                    .map(|g| g.id)
+                let gi = self.group_index_of_slot(self.slots.get(r)?)?;
+                Some(self.groups.groups()[gi].id)
             };
             let previous = self.announced_leader;
             if let Some(p) = previous
@@ -1165,7 +1384,7 @@ impl Race {
                 return;
             }
             self.announced_leader = Some(id);
-            let km = road.first().map_or(0.0, |p| p.distance_m / 1000.0);
+            let km = front.map_or(0.0, |p| p.distance_m / 1000.0);
             self.raise(
                 now,
                 AlertKind::LeaderChanged { previous },
@@ -1177,27 +1396,34 @@ impl Race {
         }
     }
 
+    /// First passages of checkpoints. A checkpoint still unannounced after a tick had no
+    /// qualifying passage by then, so only riders with new fixes can give one (everyone after a
+    /// command moved a checkpoint or the start).
     fn checkpoint_alerts(&mut self, now: Millis) {
-        let checkpoints = self.index.course().checkpoints().to_vec();
-        for c in checkpoints {
+        let count = self.index.course().checkpoints().len();
+        for ci in 0..count {
+            let c = &self.index.course().checkpoints()[ci];
             if self.checkpoints_announced.contains(&c.name) {
                 continue;
             }
-            let first = self
-                .riders
-                .values()
-                .filter_map(|r| Some((r.time_at(c.distance_m)?, r.info.id)))
-                .filter(|(t, _)| *t >= self.config.start_ms)
-                .min();
+            let (name, distance_m) = (c.name.clone(), c.distance_m);
+            let start_ms = self.config.start_ms;
+            let passage = |slot: usize| {
+                let r = &self.riders[slot];
+                Some((r.time_at(distance_m)?, r.info.id)).filter(|(t, _)| *t >= start_ms)
+            };
+            let first = if self.refresh_all {
+                (0..self.riders.len()).filter_map(passage).min()
+            } else {
+                self.work.dirty.iter().filter_map(|&s| passage(s)).min()
+            };
             if let Some((_, id)) = first {
-                self.checkpoints_announced.insert(c.name.clone());
+                self.checkpoints_announced.insert(name.clone());
                 self.raise(
                     now,
-                    AlertKind::CheckpointLeader {
-                        checkpoint: c.name.clone(),
-                    },
+                    AlertKind::CheckpointLeader { checkpoint: name },
                     vec![id],
-                    c.distance_m / 1000.0,
+                    distance_m / 1000.0,
                     Severity::Info,
                     None,
                 );
@@ -1205,152 +1431,137 @@ impl Race {
         }
     }
 
-    /// Standings: finishers by finish time, then riders on the road by distance.
-    fn ranking(
-        &self,
-        statuses: &BTreeMap<u32, RiderStatus>,
-        road: &[RoadPosition],
-    ) -> HashMap<u32, u32> {
-        let mut order: Vec<u32> = self.finish_order.iter().map(|(id, _)| *id).collect();
-        order.extend(road.iter().map(|p| p.rider_id));
-        let placed: HashSet<u32> = order.iter().copied().collect();
-        let mut rest: Vec<(f64, u32)> = statuses
-            .iter()
-            .filter(|(id, s)| matches!(s, RiderStatus::SignalLost) && !placed.contains(id))
-            .filter_map(|(&id, _)| Some((self.riders.get(&id)?.last_passage()?.0, id)))
+    /// Standings: finishers by finish time, then riders on the road by distance, then riders
+    /// whose signal is lost by their last distance. Fills the dense rank array (0 = unranked;
+    /// a rider listed twice keeps the later place).
+    fn rank_riders(&mut self) {
+        let tick = self.tick;
+        let work = &mut self.work;
+        work.rank.fill(0);
+        let mut place = 0u32;
+        let mut put = |slot: usize, work: &mut TickWork| {
+            place += 1;
+            work.rank[slot] = place;
+            work.placed[slot] = tick;
+        };
+        for &(id, _) in &self.finish_order {
+            if let Some(slot) = self.slots.get(id) {
+                put(slot, work);
+            }
+        }
+        for i in 0..work.road.len() {
+            if let Some(slot) = self.slots.get(work.road[i].rider_id) {
+                put(slot, work);
+            }
+        }
+        let mut rest: Vec<(f64, u32, usize)> = (0..self.riders.len())
+            .filter(|&s| work.statuses[s] == RiderStatus::SignalLost && work.placed[s] != tick)
+            .filter_map(|s| Some((self.facts[s].last_passage?.0, self.slots.id(s), s)))
             .collect();
         rest.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        order.extend(rest.into_iter().map(|(_, id)| id));
-        order
-            .into_iter()
-            .enumerate()
-            .map(|(i, id)| (id, i as u32 + 1))
-            .collect()
+        for (_, _, slot) in rest {
+            put(slot, work);
+        }
     }
 
-    fn view_of(
-        &self,
-        id: u32,
-        status: RiderStatus,
-        rank: u32,
-        road: Option<&RoadPosition>,
-        group: Option<u32>,
-        rider: Option<&RiderTrack>,
-    ) -> RiderView {
-        let course = self.index.course();
-        let last = rider.and_then(|r| r.last());
-        let (distance_m, last_fix_ms) = rider
-            .and_then(|r| r.last_passage())
-            .map_or((0.0, last.map_or(0, |f| f.record.time_ms)), |(d, _)| {
-                (d, last.map_or(0, |f| f.record.time_ms))
-            });
-        let (lat, lon) = match last {
-            Some(f) if f.matched.matched && !f.matched.off_course => course.position_at(distance_m),
-            // Off the course the raw position is shown, unless it lies in a privacy zone: then
-            // the last point on the course stands in for it.
-            Some(f) if self.in_privacy_zone(f.record.lat_deg(), f.record.lon_deg()) => {
-                course.position_at(distance_m)
-            }
-            Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
-            None => course.position_at(0.0),
+    /// A rider's view this tick, from the cached facts and this tick's standings.
+    fn view_of(&self, slot: usize, first_finish: Option<Millis>) -> RiderView {
+        let facts = &self.facts[slot];
+        let status = self.work.statuses[slot];
+        let road = match self.work.road_index[slot] {
+            (t, i) if t == self.tick => self.work.road.get(i as usize),
+            _ => None,
         };
-        let speed = rider.map_or(0.0, |r| r.speed_mps());
-        let finish_gap = rider
-            .and_then(|r| self.finish_time_of(r))
-            .and_then(|t| self.finish_order.first().map(|(_, w)| t - w));
-        let remaining = course.length_m() - distance_m;
-        let eta_finish_ms = (status == RiderStatus::Racing && speed > 1.0)
-            .then(|| last_fix_ms + (remaining / speed * 1000.0) as Millis);
+        let finish_gap = facts.finish_time.and_then(|t| first_finish.map(|w| t - w));
         RiderView {
-            rider_id: id,
-            lat: (lat * 1e6).round() / 1e6,
-            lon: (lon * 1e6).round() / 1e6,
-            distance_m: distance_m.round(),
-            speed_kmh: ((speed * 3.6 * 10.0).round() / 10.0) as f32,
-            rank,
+            rider_id: self.slots.id(slot),
+            lat: facts.view_lat,
+            lon: facts.view_lon,
+            distance_m: facts.view_distance_m,
+            speed_kmh: facts.view_speed_kmh,
+            rank: self.work.rank[slot],
             gap_to_leader_ms: finish_gap
                 .or(road.and_then(|p| p.gap_to_leader_ms))
                 .map(round_100),
             gap_to_ahead_ms: road.and_then(|p| p.gap_to_ahead_ms).map(round_100),
-            group_id: group,
+            group_id: self
+                .group_index_of_slot(slot)
+                .map(|gi| self.groups.groups()[gi].id),
             status,
-            last_fix_ms,
-            eta_finish_ms: eta_finish_ms.map(|t| t / 1000 * 1000),
-            battery_pct: last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
+            last_fix_ms: facts.last_fix_ms,
+            eta_finish_ms: if status == RiderStatus::Racing {
+                facts.eta_if_racing
+            } else {
+                None
+            },
+            battery_pct: facts.battery_pct,
         }
     }
 
-    fn current_views(
-        &self,
-        statuses: &BTreeMap<u32, RiderStatus>,
-        road: &[RoadPosition],
-    ) -> (BTreeMap<u32, RiderView>, Vec<GroupView>) {
-        let ranks = self.ranking(statuses, road);
-        let by_rider: HashMap<u32, &RoadPosition> = road.iter().map(|p| (p.rider_id, p)).collect();
-        let group_of: HashMap<u32, u32> = self
-            .groups
-            .groups()
-            .iter()
-            .flat_map(|g| g.riders.iter().map(move |&r| (r, g.id)))
-            .collect();
-        // `statuses` was built from `riders`: the same ids in the same order.
-        let views = statuses
-            .iter()
-            .zip(self.riders.values())
-            .map(|((&id, &s), rider)| {
-                (
-                    id,
-                    self.view_of(
-                        id,
-                        s,
-                        ranks.get(&id).copied().unwrap_or(0),
-                        by_rider.get(&id).copied(),
-                        group_of.get(&id).copied(),
-                        Some(rider),
-                    ),
-                )
+    /// Whether the published groups still show the tracker's groups.
+    fn group_views_current(&self) -> bool {
+        let groups = self.groups.groups();
+        groups.len() == self.group_views.len()
+            && groups.iter().zip(&self.group_views).all(|(g, v)| {
+                v.group_id == g.id
+                    && v.kind == g.kind
+                    && v.riders == g.riders
+                    && v.head_distance_m == g.head_distance_m.round()
+                    && v.gap_to_ahead_ms == g.gap_to_ahead_ms.map(round_100)
+                    && v.gap_to_leader_ms == g.gap_to_leader_ms.map(round_100)
             })
-            .collect();
-        let groups = self
-            .groups
-            .groups()
-            .iter()
-            .map(|g| GroupView {
-                group_id: g.id,
-                kind: g.kind,
-                riders: g.riders.clone(),
-                head_distance_m: g.head_distance_m.round(),
-                gap_to_ahead_ms: g.gap_to_ahead_ms.map(round_100),
-                gap_to_leader_ms: g.gap_to_leader_ms.map(round_100),
-            })
-            .collect();
-        (views, groups)
     }
 
-    fn publish(
-        &mut self,
-        now: Millis,
-        statuses: &BTreeMap<u32, RiderStatus>,
-        road: &[RoadPosition],
-    ) {
-        let (views, groups) = self.current_views(statuses, road);
-        let states: Vec<RiderView> = views
-            .iter()
-            .filter(|(id, v)| self.views.get(id) != Some(v))
-            .map(|(_, v)| v.clone())
-            .collect();
-        let groups_changed = groups != self.group_views;
+    fn publish(&mut self, now: Millis) {
+        self.rank_riders();
+        let first_finish = self.finish_order.first().map(|(_, w)| *w);
+        let mut views = std::mem::take(&mut self.views);
+        let mut states = std::mem::take(&mut self.work.changed_views);
+        if views.len() == self.riders.len() {
+            // Every rider has a view (after the first tick): compare in place, in id order.
+            for (slot, old) in views.values_mut().enumerate() {
+                let view = self.view_of(slot, first_finish);
+                if *old != view {
+                    states.push(view.clone());
+                    *old = view;
+                }
+            }
+        } else {
+            views.clear();
+            for slot in 0..self.riders.len() {
+                let view = self.view_of(slot, first_finish);
+                states.push(view.clone());
+                views.insert(view.rider_id, view);
+            }
+        }
         self.views = views;
+        // The delta gets an exactly sized copy; the scratch keeps its capacity for next tick.
+        let mut changed = Vec::with_capacity(states.len());
+        changed.append(&mut states);
+        self.work.changed_views = states;
+        let groups_changed = !self.group_views_current();
         if groups_changed {
-            self.group_views = groups.clone();
+            self.group_views = self
+                .groups
+                .groups()
+                .iter()
+                .map(|g| GroupView {
+                    group_id: g.id,
+                    kind: g.kind,
+                    riders: g.riders.clone(),
+                    head_distance_m: g.head_distance_m.round(),
+                    gap_to_ahead_ms: g.gap_to_ahead_ms.map(round_100),
+                    gap_to_leader_ms: g.gap_to_leader_ms.map(round_100),
+                })
+                .collect();
         }
         let delta = Delta {
             race_id: self.config.id.clone(),
             epoch: self.epoch,
             tick: self.tick,
             time_ms: now,
-            states,
-            groups: groups_changed.then_some(groups),
+            states: changed,
+            groups: groups_changed.then(|| self.group_views.clone()),
             alerts: std::mem::take(&mut self.tick_alerts),
         };
         self.outputs.push_back(RaceOutput::Delta(delta));
@@ -1358,16 +1569,13 @@ impl Race {
 
     /// Whether a position lies in one of the organiser's privacy zones (never published).
     pub fn in_privacy_zone(&self, lat: f64, lon: f64) -> bool {
-        self.config
-            .privacy_zones
-            .iter()
-            .any(|z| crate::core::geodesy::haversine_m(lat, lon, z.lat, z.lon) <= z.radius_m)
+        in_zones(&self.config.privacy_zones, lat, lon)
     }
 
     /// A rider's track as it may be published: applied fixes in time order, without those inside
     /// privacy zones. `None` for an unknown rider.
     pub fn track(&self, rider_id: u32) -> Option<Vec<TrackSample>> {
-        let rider = self.riders.get(&rider_id)?;
+        let rider = self.rider(rider_id)?;
         Some(
             rider
                 .fixes()
@@ -1432,7 +1640,7 @@ impl Race {
     pub fn splits(&self) -> Vec<RiderSplits> {
         let checkpoints = self.index.course().checkpoints();
         self.riders
-            .values()
+            .iter()
             .map(|r| RiderSplits {
                 rider_id: r.info.id,
                 passages: checkpoints
@@ -1449,7 +1657,7 @@ impl Race {
     /// ETA of a rider at every checkpoint ahead and the finish, with an uncertainty that grows
     /// with the distance left (10 % of the remaining time, at least 10 s).
     pub fn etas(&self, rider_id: u32) -> Vec<Eta> {
-        let Some(r) = self.riders.get(&rider_id) else {
+        let Some(r) = self.rider(rider_id) else {
             return Vec::new();
         };
         let Some((d, t)) = r.last_passage() else {
@@ -1494,11 +1702,11 @@ impl Race {
 
     /// When a rider passed a course distance, if they have.
     pub fn passage_time(&self, rider_id: u32, distance_m: f64) -> Option<Millis> {
-        self.riders.get(&rider_id)?.time_at(distance_m)
+        self.rider(rider_id)?.time_at(distance_m)
     }
 
     /// Distance and event time of a rider's latest passage.
     pub fn last_passage(&self, rider_id: u32) -> Option<(f64, Millis)> {
-        self.riders.get(&rider_id)?.last_passage()
+        self.rider(rider_id)?.last_passage()
     }
 }

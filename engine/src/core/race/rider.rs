@@ -14,6 +14,10 @@ use crate::core::{CourseIndex, Fix, MatchedFix, Matcher, MatcherConfig, Millis};
 
 /// Fixes between two saved matcher states.
 const CHECKPOINT_EVERY: usize = 32;
+/// Latest passages mirrored inline (see [`RiderTrack::tail`]).
+const TAIL: usize = 8;
+/// Latest fix times mirrored inline: the reporting interval is the median of their gaps.
+const RECENT_FIXES: usize = 9;
 
 /// An applied fix with its match.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,12 +48,27 @@ pub struct RiderTrack {
     matcher: Matcher,
     /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
     seen: BTreeSet<u32>,
-    /// Accepted fixes waiting for the watermark, in arrival order.
+    /// Accepted fixes waiting for the watermark, in (time, sequence) order, so the due ones are a
+    /// prefix that a tick drains without sorting or allocating.
     pending: Vec<PositionRecord>,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
     /// Fastest plausible speed, m/s.
     max_speed_mps: f64,
+    // The logs' tails, copied into the struct: a tick touches every rider once a second, and by
+    // then the ends of thousands of heap logs have left the cache, so the hot path (applying the
+    // next fix, the rider's facts, time gaps to the rider) reads these instead. Kept equal to
+    // the logs after every change.
+    /// The last applied fix (`fixes.last()`).
+    last_fix: Option<StoredFix>,
+    /// Event times of the last `RECENT_FIXES` applied fixes (fewer at first), oldest first.
+    recent_times: [Millis; RECENT_FIXES],
+    /// How many of `recent_times` are valid.
+    recent_len: usize,
+    /// The last `TAIL` passages (fewer at first), oldest first.
+    tail: [(f64, Millis); TAIL],
+    /// How many of `tail` are valid.
+    tail_len: usize,
 }
 
 impl RiderTrack {
@@ -64,6 +83,11 @@ impl RiderTrack {
             pending: Vec::new(),
             passages: Vec::new(),
             max_speed_mps,
+            last_fix: None,
+            recent_times: [0; RECENT_FIXES],
+            recent_len: 0,
+            tail: [(0.0, 0); TAIL],
+            tail_len: 0,
         }
     }
 
@@ -74,38 +98,59 @@ impl RiderTrack {
 
     /// Queues an accepted fix until the watermark passes it.
     pub fn queue(&mut self, record: PositionRecord) {
-        self.pending.push(record);
+        // Fixes mostly arrive in order: the insertion point is found from the end.
+        let key = (record.time_ms, record.seq);
+        let at = partition_point_from_end(&self.pending, |r| (r.time_ms, r.seq) <= key);
+        self.pending.insert(at, record);
+    }
+
+    /// Event time of the earliest queued fix, if any.
+    pub fn next_due_ms(&self) -> Option<Millis> {
+        self.pending.first().map(|r| r.time_ms)
     }
 
     /// Takes the queued fixes at or before `watermark`, in time then sequence order.
     pub fn take_due(&mut self, watermark: Millis) -> Vec<PositionRecord> {
-        if self.pending.is_empty() {
-            return Vec::new();
-        }
-        let (mut due, rest): (Vec<_>, Vec<_>) =
-            self.pending.drain(..).partition(|r| r.time_ms <= watermark);
-        self.pending = rest;
-        due.sort_by_key(|r| (r.time_ms, r.seq));
+        let mut due = Vec::new();
+        self.take_due_into(watermark, &mut due);
         due
+    }
+
+    /// Like [`RiderTrack::take_due`], appending to a buffer the caller reuses.
+    pub fn take_due_into(&mut self, watermark: Millis, due: &mut Vec<PositionRecord>) {
+        let n = self.pending.partition_point(|r| r.time_ms <= watermark);
+        due.extend(self.pending.drain(..n));
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
     pub fn apply(&mut self, index: &CourseIndex, record: PositionRecord) -> Result<(), ApplyError> {
-        let at = self
-            .fixes
-            .partition_point(|f| (f.record.time_ms, f.record.seq) <= (record.time_ms, record.seq));
+        // Live fixes go at the end of a long, mostly cold log: compare with the inline copy of the
+        // last fix first, and search (from the end) only for a late fix.
+        let key = (record.time_ms, record.seq);
+        let at = match &self.last_fix {
+            None => 0,
+            Some(last) if (last.record.time_ms, last.record.seq) <= key => self.fixes.len(),
+            Some(_) => {
+                partition_point_from_end(&self.fixes, |f| (f.record.time_ms, f.record.seq) <= key)
+            }
+        };
         let plausible = |other: &StoredFix| {
             let dt = (record.time_ms - other.record.time_ms).abs() as f64 / 1000.0;
-            let d = geodesic_distance_m(
-                record.lat_deg(),
-                record.lon_deg(),
-                other.record.lat_deg(),
-                other.record.lon_deg(),
-            );
             // GPS noise allowance of 50 m on top of the speed limit.
-            d <= self.max_speed_mps * dt + 50.0
+            let limit = self.max_speed_mps * dt + 50.0;
+            let (lat, lon) = (record.lat_deg(), record.lon_deg());
+            let (other_lat, other_lon) = (other.record.lat_deg(), other.record.lon_deg());
+            match surely_within(lat, lon, other_lat, other_lon, limit) {
+                Some(answer) => answer,
+                None => geodesic_distance_m(lat, lon, other_lat, other_lon) <= limit,
+            }
         };
-        if (at > 0 && !plausible(&self.fixes[at - 1]))
+        let before = if at == self.fixes.len() {
+            self.last_fix.as_ref()
+        } else {
+            at.checked_sub(1).map(|i| &self.fixes[i])
+        };
+        if before.is_some_and(|f| !plausible(f))
             || (at < self.fixes.len() && !plausible(&self.fixes[at]))
         {
             return Err(ApplyError::ImpossibleSpeed);
@@ -127,14 +172,28 @@ impl RiderTrack {
                 self.checkpoints.push(self.matcher.clone());
             }
             let matched = self.matcher.match_fix(index, &Fix::from(&record));
-            self.fixes.push(StoredFix {
+            let stored = StoredFix {
                 matched,
                 ..placeholder
-            });
+            };
+            self.fixes.push(stored);
+            self.last_fix = Some(stored);
+            if self.recent_len == RECENT_FIXES {
+                self.recent_times.copy_within(1.., 0);
+                self.recent_len -= 1;
+            }
+            self.recent_times[self.recent_len] = record.time_ms;
+            self.recent_len += 1;
             self.push_passage(matched);
         } else {
             self.fixes.insert(at, placeholder);
             self.rematch_from(index, at);
+            self.last_fix = self.fixes.last().copied();
+            let from = self.fixes.len().saturating_sub(RECENT_FIXES);
+            self.recent_len = self.fixes.len() - from;
+            for (slot, f) in self.recent_times.iter_mut().zip(&self.fixes[from..]) {
+                *slot = f.record.time_ms;
+            }
         }
         Ok(())
     }
@@ -156,6 +215,9 @@ impl RiderTrack {
         let first_time = self.fixes[start].record.time_ms;
         let keep = self.passages.partition_point(|p| p.1 < first_time);
         self.passages.truncate(keep);
+        let from = keep.saturating_sub(TAIL);
+        self.tail_len = keep - from;
+        self.tail[..self.tail_len].copy_from_slice(&self.passages[from..]);
         for i in start..self.fixes.len() {
             let m = self.fixes[i].matched;
             self.push_passage(m);
@@ -167,35 +229,78 @@ impl RiderTrack {
             return;
         }
         let d = self
-            .passages
-            .last()
+            .last_passage()
             .map_or(m.distance_m, |p| p.0.max(m.distance_m));
         self.passages.push((d, m.time_ms));
+        if self.tail_len == TAIL {
+            self.tail.copy_within(1.., 0);
+            self.tail_len -= 1;
+        }
+        self.tail[self.tail_len] = (d, m.time_ms);
+        self.tail_len += 1;
     }
 
     /// When the rider passed `distance_m` (interpolated), if they have.
     pub fn time_at(&self, distance_m: f64) -> Option<Millis> {
+        let tail = self.tail();
+        if tail.first().is_some_and(|p| p.0 < distance_m) {
+            // Every earlier passage lies before `distance_m` too (distances never decrease), so
+            // the answer is in the inline tail: the same search and interpolation, no cold log.
+            let k = tail.partition_point(|p| p.0 < distance_m);
+            return tail
+                .get(k)
+                .map(|&b| interpolate(tail[k - 1], b, distance_m));
+        }
         let i = partition_point_from_end(&self.passages, |p| p.0 < distance_m);
+        self.time_at_index(distance_m, i)
+    }
+
+    /// The latest passages (up to eight), oldest first: the end of the passage log.
+    pub fn tail(&self) -> &[(f64, Millis)] {
+        &self.tail[..self.tail_len]
+    }
+
+    /// [`RiderTrack::time_at`] with the search starting at `hint`, the passage index an earlier
+    /// query at a nearby distance ended at (updated): many queries at neighbouring distances,
+    /// such as every rider's gap to the leader in road order, then cost a few probes each.
+    pub fn time_at_near(&self, distance_m: f64, hint: &mut usize) -> Option<Millis> {
+        let i = partition_point_near(&self.passages, *hint, |p| p.0 < distance_m);
+        *hint = i;
+        self.time_at_index(distance_m, i)
+    }
+
+    /// The passage time at `distance_m`, given the index of the first passage at or beyond it.
+    fn time_at_index(&self, distance_m: f64, i: usize) -> Option<Millis> {
         if i >= self.passages.len() {
             return None;
         }
         if i == 0 {
             return Some(self.passages[0].1);
         }
-        let (a, b) = (self.passages[i - 1], self.passages[i]);
-        let span = b.0 - a.0;
-        let t = if span > 0.0 {
-            (distance_m - a.0) / span
-        } else {
-            1.0
-        };
-        Some(a.1 + ((b.1 - a.1) as f64 * t).round() as Millis)
+        Some(interpolate(
+            self.passages[i - 1],
+            self.passages[i],
+            distance_m,
+        ))
     }
 
     /// When the rider passed (or, at their current speed, will pass) `distance_m`; projects at
     /// most 30 s beyond the last fix.
     pub fn time_at_or_projected(&self, distance_m: f64) -> Option<Millis> {
-        if let Some(t) = self.time_at(distance_m) {
+        let t = self.time_at(distance_m);
+        self.or_projected(distance_m, t)
+    }
+
+    /// [`RiderTrack::time_at_or_projected`] searching from a hint, as in
+    /// [`RiderTrack::time_at_near`].
+    pub fn time_at_or_projected_near(&self, distance_m: f64, hint: &mut usize) -> Option<Millis> {
+        let t = self.time_at_near(distance_m, hint);
+        self.or_projected(distance_m, t)
+    }
+
+    /// A passage time, or else the projection of the rider to `distance_m`.
+    fn or_projected(&self, distance_m: f64, passed: Option<Millis>) -> Option<Millis> {
+        if let Some(t) = passed {
             return Some(t);
         }
         let (d, t) = self.last_passage()?;
@@ -224,12 +329,12 @@ impl RiderTrack {
 
     /// The last applied fix.
     pub fn last(&self) -> Option<&StoredFix> {
-        self.fixes.last()
+        self.last_fix.as_ref()
     }
 
     /// The last passage: (distance, time).
     pub fn last_passage(&self) -> Option<(f64, Millis)> {
-        self.passages.last().copied()
+        self.tail().last().copied()
     }
 
     /// Smoothed speed along the course, m/s.
@@ -244,20 +349,97 @@ impl RiderTrack {
 
     /// Median interval between the last few fixes, ms (the device's own reporting interval).
     pub fn report_interval_ms(&self) -> Option<Millis> {
-        let n = self.fixes.len();
-        if n < 3 {
+        if self.fixes.len() < 3 {
             return None;
         }
-        let mut gaps = [0 as Millis; 8];
+        let mut gaps = [0 as Millis; RECENT_FIXES - 1];
         let mut k = 0;
-        for w in self.fixes[n.saturating_sub(9)..].windows(2) {
-            gaps[k] = w[1].record.time_ms - w[0].record.time_ms;
+        for w in self.recent_times[..self.recent_len].windows(2) {
+            gaps[k] = w[1] - w[0];
             k += 1;
         }
         let gaps = &mut gaps[..k];
         gaps.sort_unstable();
         Some(gaps[k / 2])
     }
+}
+
+/// `slice::partition_point` (`pred` holds for a prefix) searched by galloping out from `hint`
+/// in whichever direction the answer lies: O(log distance) from the hint.
+pub(super) fn partition_point_near<T>(v: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
+    let n = v.len();
+    let h = hint.min(n);
+    if h > 0 && !pred(&v[h - 1]) {
+        // The answer is at most h - 1: gallop down.
+        let mut hi = h - 1;
+        let mut step = 1usize;
+        loop {
+            let probe = hi.saturating_sub(step);
+            if pred(&v[probe]) {
+                return probe + 1 + v[probe + 1..hi].partition_point(&pred);
+            }
+            if probe == 0 {
+                return 0;
+            }
+            hi = probe;
+            step = step.saturating_mul(2);
+        }
+    }
+    // Everything before h satisfies `pred`: gallop up.
+    let mut lo = h;
+    let mut step = 1usize;
+    while lo < n {
+        let probe = lo.saturating_add(step - 1).min(n - 1);
+        if !pred(&v[probe]) {
+            return lo + v[lo..probe].partition_point(&pred);
+        }
+        lo = probe + 1;
+        step = step.saturating_mul(2);
+    }
+    n
+}
+
+/// Decides `geodesic distance <= limit_m` from a flat-earth estimate when the estimate is clearly
+/// on one side (the exact ellipsoidal distance is within 0.6 % of a spherical one, and the flat
+/// approximation is far better than that below 20 km); None when it is too close to call and the
+/// exact (iterative) distance must decide. Only short spans (under 0.05 rad of longitude and
+/// 20 km) are estimated; between fixes a second apart it always decides.
+fn surely_within(lat1: f64, lon1: f64, lat2: f64, lon2: f64, limit_m: f64) -> Option<bool> {
+    /// Mean Earth radius, metres.
+    const R: f64 = 6_371_008.8;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dphi = p2 - p1;
+    let dlambda = (lon2 - lon1).to_radians();
+    if !(dphi.is_finite() && dlambda.is_finite() && limit_m.is_finite()) || dlambda.abs() > 0.05 {
+        return None;
+    }
+    // cos of the mean latitude, by a few terms of its series (|x| <= pi/2): no libm call.
+    let m = (p1 + p2) * 0.5;
+    let x2 = m * m;
+    let cos_m =
+        1.0 - x2 / 2.0 + x2 * x2 / 24.0 - x2 * x2 * x2 / 720.0 + x2 * x2 * x2 * x2 / 40_320.0;
+    let (x, y) = (dlambda * cos_m.clamp(0.0, 1.0), dphi);
+    let estimate = R * (x * x + y * y).sqrt();
+    if estimate > 20_000.0 {
+        None
+    } else if estimate * 1.02 + 0.01 < limit_m {
+        Some(true)
+    } else if estimate * 0.98 - 0.01 > limit_m {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The time at `distance_m` between passages `a` and `b`, by linear interpolation.
+pub(super) fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -> Millis {
+    let span = b.0 - a.0;
+    let t = if span > 0.0 {
+        (distance_m - a.0) / span
+    } else {
+        1.0
+    };
+    a.1 + ((b.1 - a.1) as f64 * t).round() as Millis
 }
 
 /// `slice::partition_point` (`pred` holds for a prefix) searched by galloping back from the end:
@@ -279,10 +461,50 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::partition_point_from_end;
+    use super::{partition_point_from_end, partition_point_near, surely_within};
+    use crate::core::geodesy::geodesic_distance_m;
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn search_from_a_hint_agrees_with_binary_search(
+            mut v in proptest::collection::vec(0i64..1000, 0..300),
+            x in -5i64..1005,
+            hint in 0usize..400,
+        ) {
+            v.sort_unstable();
+            prop_assert_eq!(partition_point_near(&v, hint, |&e| e < x), v.partition_point(|&e| e < x));
+            prop_assert_eq!(partition_point_near(&v, hint, |&e| e <= x), v.partition_point(|&e| e <= x));
+        }
+
+        #[test]
+        fn quick_plausibility_verdicts_agree_with_the_geodesic(
+            lat in -89.9f64..89.9,
+            lon in -180.0f64..180.0,
+            north_m in -30_000.0f64..30_000.0,
+            east_m in -30_000.0f64..30_000.0,
+            limit_m in 0.0f64..40_000.0,
+        ) {
+            let lat2 = (lat + north_m / 111_000.0).clamp(-89.99, 89.99);
+            let lon2 = lon + east_m / (111_000.0 * lat.to_radians().cos().max(0.01));
+            if let Some(verdict) = surely_within(lat, lon, lat2, lon2, limit_m) {
+                prop_assert_eq!(verdict, geodesic_distance_m(lat, lon, lat2, lon2) <= limit_m);
+            }
+        }
+
+        #[test]
+        fn quick_plausibility_decides_between_neighbouring_fixes(
+            lat in -70.0f64..70.0,
+            lon in -180.0f64..180.0,
+            north_m in -20.0f64..20.0,
+            east_m in -20.0f64..20.0,
+        ) {
+            let lat2 = lat + north_m / 111_000.0;
+            let lon2 = lon + east_m / (111_000.0 * lat.to_radians().cos());
+            // One second at road-cycling speed plus the noise allowance.
+            prop_assert_eq!(surely_within(lat, lon, lat2, lon2, 85.0), Some(true));
+        }
+
         #[test]
         fn galloping_search_agrees_with_binary_search(
             mut v in proptest::collection::vec(0i64..1000, 0..300),

@@ -1,0 +1,78 @@
+//! A race-tick workload for profilers (perf, callgrind): a simulated field mid-race, then a number
+//! of measured ticks; prints each phase's median wall time. Under callgrind, count only the ticks:
+//!
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured_tick*'
+//!  target/release/examples/race_tick_profile 5000 1000 300 5`
+//!
+//! Arguments: riders, device reporting interval ms, warm-up seconds, measured ticks, and which
+//! ticks go through `measured_tick` (`busy`: the whole-second ticks that apply the fixes,
+//! `quiet`: the half-second ticks between them, `both`: all; the others go through `other_tick`).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use flevum_bench::{feed_until, mid_race};
+use flevum_engine::core::Race;
+
+/// A way of running one tick.
+type TickFn = fn(&mut Race, i64);
+
+/// One measured tick and its outputs (a symbol of its own for callgrind's `--toggle-collect`).
+#[inline(never)]
+fn measured_tick(race: &mut Race, t: i64) {
+    race.handle_tick(t);
+    let mut outputs = 0usize;
+    while race.poll_output().is_some() {
+        outputs += 1;
+    }
+    std::hint::black_box(outputs);
+}
+
+/// A tick that is not being counted (its body differs from `measured_tick`'s so that the
+/// compiler cannot fold the two into one symbol).
+#[inline(never)]
+fn other_tick(race: &mut Race, t: i64) {
+    race.handle_tick(t);
+    while race.poll_output().is_some() {}
+}
+
+fn arg(i: usize, default: i64) -> anyhow::Result<i64> {
+    std::env::args().nth(i).map_or(Ok(default), |a| {
+        a.parse().with_context(|| format!("argument {i}: {a}"))
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let riders = u32::try_from(arg(1, 5000)?)?;
+    let interval = arg(2, 1000)?;
+    let warmup = arg(3, 1200)?;
+    let ticks = arg(4, 50)?;
+    let which = std::env::args().nth(5).unwrap_or_else(|| "both".into());
+    let (busy_fn, quiet_fn): (TickFn, TickFn) = match which.as_str() {
+        "busy" => (measured_tick, other_tick),
+        "quiet" => (other_tick, measured_tick),
+        _ => (measured_tick, measured_tick),
+    };
+    let (mut race, mut sim, mut t) = mid_race(riders, interval, warmup)?;
+    let mut busy = Vec::new();
+    let mut quiet = Vec::new();
+    for _ in 0..ticks {
+        t += 1000;
+        feed_until(&mut race, &mut sim, t);
+        let started = Instant::now();
+        busy_fn(&mut race, t);
+        busy.push(started.elapsed());
+        let started = Instant::now();
+        quiet_fn(&mut race, t + 500);
+        quiet.push(started.elapsed());
+    }
+    busy.sort();
+    quiet.sort();
+    let n = busy.len() / 2;
+    println!(
+        "{riders} riders, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?}, quiet tick median {:?}",
+        busy.get(n).copied().unwrap_or_default(),
+        quiet.get(n).copied().unwrap_or_default()
+    );
+    Ok(())
+}

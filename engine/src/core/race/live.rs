@@ -1,0 +1,451 @@
+//! Dense per-rider state the race tick reads: the rider id → slot table, each rider's facts
+//! cached from their fix log (refreshed only when the log changes), and the road-order sort.
+//!
+//! Owns no race logic of its own: what a status, gap or view means stays in the race module;
+//! this keeps the tick to flat arrays indexed by slot instead of map lookups per rider.
+
+use flevum_protocol::RiderStatus;
+
+use super::rider::{RiderTrack, interpolate, partition_point_near};
+use crate::core::{Course, Millis};
+
+/// Marks "no slot" in the direct table.
+const NO_SLOT: u32 = u32::MAX;
+
+/// Rider id → slot (the rider's index in id order).
+#[derive(Debug, Clone)]
+pub(super) struct RiderSlots {
+    /// Rider ids in ascending order: slot `i` is `ids[i]`.
+    ids: Vec<u32>,
+    /// Slot by id when ids are small enough for a direct table (the usual bib-like numbering).
+    direct: Vec<u32>,
+}
+
+impl RiderSlots {
+    /// A table for unique `ids` in ascending order.
+    pub(super) fn new(ids: Vec<u32>) -> RiderSlots {
+        let max = ids.last().map_or(0, |&m| m as usize);
+        let direct = if max <= ids.len() * 4 + 4096 {
+            let mut direct = vec![NO_SLOT; max + 1];
+            for (slot, &id) in ids.iter().enumerate() {
+                direct[id as usize] = slot as u32;
+            }
+            direct
+        } else {
+            Vec::new()
+        };
+        RiderSlots { ids, direct }
+    }
+
+    /// The slot of a rider id.
+    pub(super) fn get(&self, id: u32) -> Option<usize> {
+        if self.direct.is_empty() {
+            self.ids.binary_search(&id).ok()
+        } else {
+            match self.direct.get(id as usize) {
+                Some(&s) if s != NO_SLOT => Some(s as usize),
+                _ => None,
+            }
+        }
+    }
+
+    /// The rider id in a slot.
+    pub(super) fn id(&self, slot: usize) -> u32 {
+        self.ids[slot]
+    }
+
+    /// Number of riders.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// What the tick needs to know about one rider, derived from the fix and passage logs; valid
+/// until the rider's applied fixes, the start time or the course change.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RiderFacts {
+    /// Event time of the last applied fix.
+    pub last_time: Option<Millis>,
+    /// Latest passage: (distance along course, time).
+    pub last_passage: Option<(f64, Millis)>,
+    /// The latest passages (oldest first; `tail_len` valid), next to `last_passage` so that the
+    /// time gaps of the rider behind, computed in road order, read them without a cache miss.
+    pub tail: [(f64, Millis); 8],
+    /// How many of `tail` are valid.
+    pub tail_len: usize,
+    /// Smoothed speed along the course, m/s.
+    pub speed_mps: f64,
+    /// The last fix was judged off course.
+    pub off_course: bool,
+    /// Distance of the last fix from the course, metres (for the off-course alert).
+    pub lateral_m: f64,
+    /// Battery of the last fix, when it is a valid percentage.
+    pub battery_pct: Option<u8>,
+    /// Finish time, once the rider has crossed the line after the start.
+    pub finish_time: Option<Millis>,
+    /// Silence after which the device counts as lost, ms.
+    pub lost_after_ms: Millis,
+    /// Moved less than the stopped speed over the stopped window before the last fix.
+    pub stopped: bool,
+    /// Published latitude (rounded to 1e-6°).
+    pub view_lat: f64,
+    /// Published longitude (rounded to 1e-6°).
+    pub view_lon: f64,
+    /// Published distance along course (rounded), metres.
+    pub view_distance_m: f64,
+    /// Published speed, km/h with one decimal.
+    pub view_speed_kmh: f32,
+    /// Published time of the last fix, ms (0 without fixes).
+    pub last_fix_ms: Millis,
+    /// Finish ETA (whole seconds) for when the rider is racing.
+    pub eta_if_racing: Option<Millis>,
+}
+
+/// Race-wide inputs of [`RiderFacts::of`].
+pub(super) struct FactInputs<'a> {
+    /// The course (length, positions).
+    pub course: &'a Course,
+    /// Race start, ms.
+    pub start_ms: Millis,
+    /// Configured reporting interval, ms (when the device's own is not known yet).
+    pub report_interval_ms: Millis,
+    /// Reporting intervals without a fix before the signal counts as lost.
+    pub signal_lost_intervals: f64,
+    /// Stopped window, ms.
+    pub stopped_window_ms: Millis,
+    /// Stopped speed, m/s.
+    pub stopped_speed_mps: f64,
+    /// A rider within this distance of the end has finished, metres.
+    pub finish_tolerance_m: f64,
+    /// Whether a coordinate lies in a privacy zone.
+    pub in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
+}
+
+impl RiderFacts {
+    /// Facts of a rider from their logs.
+    pub(super) fn of(rider: &RiderTrack, inputs: &FactInputs<'_>) -> RiderFacts {
+        let course = inputs.course;
+        let last = rider.last();
+        let last_passage = rider.last_passage();
+        let speed = rider.speed_mps();
+        let length = course.length_m();
+        // Most riders have not reached the line: skip the passage-log search for them.
+        let finish_time = match last_passage {
+            Some((d, _)) if d >= length - inputs.finish_tolerance_m || d.is_nan() => rider
+                .time_at(length - inputs.finish_tolerance_m)
+                .filter(|&t| t >= inputs.start_ms),
+            _ => None,
+        };
+        let interval = rider
+            .report_interval_ms()
+            .unwrap_or(inputs.report_interval_ms);
+        let lost_after_ms =
+            ((interval as f64 * inputs.signal_lost_intervals) as Millis).max(20_000);
+        let window = inputs.stopped_window_ms;
+        let stopped = last.is_some_and(|f| {
+            let t = f.record.time_ms;
+            let Some((d_now, _)) = last_passage else {
+                return false;
+            };
+            if t - inputs.start_ms < window {
+                return false;
+            }
+            let threshold = inputs.stopped_speed_mps * window as f64 / 1000.0;
+            // A recent passage inside the window that is already `threshold` behind proves the
+            // rider moved: the distance at the window's start can only be smaller. Decides most
+            // riders from the inline tail without reading the log.
+            let moved = rider
+                .tail()
+                .iter()
+                .find(|p| p.1 > t - window)
+                .is_some_and(|p| d_now - p.0 >= threshold);
+            !moved
+                && rider
+                    .distance_at(t - window)
+                    .is_some_and(|d_then| d_now - d_then < threshold)
+        });
+        let last_fix_ms = last.map_or(0, |f| f.record.time_ms);
+        let distance_m = last_passage.map_or(0.0, |(d, _)| d);
+        // The last fix's matched segment is where the course lookups start.
+        let near = last.map_or(0, |f| f.matched.segment);
+        let (lat, lon) = match last {
+            Some(f) if f.matched.matched && !f.matched.off_course => {
+                position_near(course, distance_m, near)
+            }
+            // Off the course the raw position is shown, unless it lies in a privacy zone: then
+            // the last point on the course stands in for it.
+            Some(f) if (inputs.in_privacy_zone)(f.record.lat_deg(), f.record.lon_deg()) => {
+                position_near(course, distance_m, near)
+            }
+            Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
+            None => course.position_at(0.0),
+        };
+        let remaining = length - distance_m;
+        let mut tail = [(0.0, 0); 8];
+        let recent = rider.tail();
+        let tail_len = recent.len().min(tail.len());
+        tail[..tail_len].copy_from_slice(&recent[recent.len() - tail_len..]);
+        RiderFacts {
+            last_time: last.map(|f| f.record.time_ms),
+            last_passage,
+            tail,
+            tail_len,
+            speed_mps: speed,
+            off_course: last.is_some_and(|f| f.matched.off_course),
+            lateral_m: last.map_or(0.0, |f| f.matched.lateral_m),
+            battery_pct: last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
+            finish_time,
+            lost_after_ms,
+            stopped,
+            view_lat: round(lat * 1e6) / 1e6,
+            view_lon: round(lon * 1e6) / 1e6,
+            view_distance_m: round(distance_m),
+            view_speed_kmh: (round(speed * 3.6 * 10.0) / 10.0) as f32,
+            last_fix_ms,
+            eta_if_racing: (speed > 1.0)
+                .then(|| last_fix_ms + (remaining / speed * 1000.0) as Millis)
+                .map(|t| t / 1000 * 1000),
+        }
+    }
+
+    /// The rider's status at `watermark` (`abandoned` and `started` are race facts).
+    pub(super) fn status(
+        &self,
+        abandoned: bool,
+        started: bool,
+        start_ms: Millis,
+        watermark: Millis,
+    ) -> RiderStatus {
+        if abandoned {
+            return RiderStatus::Abandoned;
+        }
+        if self.finish_time.is_some() {
+            return RiderStatus::Finished;
+        }
+        let Some(last_time) = self.last_time else {
+            return RiderStatus::NotStarted;
+        };
+        if !started || last_time < start_ms {
+            return RiderStatus::NotStarted;
+        }
+        if watermark - last_time > self.lost_after_ms {
+            return RiderStatus::SignalLost;
+        }
+        if self.off_course {
+            return RiderStatus::OffCourse;
+        }
+        if self.stopped {
+            return RiderStatus::Stopped;
+        }
+        RiderStatus::Racing
+    }
+
+    /// When the rider passed `distance_m`, answered from the tail when the tail decides it
+    /// (`Some(answer)`, the same as [`RiderTrack::time_at`]); `None` when the log must be read.
+    pub(super) fn time_at_from_tail(&self, distance_m: f64) -> Option<Option<Millis>> {
+        let tail = &self.tail[..self.tail_len];
+        // Every earlier passage lies before `distance_m` too (distances never decrease).
+        if !tail.first().is_some_and(|p| p.0 < distance_m) {
+            return None;
+        }
+        let k = tail.partition_point(|p| p.0 < distance_m);
+        Some(
+            tail.get(k)
+                .map(|&b| interpolate(tail[k - 1], b, distance_m)),
+        )
+    }
+
+    /// [`RiderTrack::time_at_or_projected`] from the facts; `passed` is [`RiderTrack::time_at`].
+    pub(super) fn or_projected(&self, distance_m: f64, passed: Option<Millis>) -> Option<Millis> {
+        if let Some(t) = passed {
+            return Some(t);
+        }
+        let (d, t) = self.last_passage?;
+        let v = self.speed_mps;
+        let ahead_s = (distance_m - d) / v;
+        (v > 0.5 && ahead_s <= 30.0).then(|| t + (ahead_s * 1000.0) as Millis)
+    }
+
+    /// Distance at `t`, projected from the last passage at the current speed (at most 30 s
+    /// ahead); the same as [`RiderTrack::distance_projected`].
+    pub(super) fn distance_projected(&self, t: Millis) -> Option<f64> {
+        let (d, last) = self.last_passage?;
+        let dt = ((t - last) as f64 / 1000.0).clamp(0.0, 30.0);
+        Some(d + self.speed_mps * dt)
+    }
+}
+
+/// `f64::round` (half away from zero, the sign of zero kept), without the libm call the
+/// baseline x86-64 target makes for it: exact, since below 2^52 the integer part and the
+/// fraction of a double are both representable.
+pub(super) fn round(x: f64) -> f64 {
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
+        // NaN, infinities and doubles of 2^52 or more (all integers) round to themselves.
+        return x;
+    }
+    let whole = (x as i64) as f64;
+    let fraction = x - whole;
+    let rounded = if fraction >= 0.5 {
+        whole + 1.0
+    } else if fraction <= -0.5 {
+        whole - 1.0
+    } else {
+        whole
+    };
+    rounded.copysign(x)
+}
+
+/// [`Course::position_at`] with the segment search starting at segment `near` (the same
+/// arithmetic, so the same result; a rider's distance is nearly always in or next to the segment
+/// their last fix matched, so this costs a probe or two instead of a search of the whole course).
+pub(super) fn position_near(course: &Course, distance_m: f64, near: usize) -> (f64, f64) {
+    let points = course.points();
+    if points.len() < 2 {
+        return course.position_at(distance_m);
+    }
+    let i = partition_point_near(points, near + 1, |p| p.distance_m <= distance_m)
+        .saturating_sub(1)
+        .min(points.len() - 2);
+    let (a, b) = (&points[i], &points[i + 1]);
+    let t = ((distance_m - a.distance_m) / (b.distance_m - a.distance_m)).clamp(0.0, 1.0);
+    (a.lat + (b.lat - a.lat) * t, a.lon + (b.lon - a.lon) * t)
+}
+
+/// One rider on the road while the road order is sorted: one integer that orders riders front
+/// first (the projected distance as a [`descending_key`], then the rider id, then the slot, which
+/// follows the id), so that the sort compares plain integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct RoadEntry(u128);
+
+impl RoadEntry {
+    /// An entry for a rider projected to `projected_m` along the course.
+    pub(super) fn new(projected_m: f64, rider_id: u32, slot: u32) -> RoadEntry {
+        RoadEntry(
+            (u128::from(descending_key(projected_m)) << 64)
+                | (u128::from(rider_id) << 32)
+                | u128::from(slot),
+        )
+    }
+
+    /// The rider id.
+    pub(super) fn rider_id(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// The rider slot.
+    pub(super) fn slot(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// Maps a distance to an integer whose ascending order is the distance's descending
+/// `f64::total_cmp` order (the same bit trick `total_cmp` uses).
+pub(super) fn descending_key(x: f64) -> u64 {
+    let bits = x.to_bits() as i64;
+    let ordered = bits ^ ((((bits >> 63) as u64) >> 1) as i64);
+    !((ordered as u64) ^ (1 << 63))
+}
+
+/// Sorts the road order: front first, by projected distance, then by rider id (a total order,
+/// so every correct sort gives the same result). The entries come in last tick's order, which
+/// often changes only locally (between fixes, everyone is projected forward at their own speed),
+/// so an insertion sort starts; as soon as it has moved riders more than a few places each on
+/// average (new fixes reshuffled a dense bunch) it leaves the rest to the library sort.
+pub(super) fn sort_road(entries: &mut [RoadEntry]) {
+    let mut moves = 0usize;
+    for i in 1..entries.len() {
+        let e = entries[i];
+        let mut j = i;
+        while j > 0 && e < entries[j - 1] {
+            entries[j] = entries[j - 1];
+            j -= 1;
+        }
+        entries[j] = e;
+        moves += i - j;
+        if moves > i * 16 + 256 {
+            entries.sort_unstable();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The order the road sort must give: distance descending by `total_cmp`, then id.
+    fn road_before(a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+    }
+
+    proptest! {
+        #[test]
+        fn round_is_f64_round(bits in any::<u64>(), small in -1e7f64..1e7) {
+            for x in [f64::from_bits(bits), small, small.trunc() + 0.5, small.trunc() - 0.5] {
+                let (got, want) = (round(x), x.round());
+                prop_assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "round({x:?}) = {got:?}, want {want:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn descending_key_orders_like_total_cmp(a in any::<f64>(), b in any::<f64>()) {
+            prop_assert_eq!(descending_key(a).cmp(&descending_key(b)), b.total_cmp(&a));
+        }
+
+        #[test]
+        fn road_sort_matches_the_library_sort(
+            keys in proptest::collection::vec((0u8..40, 0u32..50), 0..400),
+            shuffle in any::<bool>(),
+        ) {
+            let riders: Vec<(f64, u32)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &(d, jitter))| {
+                    let jitter = if shuffle { f64::from(jitter) } else { 0.0 };
+                    (f64::from(d) * 10.0 + jitter, (i as u32 * 7919) % 1000)
+                })
+                .collect();
+            let mut entries: Vec<RoadEntry> = riders
+                .iter()
+                .enumerate()
+                .map(|(i, &(d, id))| RoadEntry::new(d, id, i as u32))
+                .collect();
+            let mut expected = riders.clone();
+            expected.sort_by(road_before);
+            sort_road(&mut entries);
+            let got: Vec<u32> = entries.iter().map(|e| e.rider_id()).collect();
+            let want: Vec<u32> = expected.iter().map(|e| e.1).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn position_near_is_position_at(
+            distance_m in -100.0f64..3_300.0,
+            near in 0usize..40,
+        ) {
+            let points: Vec<(f64, f64)> =
+                (0..30).map(|i| (52.0 + f64::from(i) * 0.001, 5.0 + f64::from(i % 7) * 0.0005)).collect();
+            let course = Course::from_points("test", &points.iter().map(|&(lat, lon)| (lat, lon, None)).collect::<Vec<_>>())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(position_near(&course, distance_m, near), course.position_at(distance_m));
+        }
+
+        #[test]
+        fn slots_find_every_id_and_nothing_else(
+            ids in proptest::collection::btree_set(0u32..100_000, 1..200),
+            probe in 0u32..100_000,
+        ) {
+            let ids: Vec<u32> = ids.into_iter().collect();
+            let slots = RiderSlots::new(ids.clone());
+            for (i, &id) in ids.iter().enumerate() {
+                prop_assert_eq!(slots.get(id), Some(i));
+                prop_assert_eq!(slots.id(i), id);
+            }
+            prop_assert_eq!(slots.get(probe), ids.binary_search(&probe).ok());
+        }
+    }
+}
