@@ -130,6 +130,9 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `tracing` filter directive (`info`, `flevum_engine=debug`, …).
     pub log_filter: String,
+    /// Where `flevum engine` serves `/metrics`, `/healthz` and `/readyz` (it has no gateway to
+    /// serve them); None = not served. `serve` and `gateway` serve them on the gateway's port.
+    pub engine_metrics_listen: Option<SocketAddr>,
 }
 
 /// The whole server config.
@@ -188,6 +191,7 @@ impl Default for ServerConfig {
             telemetry: TelemetrySettings {
                 log_format: LogFormat::Pretty,
                 log_filter: "info".to_string(),
+                engine_metrics_listen: None,
             },
             bus: BusSettings {
                 journal: JournalBackendKind::Local,
@@ -557,7 +561,12 @@ impl ServerConfig {
 
         if let Some(t) = r.section(&root, "telemetry") {
             let s = "telemetry";
-            r.unknown_keys(s, t, &["log_format", "log_filter"]);
+            r.unknown_keys(s, t, &["log_format", "log_filter", "engine_metrics_listen"]);
+            if t.contains_key("engine_metrics_listen") {
+                let mut addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                r.addr(t, s, "engine_metrics_listen", &mut addr);
+                cfg.telemetry.engine_metrics_listen = Some(addr);
+            }
             let mut fmt = String::new();
             r.string(t, s, "log_format", &mut fmt);
             match fmt.as_str() {

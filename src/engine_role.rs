@@ -229,6 +229,10 @@ pub fn ingest_config(cfg: &ServerConfig) -> IngestConfig {
 
 /// Runs the engine role until Ctrl-C or SIGTERM.
 pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
+    // Recorded always (the engine's stages count whether or not anyone scrapes them).
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus metrics recorder")?;
     flevum_engine::shard::metrics::describe();
     flevum_engine::journal::metrics::describe();
     flevum_bus::metrics::describe();
@@ -334,6 +338,21 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
         .await
         .context("answering control requests on the bus")?;
     nats.adopt(control.abort_handle());
+    if let Some(addr) = cfg.telemetry.engine_metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding telemetry.engine_metrics_listen {addr}"))?;
+        eprintln!(
+            "flevum engine: metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
+        tasks.push(tokio::spawn(crate::engine_metrics::run(
+            listener,
+            prometheus,
+            host.clone(),
+            until_shutdown(stop_rx.clone()),
+        )));
+    }
     host.set_ready();
     info!(bus = %bus.url, "engine ready");
     eprintln!("flevum engine: publishing on {}", bus.url);

@@ -156,6 +156,11 @@ impl EngineHost {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// Whether [`EngineHost::set_ready`] was called.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     /// The sink the QUIC ingest submits to.
     pub fn ingest_sink(&self) -> Arc<ShardSink> {
         self.sink.clone()

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod config;
+mod engine_metrics;
 mod engine_role;
 mod gateway_role;
 mod host;

@@ -75,7 +75,7 @@ fn position(f: &FanFrame) -> (u64, u64) {
 }
 
 /// Writes the engine's and gateways' configs and a live race into `dir`.
-fn write_configs(dir: &Path, gw_ports: [u16; 2]) {
+fn write_configs(dir: &Path, gw_ports: [u16; 2], engine_metrics: u16) {
     let races = dir.join("races");
     std::fs::create_dir_all(&races).unwrap();
     let race = race_toml(RACE, "Split test", wall_ms() - 60_000, 5000, 3);
@@ -84,7 +84,8 @@ fn write_configs(dir: &Path, gw_ports: [u16; 2]) {
         dir.join("engine.toml"),
         format!(
             "[ingest]\nlisten = \"127.0.0.1:0\"\n[engine]\ntick_ms = 100\nraces_dir = \"{}\"\n\
-             [journal]\ndir = \"{}\"\nfsync = false\n",
+             [journal]\ndir = \"{}\"\nfsync = false\n\
+             [telemetry]\nengine_metrics_listen = \"127.0.0.1:{engine_metrics}\"\n",
             races.display(),
             dir.join("journal").display()
         ),
@@ -107,8 +108,8 @@ async fn two_gateways_one_engine_fans_share_frames_and_fail_over() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (pa, pb) = (free_port(), free_port());
-    write_configs(d, [pa, pb]);
+    let (pa, pb, pm) = (free_port(), free_port(), free_port());
+    write_configs(d, [pa, pb], pm);
     let url = nats.url();
     let cfg = |n: &str| d.join(n).display().to_string();
     let _engine = Proc::spawn(
@@ -148,6 +149,17 @@ async fn two_gateways_one_engine_fans_share_frames_and_fail_over() {
         .unwrap();
     assert_eq!(status, 200, "{standings}");
     assert!(standings.contains("Rider 2"), "{standings}");
+    // The engine serves its own health and metrics: control requests it answered, frames it
+    // published on the bus.
+    assert_eq!(get(pm, "/readyz").await.map(|r| r.0), Some(200));
+    let (status, metrics) = get(pm, "/metrics").await.expect("engine metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "flevum_bus_control_requests_total",
+        "flevum_bus_published_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
 
     // No fan yet: neither gateway follows the race.
     assert_eq!(watched(pa).await, 0);
