@@ -55,12 +55,13 @@ const VISIBILITY_TTL: Duration = Duration::from_secs(5);
 pub struct NatsControl {
     /// The bus to the engines.
     bus: NatsGatewayBus,
-    /// Per race: whether the engines let anyone watch it, and when they said so. The engines
-    /// answer `viewer_allowed` from the race's visibility alone (private races are opened with
-    /// the gateway's own share tokens), so one answer serves every fan for a few seconds: a
-    /// connect storm of thousands of fans costs one request, not one each, and a slow engine
-    /// cannot turn a public race into a refused one.
-    visibility: Arc<DashMap<String, (bool, Instant)>>,
+    /// Public races and when the engines last said so. The engines answer `viewer_allowed`
+    /// from the race's visibility alone (private races are opened with the gateway's own share
+    /// tokens), so one answer serves every fan for a few seconds: a connect storm of thousands
+    /// of fans costs one request, not one each, and a slow engine cannot turn a public race
+    /// into a refused one. Only "yes" answers are kept, so made-up race ids in requests cannot
+    /// grow it beyond the races that exist.
+    public_races: Arc<DashMap<String, Instant>>,
 }
 
 impl NatsControl {
@@ -68,7 +69,7 @@ impl NatsControl {
     pub fn new(bus: NatsGatewayBus) -> NatsControl {
         NatsControl {
             bus,
-            visibility: Arc::new(DashMap::new()),
+            public_races: Arc::new(DashMap::new()),
         }
     }
 
@@ -164,29 +165,31 @@ impl EngineControl for NatsControl {
         })
     }
     fn viewer_allowed(&self, race: String, token: Option<String>) -> BoxFuture<bool> {
-        let cached = self.visibility.get(&race).map(|entry| *entry.value());
-        if let Some((allowed, at)) = cached
-            && at.elapsed() < VISIBILITY_TTL
-        {
-            return Box::pin(async move { allowed });
+        let known_public = self.public_races.get(&race).map(|at| *at.value());
+        if known_public.is_some_and(|at| at.elapsed() < VISIBILITY_TTL) {
+            return Box::pin(async { true });
         }
         let bus = self.bus.clone();
-        let visibility = Arc::clone(&self.visibility);
+        let public_races = Arc::clone(&self.public_races);
         Box::pin(async move {
             let req = ControlRequest {
                 token,
                 ..Self::race(race.clone())
             };
             match bus.call::<_, bool>("viewer_allowed", &req).await {
-                Ok(allowed) => {
-                    visibility.insert(race, (allowed, Instant::now()));
-                    allowed
+                Ok(true) => {
+                    public_races.insert(race, Instant::now());
+                    true
+                }
+                Ok(false) => {
+                    public_races.remove(&race);
+                    false
                 }
                 Err(e) => {
                     // An engine that is slow to answer does not make a public race private:
                     // the last answer stands until the engines answer again.
                     warn!("viewer check over the bus failed: {e}");
-                    cached.is_some_and(|(allowed, _)| allowed)
+                    known_public.is_some()
                 }
             }
         })
