@@ -195,38 +195,12 @@ impl JetStreamJournal {
 
     /// Replays every entry in order into `f`; returns how many there were.
     pub async fn replay(&mut self, mut f: impl FnMut(Bytes)) -> Result<u64, BusError> {
-        let info = self
-            .stream
-            .info()
-            .await
-            .map_err(|e| js_err(&self.subject, e))?;
-        let total = info.state.messages;
-        if total == 0 {
-            return Ok(0);
-        }
-        let consumer = self
-            .stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| js_err(&self.subject, e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| js_err(&self.subject, e))?;
         let mut seen = 0;
-        while seen < total {
-            match messages.next().await {
-                Some(Ok(m)) => {
-                    f(m.payload.clone());
-                    seen += 1;
-                }
-                Some(Err(e)) => return Err(js_err(&self.subject, e)),
-                None => break,
-            }
-        }
+        self.replay_to_last(|entry| {
+            seen += 1;
+            f(entry);
+        })
+        .await?;
         Ok(seen)
     }
 }
