@@ -13,7 +13,8 @@ use flevum_engine::simulator::Simulation;
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 
 use crate::support::{
-    SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get, race_toml,
+    SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get, missing_fixes, push_due,
+    race_toml,
 };
 
 const RIDERS: u32 = 50;
@@ -99,16 +100,8 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
     let mut pushed: BTreeMap<u32, BTreeSet<i64>> = BTreeMap::new();
     let mut stream_for = |until: Instant, sim: &mut Simulation| {
         while Instant::now() < until {
-            let mut events = sim.step_until(wall_ms());
-            events.sort_by_key(|e| (e.rider_id, e.record.seq));
-            for e in events {
-                let c = &clients[&e.rider_id];
-                if e.record.seq >= c.next_seq() && c.push(e.record).is_ok() {
-                    pushed
-                        .entry(e.rider_id)
-                        .or_default()
-                        .insert(e.record.time_ms);
-                }
+            for (rider, record) in push_due(sim, &clients) {
+                pushed.entry(rider).or_default().insert(record.time_ms);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -139,36 +132,13 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
 
     // Every fix pushed (hence every acknowledged one) is in the race state exactly once.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut missing = BTreeMap::new();
-    while Instant::now() < deadline {
-        missing.clear();
-        for (rider, times) in &pushed {
-            let path = format!("/v1/races/crash/riders/{rider}/track?format=geojson");
-            let (status, body) = http_get(http, &path).expect("track request");
-            assert_eq!(status, 200, "{body}");
-            let json: serde_json::Value = serde_json::from_str(&body).expect("track JSON");
-            let got: Vec<i64> = json["properties"]["timesMs"]
-                .as_array()
-                .expect("timesMs")
-                .iter()
-                .filter_map(|t| t.as_i64())
-                .collect();
-            let unique: BTreeSet<i64> = got.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                got.len(),
-                "rider {rider}: a fix is duplicated"
-            );
-            let lost = times.difference(&unique).count();
-            if lost > 0 {
-                missing.insert(*rider, lost);
-            }
-        }
-        if missing.is_empty() {
-            break;
+    let missing = loop {
+        let missing = missing_fixes(http, "crash", &pushed);
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
         }
         std::thread::sleep(Duration::from_millis(250));
-    }
+    };
     assert!(
         missing.is_empty(),
         "fixes missing after recovery: {missing:?}"

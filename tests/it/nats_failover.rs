@@ -19,7 +19,8 @@ use flevum_engine::simulator::Simulation;
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 
 use crate::support::{
-    Proc, SERVERS, demo_course, demo_peloton, free_udp_port, get, post_json, race_toml,
+    Proc, SERVERS, demo_course, demo_peloton, free_udp_port, get, missing_fixes, post_json,
+    push_due, race_toml,
 };
 
 const RACE: &str = "failover";
@@ -110,23 +111,6 @@ fn write_configs(dir: &Path, quic: [u16; 2], http: u16, start_ms: i64) -> String
     pin
 }
 
-/// The fix times of a rider as the race (through the gateway) has them.
-async fn track_times(http: u16, rider: u32) -> Option<Vec<i64>> {
-    let path = format!("/v1/races/{RACE}/riders/{rider}/track?format=geojson");
-    let (status, body) = get(http, &path).await?;
-    if status != 200 {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-    Some(
-        json["properties"]["timesMs"]
-            .as_array()?
-            .iter()
-            .filter_map(|t| t.as_i64())
-            .collect(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is_lost() {
     let _one_at_a_time = SERVERS.lock().await;
@@ -204,17 +188,9 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
     let mut stream_for = async |d: Duration, sim: &mut Simulation| {
         let until = Instant::now() + d;
         while Instant::now() < until {
-            let mut events = sim.step_until(wall_ms());
-            events.sort_by_key(|e| (e.rider_id, e.record.seq));
-            for e in events {
-                let c = &clients[&e.rider_id];
-                if e.record.seq >= c.next_seq() && c.push(e.record).is_ok() {
-                    pushed
-                        .entry(e.rider_id)
-                        .or_default()
-                        .insert(e.record.time_ms);
-                    seqs.insert(e.rider_id, e.record.seq);
-                }
+            for (rider, record) in push_due(sim, &clients) {
+                pushed.entry(rider).or_default().insert(record.time_ms);
+                seqs.insert(rider, record.seq);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -305,27 +281,13 @@ async fn the_standby_engine_takes_over_a_killed_owner_and_no_acknowledged_fix_is
     phase("flushed");
     // Every pushed fix (so every acknowledged one) is in the race exactly once.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut missing = BTreeMap::new();
-    loop {
-        missing.clear();
-        for (rider, times) in &pushed {
-            let got = track_times(http, *rider).await.unwrap_or_default();
-            let unique: BTreeSet<i64> = got.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                got.len(),
-                "rider {rider}: a fix is duplicated"
-            );
-            let lost = times.difference(&unique).count();
-            if lost > 0 {
-                missing.insert(*rider, lost);
-            }
-        }
+    let missing = loop {
+        let missing = tokio::task::block_in_place(|| missing_fixes(http, RACE, &pushed));
         if missing.is_empty() || Instant::now() > deadline {
-            break;
+            break missing;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
     assert!(
         missing.is_empty(),
         "fixes missing after failover: {missing:?}\n{}",

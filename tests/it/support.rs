@@ -4,6 +4,7 @@
 //!
 //! Holds no assertions of its own; each test module says what it checks.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flevum_engine::core::{Course, CourseIndex};
+use flevum_engine::shard::wall_ms;
 use flevum_engine::simulator::{SimConfig, Simulation};
+use flevum_protocol::PositionRecord;
+use flevum_protocol::client::DeviceClient;
 
 /// Tests that start whole servers and device swarms run one at a time: on a 2-core CI machine
 /// two of them side by side would only test the scheduler.
@@ -198,4 +202,64 @@ pub fn demo_peloton(riders: u32, start_ms: i64) -> Simulation {
             ..SimConfig::default()
         },
     )
+}
+
+/// Steps `sim` to the wall clock and hands every new fix, in sequence order per rider, to that
+/// rider's device client; returns `(rider, record)` of each fix a client took (a client refuses
+/// none unless its buffer is full).
+pub fn push_due(
+    sim: &mut Simulation,
+    clients: &BTreeMap<u32, DeviceClient>,
+) -> Vec<(u32, PositionRecord)> {
+    let mut events = sim.step_until(wall_ms());
+    events.sort_by_key(|e| (e.rider_id, e.record.seq));
+    events
+        .into_iter()
+        .filter(|e| {
+            let c = &clients[&e.rider_id];
+            e.record.seq >= c.next_seq() && c.push(e.record).is_ok()
+        })
+        .map(|e| (e.rider_id, e.record))
+        .collect()
+}
+
+/// The fix times of `rider` as race `race` has them (`/track`, through the gateway on `port`).
+pub fn track_times(port: u16, race: &str, rider: u32) -> Option<Vec<i64>> {
+    let path = format!("/v1/races/{race}/riders/{rider}/track?format=geojson");
+    let (status, body) = http_get(port, &path)?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(
+        json["properties"]["timesMs"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| t.as_i64())
+            .collect(),
+    )
+}
+
+/// Per rider, how many of the fix times pushed for it the race does not have (riders missing
+/// none are left out). Panics on a fix the race has twice.
+pub fn missing_fixes(
+    port: u16,
+    race: &str,
+    pushed: &BTreeMap<u32, BTreeSet<i64>>,
+) -> BTreeMap<u32, usize> {
+    let mut missing = BTreeMap::new();
+    for (rider, times) in pushed {
+        let got = track_times(port, race, *rider).unwrap_or_default();
+        let unique: BTreeSet<i64> = got.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            got.len(),
+            "rider {rider}: a fix is duplicated"
+        );
+        let lost = times.difference(&unique).count();
+        if lost > 0 {
+            missing.insert(*rider, lost);
+        }
+    }
+    missing
 }
