@@ -508,34 +508,16 @@ async fn offline_buffer_is_backfilled_exactly_once_after_server_restart() {
     assert_eq!(client.acked_seq(), 10);
 
     // A new server on the same port (retry while the old socket is released).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let second = loop {
-        match IngestServer::bind(
-            IngestConfig {
-                listen: addr,
-                tls: tls.clone(),
-                ..test_config()
-            },
-            tokens.clone(),
-            sink.clone(),
-        ) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("rebinding: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("rebinding {addr}: {e}"),
-        }
-    };
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        second
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
+    let (stop, task) = restart_on(
+        addr,
+        IngestConfig {
+            tls: tls.clone(),
+            ..test_config()
+        },
+        tokens.clone(),
+        sink.clone(),
+    )
+    .await;
 
     client.flush(Duration::from_secs(15)).await.unwrap();
     assert_eq!(client.acked_seq(), 40);
@@ -732,33 +714,16 @@ async fn fixes_buffered_on_disk_survive_an_app_restart() {
     }
     app.close().await;
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let second = loop {
-        match IngestServer::bind(
-            IngestConfig {
-                listen: addr,
-                tls: tls.clone(),
-                ..test_config()
-            },
-            tokens.clone(),
-            sink.clone(),
-        ) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("rebinding {addr}: {e}"),
-        }
-    };
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        second
-            .run(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
+    let (stop, task) = restart_on(
+        addr,
+        IngestConfig {
+            tls: tls.clone(),
+            ..test_config()
+        },
+        tokens.clone(),
+        sink.clone(),
+    )
+    .await;
     // The file alone holds the 20 unacknowledged fixes (checked before a client can send them).
     let on_disk = flevum_protocol::client::OfflineBuffer::open(&buffer_path, 1000).unwrap();
     assert_eq!(on_disk.len(), 20);

@@ -33,6 +33,19 @@ impl FramePublisher for Collector {
     }
 }
 
+/// A shard journaling into `dir`, ticking every 50 ms on the wall clock.
+fn shard_config(dir: &std::path::Path) -> ShardConfig {
+    ShardConfig {
+        journal: JournalConfig {
+            dir: dir.to_path_buf(),
+            ..JournalConfig::default()
+        },
+        tick_interval: Duration::from_millis(50),
+        command_queue: 64,
+        clock: Default::default(),
+    }
+}
+
 fn demo_course() -> CourseIndex {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/courses/flevum_demo.gpx");
     CourseIndex::new(Course::from_gpx_file(path).expect("the demo course loads"))
@@ -41,15 +54,7 @@ fn demo_course() -> CourseIndex {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ShardConfig {
-        journal: JournalConfig {
-            dir: dir.path().to_path_buf(),
-            ..JournalConfig::default()
-        },
-        tick_interval: Duration::from_millis(50),
-        command_queue: 64,
-        clock: Default::default(),
-    };
+    let config = shard_config(dir.path());
     let now = wall_ms();
     let mut sim = Simulation::new(
         demo_course(),
@@ -179,15 +184,7 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_publish_delay_the_opening_snapshot_waits_like_every_frame() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ShardConfig {
-        journal: JournalConfig {
-            dir: dir.path().to_path_buf(),
-            ..JournalConfig::default()
-        },
-        tick_interval: Duration::from_millis(50),
-        command_queue: 64,
-        clock: Default::default(),
-    };
+    let config = shard_config(dir.path());
     let now = wall_ms();
     let sim = Simulation::new(
         demo_course(),
