@@ -39,8 +39,14 @@ pub struct ClientConfig {
     pub buffer_path: Option<PathBuf>,
     /// Most unacknowledged fixes kept; `push` fails beyond (nothing is dropped silently).
     pub buffer_capacity: usize,
-    /// Unacknowledged records sent longer ago than this are resent on a backlog stream.
+    /// Longest wait before an unacknowledged record is resent on a backlog stream. The wait
+    /// itself follows the measured ack round trip (smoothed round trip + 4 deviations, one
+    /// second before the first ack) and doubles with each resend of the same record, up to
+    /// this.
     pub resend_after: Duration,
+    /// Shortest wait before a resend, whatever the round trip. A record the engine's acks show
+    /// missing (an ack that does not move while later records arrived) is resent at once.
+    pub min_resend_after: Duration,
     /// Records per backlog `Batch` message (32 B each; the message limit is 64 KiB).
     pub backfill_batch: usize,
     /// Only the oldest this many unacknowledged records are (re)sent as backlog until acks move
@@ -81,6 +87,7 @@ impl Default for ClientConfig {
             buffer_path: None,
             buffer_capacity: 100_000,
             resend_after: Duration::from_secs(5),
+            min_resend_after: Duration::from_millis(50),
             backfill_batch: 1_000,
             max_in_flight: 4_000,
             backfill_tick: Duration::from_millis(250),
@@ -92,6 +99,16 @@ impl Default for ClientConfig {
             idle_timeout: Duration::from_secs(60),
             refused_retry_after: Duration::from_millis(500),
             zero_rtt: true,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The resend timeout's bounds.
+    pub(crate) fn resend_policy(&self) -> buffer::ResendPolicy {
+        buffer::ResendPolicy {
+            floor: self.min_resend_after,
+            ceiling: self.resend_after.max(self.min_resend_after),
         }
     }
 }
@@ -219,6 +236,7 @@ impl Shared {
     /// Applies an ack (from `Welcome` or `Ack`).
     fn apply_ack(&self, seq: u32) {
         let mut st = self.lock();
+        let lost_found = st.buffer.observe_ack(seq, Instant::now());
         if let Err(e) = st.buffer.ack(seq) {
             tracing::warn!("offline buffer: {e}");
             st.buffer_error = Some(e);
@@ -232,6 +250,9 @@ impl Shared {
             changed
         });
         drop(st);
+        if lost_found {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -391,6 +412,19 @@ impl DeviceClient {
     /// How many connections' 0-RTT data was accepted and refused so far.
     pub fn zero_rtt_counts(&self) -> ZeroRttCounts {
         self.shared.lock().zero_rtt_counts
+    }
+
+    /// Records resent early because an ack came back without them (a lost live datagram).
+    pub fn fast_resends(&self) -> u64 {
+        self.shared.lock().buffer.fast_resends()
+    }
+
+    /// The current resend timeout (follows the measured ack round trip).
+    pub fn resend_timeout(&self) -> Duration {
+        self.shared
+            .lock()
+            .buffer
+            .resend_timeout(self.shared.config.resend_policy())
     }
 
     /// Connection status.

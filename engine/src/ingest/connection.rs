@@ -749,8 +749,12 @@ async fn submit_loop(
             }
         }
         let acked = tracker.acked();
+        // Records that landed above a gap leave the ack where it was; saying so anyway (a
+        // duplicate ack) tells the device at once that the record at the gap was lost (a dropped
+        // datagram), instead of after its resend timeout.
+        let above_gap = tracker.gaps_pending() > 0;
         drop(tracker_guard);
-        if acked > last_ack_sent || saw_duplicate {
+        if acked > last_ack_sent || saw_duplicate || above_gap {
             // Acks only on a confirmed handshake (never to a possible 0-RTT replay).
             if !confirmation.wait().await {
                 return;

@@ -297,6 +297,7 @@ async fn handshake_and_live_datagrams_are_acknowledged() {
     let client = DeviceClient::spawn(ClientConfig {
         // Long resend timeout: everything must arrive as live datagrams.
         resend_after: Duration::from_secs(60),
+        min_resend_after: Duration::from_secs(60),
         ..client_config(&server, &token)
     })
     .unwrap();
@@ -1155,6 +1156,11 @@ struct Relay {
     recording: Arc<std::sync::atomic::AtomicBool>,
     /// What was recorded.
     recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Drop every n-th short-header (1-RTT) datagram from the device while non-zero: a lossy
+    /// uplink for live datagrams.
+    drop_one_in: Arc<std::sync::atomic::AtomicU32>,
+    /// Datagrams dropped so far.
+    dropped: Arc<std::sync::atomic::AtomicU32>,
 }
 
 async fn relay_to(server: SocketAddr) -> Relay {
@@ -1165,22 +1171,35 @@ async fn relay_to(server: SocketAddr) -> Relay {
     let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let recorded = Arc::new(Mutex::new(Vec::new()));
     let device = Arc::new(Mutex::new(None::<SocketAddr>));
+    let drop_one_in = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let dropped = Arc::new(std::sync::atomic::AtomicU32::new(0));
     {
-        let (front, back, recording, recorded, device) = (
+        let (front, back, recording, recorded, device, drop_one_in, dropped) = (
             front.clone(),
             back.clone(),
             recording.clone(),
             recorded.clone(),
             device.clone(),
+            drop_one_in.clone(),
+            dropped.clone(),
         );
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
+            let mut short = 0u32;
             while let Ok((n, from)) = front.recv_from(&mut buf).await {
                 *device.lock().unwrap() = Some(from);
                 let datagram = &buf[..n];
                 // Long header: the top bit of the first byte.
                 if recording.load(Ordering::SeqCst) && datagram[0] & 0x80 != 0 {
                     recorded.lock().unwrap().push(datagram.to_vec());
+                }
+                let every = drop_one_in.load(Ordering::SeqCst);
+                if every > 0 && datagram[0] & 0x80 == 0 {
+                    short += 1;
+                    if short.is_multiple_of(every) {
+                        dropped.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
                 }
                 let _ = back.send(datagram).await;
             }
@@ -1199,7 +1218,46 @@ async fn relay_to(server: SocketAddr) -> Relay {
         addr,
         recording,
         recorded,
+        drop_one_in,
+        dropped,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lost_live_datagrams_are_resent_when_the_next_ack_shows_the_gap() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-l", 8));
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(1)));
+    let server = start(test_config(), tokens, sink.clone());
+    let relay = relay_to(server.addr).await;
+    let client = DeviceClient::spawn(ClientConfig {
+        server: relay.addr,
+        // No timeout-driven resend within the test: only the engine's duplicate acks can bring
+        // the lost datagrams back before the flush gives up.
+        resend_after: Duration::from_secs(120),
+        min_resend_after: Duration::from_secs(120),
+        ..client_config(&server, &token)
+    })
+    .unwrap();
+    wait_connected(&client).await;
+    relay.drop_one_in.store(3, Ordering::SeqCst);
+    for s in 1..=30 {
+        client.push(rec(s)).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    relay.drop_one_in.store(0, Ordering::SeqCst);
+    // A last fix after the lossy stretch: its arrival shows any gap still open.
+    client.push(rec(31)).unwrap();
+    client.flush(Duration::from_secs(60)).await.unwrap();
+    assert!(
+        relay.dropped.load(Ordering::SeqCst) > 0,
+        "the relay dropped nothing"
+    );
+    assert!(client.fast_resends() > 0, "no record was resent early");
+    assert_eq!(sink.seqs("dev-l"), (1..=31).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    client.close().await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -31,6 +31,96 @@ struct Entry {
     record: PositionRecord,
     /// Last time it went out (datagram or backlog stream); `None` = must be (re)sent.
     sent_at: Option<Instant>,
+    /// Sends on the current connection: each resend doubles the wait before the next one, so
+    /// an overloaded engine is not sent the same records again and again.
+    sends: u32,
+    /// Sent more than once (ever): its ack cannot tell which send it answers (Karn's rule), so
+    /// it gives no round-trip sample.
+    resent: bool,
+}
+
+impl Entry {
+    fn new(record: PositionRecord) -> Entry {
+        Entry {
+            record,
+            sent_at: None,
+            sends: 0,
+            resent: false,
+        }
+    }
+
+    fn mark_sent(&mut self, now: Instant) {
+        self.resent |= self.sends > 0 || self.sent_at.is_some();
+        self.sends = self.sends.saturating_add(1);
+        self.sent_at = Some(now);
+    }
+}
+
+/// When unacknowledged records are sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResendPolicy {
+    /// Shortest resend timeout, whatever the measured ack round trip.
+    pub floor: Duration,
+    /// Longest resend timeout, also the cap of the per-record back-off.
+    pub ceiling: Duration,
+}
+
+impl ResendPolicy {
+    /// The same timeout whatever the round trip (`floor == ceiling`).
+    #[cfg(test)]
+    pub fn fixed(after: Duration) -> ResendPolicy {
+        ResendPolicy {
+            floor: after,
+            ceiling: after,
+        }
+    }
+}
+
+/// Smoothed time from sending a record to its ack (RFC 6298's estimator): the ack round trip
+/// includes the engine's durable write, which is what a resend has to wait for.
+#[derive(Debug, Clone, Copy, Default)]
+struct AckRtt {
+    /// Smoothed round trip, seconds (0 until the first sample).
+    srtt: f64,
+    /// Smoothed deviation, seconds.
+    rttvar: f64,
+    /// Samples taken.
+    samples: u64,
+}
+
+impl AckRtt {
+    /// Timeout before the first sample (RFC 6298 §2.1).
+    const INITIAL: Duration = Duration::from_secs(1);
+
+    fn sample(&mut self, rtt: Duration) {
+        let r = rtt.as_secs_f64();
+        if self.samples == 0 {
+            self.srtt = r;
+            self.rttvar = r / 2.0;
+        } else {
+            self.rttvar = 0.75 * self.rttvar + 0.25 * (self.srtt - r).abs();
+            self.srtt = 0.875 * self.srtt + 0.125 * r;
+        }
+        self.samples += 1;
+    }
+
+    fn timeout(&self, policy: ResendPolicy) -> Duration {
+        let rto = if self.samples == 0 {
+            Self::INITIAL
+        } else {
+            Duration::from_secs_f64(self.srtt + 4.0 * self.rttvar)
+        };
+        rto.clamp(policy.floor, policy.ceiling.max(policy.floor))
+    }
+}
+
+/// What [`OfflineBuffer::take_due`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Due {
+    /// Records to send now, oldest first (marked sent).
+    pub records: Vec<PositionRecord>,
+    /// When the next record inside the window becomes due, if any is waiting for an ack.
+    pub next: Option<Instant>,
 }
 
 /// The file behind a persistent buffer.
@@ -57,6 +147,10 @@ pub struct OfflineBuffer {
     last_seq: u32,
     /// The backing file, when persistent.
     file: Option<BufferFile>,
+    /// Ack round trip, for resend timeouts that follow the network instead of a fixed guess.
+    rtt: AckRtt,
+    /// Records marked for an early resend because an ack came back without them.
+    fast_resends: u64,
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {
@@ -96,6 +190,8 @@ impl OfflineBuffer {
             acked: 0,
             last_seq: 0,
             file: None,
+            rtt: AckRtt::default(),
+            fast_resends: 0,
         }
     }
 
@@ -134,10 +230,7 @@ impl OfflineBuffer {
         for r in records {
             buf.last_seq = buf.last_seq.max(r.seq);
             if r.seq > buf.acked {
-                buf.entries.push_back(Entry {
-                    record: r,
-                    sent_at: None,
-                });
+                buf.entries.push_back(Entry::new(r));
             }
         }
         buf.last_seq = buf.last_seq.max(buf.acked);
@@ -204,10 +297,7 @@ impl OfflineBuffer {
                 .map_err(|e| io_err(&f.path, "appending to", e))?;
         }
         self.last_seq = record.seq;
-        self.entries.push_back(Entry {
-            record,
-            sent_at: None,
-        });
+        self.entries.push_back(Entry::new(record));
         Ok(())
     }
 
@@ -264,42 +354,101 @@ impl OfflineBuffer {
     /// Marks `seq` as sent now (it went out as a datagram).
     pub(crate) fn mark_sent(&mut self, seq: u32, now: Instant) {
         if let Some(e) = self.entries.iter_mut().rev().find(|e| e.record.seq == seq) {
-            e.sent_at = Some(now);
+            e.mark_sent(now);
         }
     }
 
     /// Forgets every send time (after a reconnect everything unacknowledged is backfilled).
     pub(crate) fn reset_sent(&mut self) {
         for e in &mut self.entries {
+            e.resent |= e.sends > 0;
             e.sent_at = None;
+            e.sends = 0;
         }
     }
 
-    /// Up to `max` records never sent or sent longer than `resend_after` ago, oldest first, among
-    /// the `window` oldest unacknowledged ones (a sliding window: acks are contiguous, so a
-    /// rate-limited engine is not flooded with the whole backlog again at every resend);
-    /// marks them sent at `now`.
+    /// Learns from an ack that arrived at `now`, before [`OfflineBuffer::ack`] applies it; returns
+    /// whether a record became due at once.
+    ///
+    /// An ack that moves gives a round-trip sample from the newest record it covers that was sent
+    /// once. An ack that does not move (the engine sends one when records arrive above a gap)
+    /// means the oldest unacknowledged record is missing there: if it went out longer than one
+    /// smoothed round trip ago, it was lost (a dropped datagram) and is due now instead of after
+    /// the resend timeout.
+    pub(crate) fn observe_ack(&mut self, seq: u32, now: Instant) -> bool {
+        if seq > self.acked {
+            let newest_clean = self
+                .entries
+                .iter()
+                .take_while(|e| e.record.seq <= seq)
+                .filter(|e| e.sends == 1 && !e.resent)
+                .filter_map(|e| e.sent_at)
+                .last();
+            if let Some(sent) = newest_clean {
+                self.rtt.sample(now.saturating_duration_since(sent));
+            }
+            return false;
+        }
+        if seq < self.acked {
+            return false;
+        }
+        let in_flight_for = Duration::from_secs_f64(self.rtt.srtt);
+        match self.entries.front_mut() {
+            Some(e)
+                if e.sent_at
+                    .is_some_and(|t| now.saturating_duration_since(t) > in_flight_for) =>
+            {
+                e.sent_at = None;
+                self.fast_resends += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The resend timeout for a record sent once: smoothed ack round trip plus four deviations
+    /// (one second before any sample), within `policy`.
+    pub(crate) fn resend_timeout(&self, policy: ResendPolicy) -> Duration {
+        self.rtt.timeout(policy)
+    }
+
+    /// Records marked for an early resend because an ack came back without them.
+    pub(crate) fn fast_resends(&self) -> u64 {
+        self.fast_resends
+    }
+
+    /// Up to `max` records never sent or waiting longer than their resend timeout, oldest first,
+    /// among the `window` oldest unacknowledged ones (a sliding window: acks are contiguous, so a
+    /// rate-limited engine is not flooded with the whole backlog again at every resend); marks
+    /// them sent at `now`. A record's timeout doubles with each send on this connection, up to
+    /// `policy.ceiling`.
     pub(crate) fn take_due(
         &mut self,
         now: Instant,
-        resend_after: Duration,
+        policy: ResendPolicy,
         max: usize,
         window: usize,
-    ) -> Vec<PositionRecord> {
-        let mut out = Vec::new();
+    ) -> Due {
+        let rto = self.rtt.timeout(policy);
+        let ceiling = policy.ceiling.max(rto);
+        let mut due = Due::default();
         for e in self.entries.iter_mut().take(window) {
-            if out.len() >= max {
-                break;
-            }
-            let due = e
-                .sent_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= resend_after);
-            if due {
-                e.sent_at = Some(now);
-                out.push(e.record);
+            let at = e.sent_at.map(|t| {
+                let backoff = 1u32 << e.sends.saturating_sub(1).min(16);
+                t + rto.saturating_mul(backoff).min(ceiling)
+            });
+            match at {
+                Some(at) if at > now => {
+                    due.next = Some(due.next.map_or(at, |n: Instant| n.min(at)));
+                }
+                _ if due.records.len() < max => {
+                    e.mark_sent(now);
+                    due.records.push(e.record);
+                }
+                _ => {}
             }
         }
-        out
+        due
     }
 }
 
@@ -430,23 +579,136 @@ mod tests {
         }
         let t0 = Instant::now();
         b.mark_sent(2, t0);
-        let due: Vec<u32> = b
-            .take_due(t0, Duration::from_secs(5), 10, 100)
-            .iter()
-            .map(|r| r.seq)
-            .collect();
+        let five = ResendPolicy::fixed(Duration::from_secs(5));
+        let due: Vec<u32> = seqs_of(&b.take_due(t0, five, 10, 100));
         assert_eq!(due, vec![1, 3]);
-        assert!(b.take_due(t0, Duration::from_secs(5), 10, 100).is_empty());
+        let idle = b.take_due(t0, five, 10, 100);
+        assert!(idle.records.is_empty());
+        assert_eq!(idle.next, Some(t0 + Duration::from_secs(5)));
         let later = t0 + Duration::from_secs(6);
-        assert_eq!(b.take_due(later, Duration::from_secs(5), 2, 100).len(), 2);
+        assert_eq!(b.take_due(later, five, 2, 100).records.len(), 2);
         b.reset_sent();
         // Only the oldest two are inside the window.
-        let windowed: Vec<u32> = b
-            .take_due(later, Duration::from_secs(5), 10, 2)
-            .iter()
-            .map(|r| r.seq)
-            .collect();
+        let windowed: Vec<u32> = seqs_of(&b.take_due(later, five, 10, 2));
         assert_eq!(windowed, vec![1, 2]);
-        assert_eq!(b.take_due(later, Duration::from_secs(5), 10, 100).len(), 1);
+        assert_eq!(b.take_due(later, five, 10, 100).records.len(), 1);
+    }
+
+    fn seqs_of(due: &Due) -> Vec<u32> {
+        due.records.iter().map(|r| r.seq).collect()
+    }
+
+    const POLICY: ResendPolicy = ResendPolicy {
+        floor: Duration::from_millis(50),
+        ceiling: Duration::from_secs(5),
+    };
+
+    #[test]
+    fn resend_timeout_follows_the_ack_round_trip() {
+        let mut b = OfflineBuffer::in_memory(100);
+        let t0 = Instant::now();
+        // Before any ack: RFC 6298's one second.
+        assert_eq!(b.resend_timeout(POLICY), Duration::from_secs(1));
+        for s in 1..=20u32 {
+            let sent = t0 + Duration::from_millis(u64::from(s) * 100);
+            b.push(rec(s)).unwrap();
+            b.mark_sent(s, sent);
+            let at = sent + Duration::from_millis(20);
+            assert!(!b.observe_ack(s, at));
+            b.ack(s).unwrap();
+        }
+        // A steady 20 ms round trip: the floor wins over 20 ms + 4 × (vanishing deviation).
+        assert_eq!(b.resend_timeout(POLICY), Duration::from_millis(50));
+        // Slow acks raise the timeout, within the ceiling.
+        for s in 21..=40u32 {
+            let sent = t0 + Duration::from_millis(u64::from(s) * 100);
+            b.push(rec(s)).unwrap();
+            b.mark_sent(s, sent);
+            b.observe_ack(s, sent + Duration::from_secs(2));
+            b.ack(s).unwrap();
+        }
+        let slow = b.resend_timeout(POLICY);
+        assert!(
+            slow > Duration::from_secs(1) && slow <= Duration::from_secs(5),
+            "{slow:?}"
+        );
+    }
+
+    #[test]
+    fn resent_records_give_no_round_trip_sample() {
+        let mut b = OfflineBuffer::in_memory(100);
+        let t0 = Instant::now();
+        b.push(rec(1)).unwrap();
+        b.mark_sent(1, t0);
+        b.mark_sent(1, t0 + Duration::from_secs(3));
+        b.observe_ack(1, t0 + Duration::from_secs(3) + Duration::from_millis(5));
+        b.ack(1).unwrap();
+        assert_eq!(b.resend_timeout(POLICY), Duration::from_secs(1));
+        // The same after a reconnect reset the send count.
+        b.push(rec(2)).unwrap();
+        b.mark_sent(2, t0);
+        b.reset_sent();
+        b.mark_sent(2, t0 + Duration::from_secs(4));
+        b.observe_ack(2, t0 + Duration::from_secs(4) + Duration::from_millis(5));
+        assert_eq!(b.resend_timeout(POLICY), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_ack_that_does_not_move_makes_the_missing_record_due() {
+        let mut b = OfflineBuffer::in_memory(100);
+        let t0 = Instant::now();
+        for s in 1..=3 {
+            b.push(rec(s)).unwrap();
+        }
+        b.mark_sent(1, t0);
+        b.observe_ack(1, t0 + Duration::from_millis(10));
+        b.ack(1).unwrap();
+        // 2 is lost, 3 arrives: the engine answers with the same ack (1).
+        b.mark_sent(2, t0 + Duration::from_millis(100));
+        b.mark_sent(3, t0 + Duration::from_millis(200));
+        let dup_at = t0 + Duration::from_millis(210);
+        // Far sooner than the resend timeout, 2 is due, 3 is not.
+        assert!(b.observe_ack(1, dup_at));
+        assert_eq!(b.fast_resends(), 1);
+        assert_eq!(seqs_of(&b.take_due(dup_at, POLICY, 10, 100)), vec![2]);
+        // A duplicate ack for a record still in flight (sent within a round trip) changes nothing.
+        let mut c = OfflineBuffer::in_memory(100);
+        c.push(rec(1)).unwrap();
+        c.mark_sent(1, t0);
+        c.observe_ack(1, t0 + Duration::from_millis(10));
+        c.ack(1).unwrap();
+        c.push(rec(2)).unwrap();
+        c.mark_sent(2, t0 + Duration::from_millis(100));
+        assert!(!c.observe_ack(1, t0 + Duration::from_millis(101)));
+        assert!(
+            c.take_due(t0 + Duration::from_millis(101), POLICY, 10, 100)
+                .records
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn each_resend_doubles_the_wait_up_to_the_ceiling() {
+        let mut b = OfflineBuffer::in_memory(10);
+        let t0 = Instant::now();
+        b.push(rec(1)).unwrap();
+        let policy = ResendPolicy {
+            floor: Duration::from_secs(1),
+            ceiling: Duration::from_secs(3),
+        };
+        let mut t = t0;
+        let mut gaps = Vec::new();
+        let mut last = None;
+        for _ in 0..5 {
+            let due = b.take_due(t, policy, 10, 10);
+            assert_eq!(seqs_of(&due), vec![1]);
+            if let Some(l) = last {
+                gaps.push(t - l);
+            }
+            last = Some(t);
+            t = b.take_due(t, policy, 10, 10).next.unwrap();
+        }
+        let s = Duration::from_secs;
+        assert_eq!(gaps, vec![s(1), s(2), s(3), s(3)]);
     }
 }

@@ -211,12 +211,14 @@ async fn connect(shared: &Shared, endpoint: &quinn::Endpoint) -> Result<Establis
     let backlog = {
         let mut st = shared.lock();
         st.buffer.reset_sent();
-        st.buffer.take_due(
-            Instant::now(),
-            cfg.resend_after,
-            cfg.backfill_batch.max(1) * 8,
-            cfg.max_in_flight.max(1),
-        )
+        st.buffer
+            .take_due(
+                Instant::now(),
+                cfg.resend_policy(),
+                cfg.backfill_batch.max(1) * 8,
+                cfg.max_in_flight.max(1),
+            )
+            .records
     };
     let had_backlog = !backlog.is_empty();
     let (exchange, backlog_result) = tokio::join!(hello_exchange(&conn, &hello), async {
@@ -321,9 +323,13 @@ async fn session(
     }
     shared.connected_tx.send_replace(true);
     let mut acks = tokio::spawn(read_acks(shared.clone(), recv));
+    // Wakes for the next resend deadline too, so a lost datagram is resent after the resend
+    // timeout (which follows the ack round trip), not at the next backfill tick.
+    let mut next_due: Option<Instant> = None;
     let mut tick = tokio::time::interval(cfg.backfill_tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
+        let deadline = next_due.map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = shutdown.changed() => {
                 conn.close(VarInt::from_u32(0), b"client closed");
@@ -335,14 +341,18 @@ async fn session(
                 break End::Lost { welcomed: true };
             }
             _ = tick.tick() => {}
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline.is_some() => {}
             () = shared.wake.notified() => {}
         }
-        let due = shared.lock().buffer.take_due(
+        let taken = shared.lock().buffer.take_due(
             Instant::now(),
-            cfg.resend_after,
+            cfg.resend_policy(),
             cfg.backfill_batch.max(1) * 8,
             cfg.max_in_flight.max(1),
         );
+        next_due = taken.next;
+        let due = taken.records;
         if due.is_empty() {
             continue;
         }
