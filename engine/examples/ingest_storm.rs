@@ -4,6 +4,8 @@
 //! that acks after `--sink-delay-ms`) and runs the devices here on a few shared quinn endpoints;
 //! it prints time until all connected, handshake p50/p99, live-fix send→ack latency and datagram
 //! loss during the storm, and (`--blip`) the same after a server restart. `--baseline` = no tuning.
+//! `--live-process` runs the live cohort in a third process (`--role live`), so its send→ack
+//! latency is not the storm devices' own CPU contention.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
@@ -61,6 +63,8 @@ struct Opts {
     /// TLS session mode: `0rtt` (resumption + 0-RTT, the default), `resume` (resumption
     /// without early data) or `full` (no session tickets: every handshake is a full one).
     tls: String,
+    /// Run the live cohort in its own child process (`--role live`).
+    live_process: bool,
     /// Command (split on spaces) the server child is started under, e.g.
     /// `"valgrind --tool=callgrind"` to count its instructions.
     server_wrap: Option<String>,
@@ -86,6 +90,7 @@ fn parse_opts() -> Result<Opts, String> {
         server: None,
         pin: None,
         tls: "0rtt".into(),
+        live_process: false,
         server_wrap: None,
     };
     let mut args = std::env::args().skip(1);
@@ -115,6 +120,7 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--baseline" => o.baseline = true,
+            "--live-process" => o.live_process = true,
             "--blip" => o.blip = true,
             "--blip-restart" => {
                 o.blip = true;
@@ -147,6 +153,7 @@ fn main() {
     let result = match opts.role.as_str() {
         "server" => rt.block_on(server_role(opts)),
         "storm" | "clients" => rt.block_on(storm_role(opts)),
+        "live" => rt.block_on(live_role(opts)),
         other => Err(format!("unknown role {other}")),
     };
     if let Err(e) = result {
@@ -705,6 +712,175 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// `--role live`: the live cohort alone, in its own process. Prints `LIVE CONNECTED` once all
+/// are up, then obeys stdin: `phase N` (attribute new samples to phase N; phase 3 starts the blip
+/// clock), `stop` (stop pushing, flush, print `LIVE_REPORT {json}` and exit).
+async fn live_role(opts: Opts) -> Result<(), String> {
+    let addr = opts.server.ok_or("--role live needs --server")?;
+    let pin = opts.pin.clone().ok_or("--role live needs --pin")?;
+    let endpoint = client_endpoint()?;
+    let meas = Arc::new(Meas::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut clients = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..opts.live {
+        let c = Arc::new(
+            DeviceClient::spawn_on(
+                ClientConfig {
+                    server: addr,
+                    server_name: "localhost".into(),
+                    pin: CertPin::Sha256(pin.clone()),
+                    token: token(i),
+                    zero_rtt: opts.tls == "0rtt",
+                    ..ClientConfig::default()
+                },
+                endpoint.clone(),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        tasks.push(tokio::spawn(device_task(
+            i,
+            c.clone(),
+            meas.clone(),
+            Duration::from_millis(opts.live_interval_ms),
+            true,
+            stop_rx.clone(),
+        )));
+        clients.push(c);
+    }
+    if !wait_until(Duration::from_secs(60), || {
+        meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= opts.live
+    })
+    .await
+    {
+        return Err("live cohort did not connect".into());
+    }
+    println!("LIVE CONNECTED");
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut blip_at = None;
+    while let Some(line) = lines.recv().await {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["phase", n] => {
+                let n: usize = n.parse().map_err(|e| format!("phase {n}: {e}"))?;
+                if n == 3 {
+                    blip_at = Some(Instant::now());
+                }
+                meas.phase.store(n.min(PHASES.len() - 1), Ordering::Relaxed);
+            }
+            ["stop"] => break,
+            _ => {}
+        }
+    }
+    stop_tx.send_replace(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut unacked = 0usize;
+    for c in &clients {
+        if let Err(e) = c.flush(Duration::from_secs(60)).await {
+            unacked += match e {
+                flevum_protocol::client::ClientError::Timeout { pending } => pending,
+                _ => 1,
+            };
+        }
+    }
+    let back_s = blip_at.map(|tb| {
+        let t = connect_times(&meas, 0..opts.live, tb);
+        (t.len(), t.into_iter().fold(0.0, f64::max))
+    });
+    let lat = meas.latency.lock().map(|l| l.clone()).unwrap_or_default();
+    let report = serde_json::json!({
+        "latency_ms": PHASES.iter().zip(lat).map(|(n, v)| (n.to_string(), v)).collect::<HashMap<_, _>>(),
+        "pushed": meas.pushed.load(Ordering::Relaxed),
+        "unacked": unacked,
+        "fast_resends": clients.iter().map(|c| c.fast_resends()).sum::<u64>(),
+        "blip_back": back_s.map(|(n, s)| serde_json::json!({"devices": n, "last_s": s})),
+        "cpu_s": cpu_seconds(),
+    });
+    println!("LIVE_REPORT {report}");
+    endpoint.close(0u32.into(), b"done");
+    Ok(())
+}
+
+/// The live cohort's child process (`--live-process`).
+struct LiveChild {
+    /// The process.
+    child: Child,
+    /// Its stdin (phase changes, stop).
+    stdin: ChildStdin,
+    /// Its stdout (`LIVE CONNECTED`, `LIVE_REPORT`).
+    stdout: BufReader<ChildStdout>,
+}
+
+impl LiveChild {
+    fn spawn(opts: &Opts, addr: SocketAddr, pin: &str) -> Result<LiveChild, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args([
+                "--role",
+                "live",
+                "--server",
+                &addr.to_string(),
+                "--pin",
+                pin,
+            ])
+            .args(["--live", &opts.live.to_string()])
+            .args(["--live-interval-ms", &opts.live_interval_ms.to_string()])
+            .args(["--tls", &opts.tls])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting the live child: {e}"))?;
+        let stdin = child.stdin.take().ok_or("live child has no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("live child has no stdout")?);
+        let mut live = LiveChild {
+            child,
+            stdin,
+            stdout,
+        };
+        live.read_until("LIVE CONNECTED")?;
+        Ok(live)
+    }
+
+    fn read_until(&mut self, prefix: &str) -> Result<String, String> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self
+                .stdout
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Err("live child ended".into());
+            }
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                return Ok(rest.trim().to_string());
+            }
+        }
+    }
+
+    fn phase(&mut self, n: usize) {
+        let _ = writeln!(self.stdin, "phase {n}");
+        let _ = self.stdin.flush();
+    }
+
+    fn finish(mut self) -> Result<serde_json::Value, String> {
+        writeln!(self.stdin, "stop").map_err(|e| e.to_string())?;
+        self.stdin.flush().map_err(|e| e.to_string())?;
+        let report = self.read_until("LIVE_REPORT")?;
+        let _ = self.child.wait();
+        serde_json::from_str(&report).map_err(|e| format!("live report: {e}"))
+    }
+}
+
 async fn storm_role(opts: Opts) -> Result<(), String> {
     let (mut control, addr, pin) = if opts.role == "clients" {
         let addr = opts.server.ok_or("--role clients needs --server")?;
@@ -751,8 +927,18 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     };
     let mut clients: Vec<Arc<DeviceClient>> = Vec::new();
     let mut tasks = Vec::new();
+    let mut live_child = if opts.live_process && opts.live > 0 {
+        Some(LiveChild::spawn(&opts, addr, &pin)?)
+    } else {
+        None
+    };
+    // The devices this process runs (the live cohort lives in the child with `--live-process`).
+    let first_here = if live_child.is_some() { opts.live } else { 0 };
     // Live cohort, connected before the storm.
     for i in 0..opts.live {
+        if live_child.is_some() {
+            break;
+        }
         let c = Arc::new(
             DeviceClient::spawn_on(config(i), endpoints[i % endpoints.len()].clone())
                 .map_err(|e| e.to_string())?,
@@ -768,7 +954,7 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         clients.push(c);
     }
     let live_ok = wait_until(Duration::from_secs(60), || {
-        meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= opts.live
+        meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= opts.live - first_here
     })
     .await;
     if !live_ok {
@@ -779,6 +965,9 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
 
     // The storm: every device at once.
     meas.phase.store(1, Ordering::Relaxed);
+    if let Some(l) = live_child.as_mut() {
+        l.phase(1);
+    }
     let t0 = Instant::now();
     for i in opts.live..opts.live + opts.devices {
         let c = Arc::new(
@@ -798,11 +987,14 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     let spawned = t0.elapsed().as_secs_f64();
     let total = opts.live + opts.devices;
     let all = wait_until(Duration::from_secs(90), || {
-        meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= total
+        meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= total - first_here
     })
     .await;
     let storm_s = t0.elapsed().as_secs_f64();
     meas.phase.store(2, Ordering::Relaxed);
+    if let Some(l) = live_child.as_mut() {
+        l.phase(2);
+    }
     let mut hs = connect_times(&meas, opts.live..total, t0);
     hs.sort_by(|a, b| a.total_cmp(b));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -822,20 +1014,23 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
 
     if opts.blip {
         meas.phase.store(3, Ordering::Relaxed);
+        if let Some(l) = live_child.as_mut() {
+            l.phase(3);
+        }
         let tb = Instant::now();
         let cmd = if opts.blip_restart { "blip" } else { "drop" };
         let down = control.command(cmd, "BLIPPED")?;
         let back = wait_until(Duration::from_secs(90), || {
-            connect_times(&meas, 0..total, tb).len() >= total
+            connect_times(&meas, first_here..total, tb).len() >= total - first_here
         })
         .await;
         let back_s = tb.elapsed().as_secs_f64();
-        let mut rt = connect_times(&meas, 0..total, tb);
+        let mut rt = connect_times(&meas, first_here..total, tb);
         rt.sort_by(|a, b| a.total_cmp(b));
         println!(
             "blip ({cmd}): {down} ms; {}/{} back in {:.2} s{}; reconnect s p50={:.2} p99={:.2} max={:.2}",
             rt.len(),
-            total,
+            total - first_here,
             back_s,
             if back { "" } else { " (TIMED OUT)" },
             pct(&rt, 0.5),
@@ -875,10 +1070,32 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     });
     println!("client 0-RTT: accepted on {accepted} connections, refused on {rejected}");
     let lat = meas.latency.lock().map(|l| l.clone()).unwrap_or_default();
-    for (name, v) in PHASES.iter().zip(lat) {
-        println!("live send→ack ms [{name}]: {}", summary(v));
+    let mut live_pushed = 0;
+    if let Some(l) = live_child.take() {
+        let report = l.finish()?;
+        live_pushed = report["pushed"].as_u64().unwrap_or(0);
+        unacked += report["unacked"].as_u64().unwrap_or(0) as usize;
+        for name in PHASES {
+            let v: Vec<f64> = report["latency_ms"][name]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
+            println!("live send→ack ms [{name}] (own process): {}", summary(v));
+        }
+        println!(
+            "live process: pushed {}, unacknowledged after flush {}, fast resends {}, blip back {}, CPU {:.1} s",
+            report["pushed"],
+            report["unacked"],
+            report["fast_resends"],
+            report["blip_back"],
+            report["cpu_s"].as_f64().unwrap_or(f64::NAN)
+        );
+    } else {
+        for (name, v) in PHASES.iter().zip(lat) {
+            println!("live send→ack ms [{name}]: {}", summary(v));
+        }
     }
-    let pushed = meas.pushed.load(Ordering::Relaxed);
+    let pushed = meas.pushed.load(Ordering::Relaxed) + live_pushed;
     println!(
         "fixes: pushed {pushed}, push failures {}, unacknowledged after flush {unacked}, server stored {} duplicates {}",
         meas.push_failed.load(Ordering::Relaxed),
