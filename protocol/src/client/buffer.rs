@@ -31,12 +31,13 @@ struct Entry {
     record: PositionRecord,
     /// Last time it went out (datagram or backlog stream); `None` = must be (re)sent.
     sent_at: Option<Instant>,
-    /// Sends on the current connection: each resend doubles the wait before the next one, so
-    /// an overloaded engine is not sent the same records again and again.
+    /// Times it went out: an ack of a record sent more than once cannot tell which send it
+    /// answers (Karn's rule), so it gives no round-trip sample.
     sends: u32,
-    /// Sent more than once (ever): its ack cannot tell which send it answers (Karn's rule), so
-    /// it gives no round-trip sample.
-    resent: bool,
+    /// Last sent as a datagram, which the network may drop. A record sent on a backlog stream
+    /// is retransmitted by QUIC itself while the connection lives; it is resent only after the
+    /// full `ceiling` (the engine may have refused it, e.g. over its rate limit), never early.
+    via_datagram: bool,
 }
 
 impl Entry {
@@ -45,14 +46,14 @@ impl Entry {
             record,
             sent_at: None,
             sends: 0,
-            resent: false,
+            via_datagram: false,
         }
     }
 
-    fn mark_sent(&mut self, now: Instant) {
-        self.resent |= self.sends > 0 || self.sent_at.is_some();
+    fn mark_sent(&mut self, now: Instant, via_datagram: bool) {
         self.sends = self.sends.saturating_add(1);
         self.sent_at = Some(now);
+        self.via_datagram = via_datagram;
     }
 }
 
@@ -354,16 +355,14 @@ impl OfflineBuffer {
     /// Marks `seq` as sent now (it went out as a datagram).
     pub(crate) fn mark_sent(&mut self, seq: u32, now: Instant) {
         if let Some(e) = self.entries.iter_mut().rev().find(|e| e.record.seq == seq) {
-            e.mark_sent(now);
+            e.mark_sent(now, true);
         }
     }
 
     /// Forgets every send time (after a reconnect everything unacknowledged is backfilled).
     pub(crate) fn reset_sent(&mut self) {
         for e in &mut self.entries {
-            e.resent |= e.sends > 0;
             e.sent_at = None;
-            e.sends = 0;
         }
     }
 
@@ -371,17 +370,17 @@ impl OfflineBuffer {
     /// whether a record became due at once.
     ///
     /// An ack that moves gives a round-trip sample from the newest record it covers that was sent
-    /// once. An ack that does not move (the engine sends one when records arrive above a gap)
-    /// means the oldest unacknowledged record is missing there: if it went out longer than one
-    /// smoothed round trip ago, it was lost (a dropped datagram) and is due now instead of after
-    /// the resend timeout.
+    /// once, as a datagram. An ack that does not move (the engine sends one when records arrive
+    /// above a gap) means the oldest unacknowledged record is missing there: if it went out as a
+    /// datagram longer than one smoothed round trip ago, it was lost and is due now instead of
+    /// after the resend timeout.
     pub(crate) fn observe_ack(&mut self, seq: u32, now: Instant) -> bool {
         if seq > self.acked {
             let newest_clean = self
                 .entries
                 .iter()
                 .take_while(|e| e.record.seq <= seq)
-                .filter(|e| e.sends == 1 && !e.resent)
+                .filter(|e| e.sends == 1 && e.via_datagram)
                 .filter_map(|e| e.sent_at)
                 .last();
             if let Some(sent) = newest_clean {
@@ -395,8 +394,9 @@ impl OfflineBuffer {
         let in_flight_for = Duration::from_secs_f64(self.rtt.srtt);
         match self.entries.front_mut() {
             Some(e)
-                if e.sent_at
-                    .is_some_and(|t| now.saturating_duration_since(t) > in_flight_for) =>
+                if e.via_datagram
+                    && e.sent_at
+                        .is_some_and(|t| now.saturating_duration_since(t) > in_flight_for) =>
             {
                 e.sent_at = None;
                 self.fast_resends += 1;
@@ -420,8 +420,8 @@ impl OfflineBuffer {
     /// Up to `max` records never sent or waiting longer than their resend timeout, oldest first,
     /// among the `window` oldest unacknowledged ones (a sliding window: acks are contiguous, so a
     /// rate-limited engine is not flooded with the whole backlog again at every resend); marks
-    /// them sent at `now`. A record's timeout doubles with each send on this connection, up to
-    /// `policy.ceiling`.
+    /// them sent on a backlog stream at `now`. A record last sent as a datagram waits the
+    /// round-trip timeout; one sent on a stream waits `policy.ceiling`.
     pub(crate) fn take_due(
         &mut self,
         now: Instant,
@@ -433,16 +433,15 @@ impl OfflineBuffer {
         let ceiling = policy.ceiling.max(rto);
         let mut due = Due::default();
         for e in self.entries.iter_mut().take(window) {
-            let at = e.sent_at.map(|t| {
-                let backoff = 1u32 << e.sends.saturating_sub(1).min(16);
-                t + rto.saturating_mul(backoff).min(ceiling)
-            });
+            let at = e
+                .sent_at
+                .map(|t| t + if e.via_datagram { rto } else { ceiling });
             match at {
                 Some(at) if at > now => {
                     due.next = Some(due.next.map_or(at, |n: Instant| n.min(at)));
                 }
                 _ if due.records.len() < max => {
-                    e.mark_sent(now);
+                    e.mark_sent(now, false);
                     due.records.push(e.record);
                 }
                 _ => {}
@@ -644,7 +643,7 @@ mod tests {
         b.observe_ack(1, t0 + Duration::from_secs(3) + Duration::from_millis(5));
         b.ack(1).unwrap();
         assert_eq!(b.resend_timeout(POLICY), Duration::from_secs(1));
-        // The same after a reconnect reset the send count.
+        // The same after a reconnect forgot the send times.
         b.push(rec(2)).unwrap();
         b.mark_sent(2, t0);
         b.reset_sent();
@@ -685,30 +684,37 @@ mod tests {
                 .records
                 .is_empty()
         );
+        // A record on a backlog stream is QUIC's to retransmit: a duplicate ack leaves it alone.
+        let mut d = OfflineBuffer::in_memory(100);
+        d.push(rec(1)).unwrap();
+        assert_eq!(seqs_of(&d.take_due(t0, POLICY, 10, 10)), vec![1]);
+        assert!(!d.observe_ack(0, t0 + Duration::from_secs(1)));
     }
 
     #[test]
-    fn each_resend_doubles_the_wait_up_to_the_ceiling() {
+    fn a_lost_datagram_waits_the_round_trip_timeout_a_stream_the_ceiling() {
         let mut b = OfflineBuffer::in_memory(10);
         let t0 = Instant::now();
         b.push(rec(1)).unwrap();
-        let policy = ResendPolicy {
-            floor: Duration::from_secs(1),
-            ceiling: Duration::from_secs(3),
-        };
-        let mut t = t0;
-        let mut gaps = Vec::new();
-        let mut last = None;
-        for _ in 0..5 {
-            let due = b.take_due(t, policy, 10, 10);
-            assert_eq!(seqs_of(&due), vec![1]);
-            if let Some(l) = last {
-                gaps.push(t - l);
-            }
-            last = Some(t);
-            t = b.take_due(t, policy, 10, 10).next.unwrap();
-        }
-        let s = Duration::from_secs;
-        assert_eq!(gaps, vec![s(1), s(2), s(3), s(3)]);
+        b.push(rec(2)).unwrap();
+        b.mark_sent(1, t0);
+        // 2 goes out on a backlog stream at t0.
+        assert_eq!(seqs_of(&b.take_due(t0, POLICY, 10, 10)), vec![2]);
+        // Before any ack the round-trip timeout is one second: 1 (datagram) is due then, as a
+        // stream resend; 2 only after the five-second ceiling.
+        let due = b.take_due(t0, POLICY, 10, 10);
+        assert_eq!(due.next, Some(t0 + Duration::from_secs(1)));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(seqs_of(&b.take_due(t1, POLICY, 10, 10)), vec![1]);
+        assert_eq!(
+            b.take_due(t1, POLICY, 10, 10).next,
+            Some(t0 + Duration::from_secs(5))
+        );
+        let t5 = t0 + Duration::from_secs(5);
+        assert_eq!(seqs_of(&b.take_due(t5, POLICY, 10, 10)), vec![2]);
+        assert_eq!(
+            b.take_due(t5, POLICY, 10, 10).next,
+            Some(t1 + Duration::from_secs(5))
+        );
     }
 }
