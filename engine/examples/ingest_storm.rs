@@ -712,42 +712,83 @@ async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Devices `range` of one kind on the shared `endpoints`, each with its pushing task.
+struct Cohort<'a> {
+    /// Engine address.
+    addr: SocketAddr,
+    /// Certificate pin.
+    pin: &'a str,
+    /// Run options (TLS mode, intervals).
+    opts: &'a Opts,
+    /// Client endpoints the devices share, round robin.
+    endpoints: &'a [quinn::Endpoint],
+    /// Where the device tasks record.
+    meas: &'a Arc<Meas>,
+    /// Stops the device tasks.
+    stop: &'a tokio::sync::watch::Receiver<bool>,
+}
+
+impl Cohort<'_> {
+    /// Starts devices `range` (`live`: connected before the storm, measured), appending their
+    /// clients and tasks.
+    fn start(
+        &self,
+        range: std::ops::Range<usize>,
+        live: bool,
+        clients: &mut Vec<Arc<DeviceClient>>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(), String> {
+        let interval = Duration::from_millis(if live {
+            self.opts.live_interval_ms
+        } else {
+            self.opts.storm_interval_ms
+        });
+        for i in range {
+            let config = ClientConfig {
+                server: self.addr,
+                server_name: "localhost".into(),
+                pin: CertPin::Sha256(self.pin.to_string()),
+                token: token(i),
+                connect_timeout: Duration::from_secs(10),
+                zero_rtt: self.opts.tls == "0rtt",
+                ..ClientConfig::default()
+            };
+            let endpoint = self.endpoints[i % self.endpoints.len()].clone();
+            let c = Arc::new(DeviceClient::spawn_on(config, endpoint).map_err(|e| e.to_string())?);
+            tasks.push(tokio::spawn(device_task(
+                i,
+                c.clone(),
+                self.meas.clone(),
+                interval,
+                live,
+                self.stop.clone(),
+            )));
+            clients.push(c);
+        }
+        Ok(())
+    }
+}
+
 /// `--role live`: the live cohort alone, in its own process. Prints `LIVE CONNECTED` once all
 /// are up, then obeys stdin: `phase N` (attribute new samples to phase N; phase 3 starts the blip
 /// clock), `stop` (stop pushing, flush, print `LIVE_REPORT {json}` and exit).
 async fn live_role(opts: Opts) -> Result<(), String> {
     let addr = opts.server.ok_or("--role live needs --server")?;
     let pin = opts.pin.clone().ok_or("--role live needs --pin")?;
-    let endpoint = client_endpoint()?;
+    let endpoints = [client_endpoint()?];
     let meas = Arc::new(Meas::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut clients = Vec::new();
     let mut tasks = Vec::new();
-    for i in 0..opts.live {
-        let c = Arc::new(
-            DeviceClient::spawn_on(
-                ClientConfig {
-                    server: addr,
-                    server_name: "localhost".into(),
-                    pin: CertPin::Sha256(pin.clone()),
-                    token: token(i),
-                    zero_rtt: opts.tls == "0rtt",
-                    ..ClientConfig::default()
-                },
-                endpoint.clone(),
-            )
-            .map_err(|e| e.to_string())?,
-        );
-        tasks.push(tokio::spawn(device_task(
-            i,
-            c.clone(),
-            meas.clone(),
-            Duration::from_millis(opts.live_interval_ms),
-            true,
-            stop_rx.clone(),
-        )));
-        clients.push(c);
-    }
+    let cohort = Cohort {
+        addr,
+        pin: &pin,
+        opts: &opts,
+        endpoints: &endpoints,
+        meas: &meas,
+        stop: &stop_rx,
+    };
+    cohort.start(0..opts.live, true, &mut clients, &mut tasks)?;
     if !wait_until(Duration::from_secs(60), || {
         meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= opts.live
     })
@@ -805,7 +846,9 @@ async fn live_role(opts: Opts) -> Result<(), String> {
         "cpu_s": cpu_seconds(),
     });
     println!("LIVE_REPORT {report}");
-    endpoint.close(0u32.into(), b"done");
+    for ep in endpoints {
+        ep.close(0u32.into(), b"done");
+    }
     Ok(())
 }
 
@@ -916,15 +959,6 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let meas = Arc::new(Meas::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let config = |i: usize| ClientConfig {
-        server: addr,
-        server_name: "localhost".into(),
-        pin: CertPin::Sha256(pin.clone()),
-        token: token(i),
-        connect_timeout: Duration::from_secs(10),
-        zero_rtt: opts.tls == "0rtt",
-        ..ClientConfig::default()
-    };
     let mut clients: Vec<Arc<DeviceClient>> = Vec::new();
     let mut tasks = Vec::new();
     let mut live_child = if opts.live_process && opts.live > 0 {
@@ -934,25 +968,16 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
     };
     // The devices this process runs (the live cohort lives in the child with `--live-process`).
     let first_here = if live_child.is_some() { opts.live } else { 0 };
+    let cohort = Cohort {
+        addr,
+        pin: &pin,
+        opts: &opts,
+        endpoints: &endpoints,
+        meas: &meas,
+        stop: &stop_rx,
+    };
     // Live cohort, connected before the storm.
-    for i in 0..opts.live {
-        if live_child.is_some() {
-            break;
-        }
-        let c = Arc::new(
-            DeviceClient::spawn_on(config(i), endpoints[i % endpoints.len()].clone())
-                .map_err(|e| e.to_string())?,
-        );
-        tasks.push(tokio::spawn(device_task(
-            i,
-            c.clone(),
-            meas.clone(),
-            Duration::from_millis(opts.live_interval_ms),
-            true,
-            stop_rx.clone(),
-        )));
-        clients.push(c);
-    }
+    cohort.start(first_here..opts.live, true, &mut clients, &mut tasks)?;
     let live_ok = wait_until(Duration::from_secs(60), || {
         meas.connects.lock().map(|c| c.len()).unwrap_or(0) >= opts.live - first_here
     })
@@ -969,21 +994,12 @@ async fn storm_role(opts: Opts) -> Result<(), String> {
         l.phase(1);
     }
     let t0 = Instant::now();
-    for i in opts.live..opts.live + opts.devices {
-        let c = Arc::new(
-            DeviceClient::spawn_on(config(i), endpoints[i % endpoints.len()].clone())
-                .map_err(|e| e.to_string())?,
-        );
-        tasks.push(tokio::spawn(device_task(
-            i,
-            c.clone(),
-            meas.clone(),
-            Duration::from_millis(opts.storm_interval_ms),
-            false,
-            stop_rx.clone(),
-        )));
-        clients.push(c);
-    }
+    cohort.start(
+        opts.live..opts.live + opts.devices,
+        false,
+        &mut clients,
+        &mut tasks,
+    )?;
     let spawned = t0.elapsed().as_secs_f64();
     let total = opts.live + opts.devices;
     let all = wait_until(Duration::from_secs(90), || {
