@@ -18,6 +18,11 @@ mkdir -p "$OUT"
 DEVICES=${DEVICES:-10000}
 DEVICES_S=${DEVICES_S:-60}
 STORM=${STORM:-10000}
+# storm/blip: simulated devices per shared QUIC endpoint (1 = a UDP socket per device, far more
+# client CPU on the server's 2 vCPUs) and what the blip is (cut = network cut, the clients resume
+# their TLS sessions with 0-RTT; restart = new clients, full handshakes).
+PER_ENDPOINT=${PER_ENDPOINT:-64}
+BLIP_MODE=${BLIP_MODE:-cut}
 SAT_DEVICES=${SAT_DEVICES:-2000}
 FANS=${FANS:-15000}
 FANS2=${FANS2:-20000}
@@ -175,11 +180,14 @@ for s in $SCEN; do
     storm)
         start_server storm
         run storm-$STORM devices $(common) --race storm --devices "$STORM" --interval-ms 1000 \
-            --duration-s 20 --ramp 0 --drain-s 60 ;;
+            --duration-s 20 --ramp 0 --drain-s 60 --devices-per-endpoint "$PER_ENDPOINT" ;;
     blip)
         start_server blip
-        run blip-$STORM devices $(common) --race blip --devices "$STORM" --interval-ms 1000 \
-            --duration-s 40 --ramp 10 --blip 25 --drain-s 60 ;;
+        name=blip-$STORM
+        [ "$BLIP_MODE" = cut ] || name=$name-$BLIP_MODE
+        run "$name" devices $(common) --race blip --devices "$STORM" --interval-ms 1000 \
+            --duration-s 40 --ramp 10 --blip 25 --blip-mode "$BLIP_MODE" --drain-s 60 \
+            --devices-per-endpoint "$PER_ENDPOINT" ;;
     saturate)
         start_server saturate
         run saturate saturate $(common) --race sat --devices "$SAT_DEVICES" --start-rate 2 \

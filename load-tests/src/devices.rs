@@ -122,8 +122,34 @@ pub async fn run(a: DevicesArgs) -> anyhow::Result<()> {
         tokio::time::sleep(dur).await;
         (fl.stats.acked.load(Ordering::Relaxed) - a0) as f64 / dur.as_secs_f64().max(1e-9)
     });
+    // CPU time of this process and the server from the start until every device is welcomed
+    // (the mass-start phase, where the client's own cost competes most with the server).
+    let fl = fleet.clone();
+    let server_pid = a.server.server_pid;
+    let devices = u64::from(a.devices);
+    let connect_phase = tokio::spawn(async move {
+        while fl.handshake.percentiles().count < devices {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cpu = |pid, before: Option<f64>| {
+            process_cpu_s(pid)
+                .zip(before)
+                .map(|(b, a)| ((b - a) * 100.0).round() / 100.0)
+        };
+        json!({
+            "s": (started.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+            "client_cpu_s": cpu(None, client_cpu0),
+            "server_cpu_s": server_pid.and_then(|p| cpu(Some(p), server_cpu0)),
+        })
+    });
     fleet::run(cfg.clone(), fleet.clone()).await;
     prog.abort();
+    let connect_phase = if connect_phase.is_finished() {
+        connect_phase.await.ok()
+    } else {
+        connect_phase.abort();
+        None
+    };
     let client_cpu = process_cpu_s(None).zip(client_cpu0).map(|(b, a)| b - a);
     let server_cpu = a
         .server
@@ -167,6 +193,9 @@ pub async fn run(a: DevicesArgs) -> anyhow::Result<()> {
     }
     if let Some(cpu) = server_cpu {
         r.set("server_cpu_s", (cpu * 100.0).round() / 100.0);
+    }
+    if let Some(phase) = connect_phase {
+        r.set("until_all_connected", phase);
     }
     r.set(
         "shared_endpoints",
