@@ -32,7 +32,7 @@ pub struct SendLog {
 }
 
 /// Devices per shared QUIC endpoint unless told otherwise (see `EndpointArgs`). Measured with
-/// 2,000 devices at `--ramp 0` (2 shared vCPUs, 3 runs each): this process spent 1.24–1.38 s of
+/// 2,000 devices at `--ramp 0` (2 shared vCPUs, 2–4 runs each): this process spent 1.24–1.38 s of
 /// CPU until every device was welcomed with one endpoint per device, 0.84–0.91 s with 64 and
 /// 0.94 s with 500 (whole 21 s runs: 4.3–5.1 s, 4.0–4.4 s, 4.0–4.3 s). 64 takes nearly all of
 /// the saving while a 10,000-device storm still spreads over ~160 sockets and endpoint drivers,
