@@ -18,6 +18,11 @@ mkdir -p "$OUT"
 DEVICES=${DEVICES:-10000}
 DEVICES_S=${DEVICES_S:-60}
 STORM=${STORM:-10000}
+# storm/blip: simulated devices per shared QUIC endpoint (1 = a UDP socket per device, far more
+# client CPU on the server's 2 vCPUs) and what the blip is (cut = network cut, the clients resume
+# their TLS sessions with 0-RTT; restart = new clients, full handshakes).
+PER_ENDPOINT=${PER_ENDPOINT:-64}
+BLIP_MODE=${BLIP_MODE:-cut}
 SAT_DEVICES=${SAT_DEVICES:-2000}
 FANS=${FANS:-15000}
 FANS2=${FANS2:-20000}
@@ -34,6 +39,9 @@ NATS_PORT=${NATS_PORT:-14222}
 SPLIT_INGEST=${SPLIT_INGEST:-127.0.0.1:14433}
 SPLIT_GW_A=${SPLIT_GW_A:-127.0.0.1:18081}
 SPLIT_GW_B=${SPLIT_GW_B:-127.0.0.1:18082}
+# Loopback addresses of `flevum serve` (change them when another server holds 8080/4433).
+GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8080}
+INGEST_ADDR=${INGEST_ADDR:-127.0.0.1:4433}
 COURSE=${COURSE:-$ROOT/../shared/data/real/course_ragbrai_day4_gravel_128km.gpx}
 [ -f "$COURSE" ] || COURSE=/work/shared/data/real/course_ragbrai_day4_gravel_128km.gpx
 
@@ -46,11 +54,12 @@ start_server() {
     stop_server
     JOURNAL=$(mktemp -d /tmp/flevum-load-journal.XXXXXX)
     LOG=$OUT/server-$1.log
-    FLEVUM_JOURNAL_DIR=$JOURNAL/journal "$BIN/flevum" serve --config load-tests/server.toml \
+    FLEVUM_JOURNAL_DIR=$JOURNAL/journal FLEVUM_GATEWAY_LISTEN=$GATEWAY_ADDR \
+        FLEVUM_INGEST_LISTEN=$INGEST_ADDR "$BIN/flevum" serve --config load-tests/server.toml \
         >"$LOG" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
-        grep -q "certificate sha256" "$LOG" 2>/dev/null && curl -sf http://127.0.0.1:8080/readyz >/dev/null && return 0
+        grep -q "certificate sha256" "$LOG" 2>/dev/null && curl -sf "http://$GATEWAY_ADDR/readyz" >/dev/null && return 0
         sleep 0.1
     done
     echo "server did not start; see $LOG" >&2
@@ -127,7 +136,7 @@ split_metrics() {
 }
 trap 'stop_server; stop_split' EXIT
 
-common() { echo --server-log "$LOG" --server-pid "$SERVER_PID" --course "$COURSE"; }
+common() { echo --server-log "$LOG" --server-pid "$SERVER_PID" --course "$COURSE" --gateway "$GATEWAY_ADDR" --ingest "$INGEST_ADDR"; }
 
 section() { # name, report json, command
     {
@@ -171,11 +180,14 @@ for s in $SCEN; do
     storm)
         start_server storm
         run storm-$STORM devices $(common) --race storm --devices "$STORM" --interval-ms 1000 \
-            --duration-s 20 --ramp 0 --drain-s 60 ;;
+            --duration-s 20 --ramp 0 --drain-s 60 --devices-per-endpoint "$PER_ENDPOINT" ;;
     blip)
         start_server blip
-        run blip-$STORM devices $(common) --race blip --devices "$STORM" --interval-ms 1000 \
-            --duration-s 40 --ramp 10 --blip 25 --drain-s 60 ;;
+        name=blip-$STORM
+        [ "$BLIP_MODE" = cut ] || name=$name-$BLIP_MODE
+        run "$name" devices $(common) --race blip --devices "$STORM" --interval-ms 1000 \
+            --duration-s 40 --ramp 10 --blip 25 --blip-mode "$BLIP_MODE" --drain-s 60 \
+            --devices-per-endpoint "$PER_ENDPOINT" ;;
     saturate)
         start_server saturate
         run saturate saturate $(common) --race sat --devices "$SAT_DEVICES" --start-rate 2 \

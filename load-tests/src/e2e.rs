@@ -14,7 +14,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::fans::{self, Probe, Swarm, ViewArgs};
-use crate::fleet::SendLog;
+use crate::fleet::{EndpointArgs, SendLog};
 use crate::report::{Report, progress};
 use crate::setup::{RaceArgs, ServerArgs};
 
@@ -48,6 +48,9 @@ pub struct E2eArgs {
     /// Measuring time, s.
     #[arg(long, default_value_t = 30)]
     pub duration_s: u64,
+    #[command(flatten)]
+    /// How the riders' devices share QUIC endpoints.
+    pub endpoints: EndpointArgs,
     /// Engine tick interval, ms (for the target tick + 50 ms).
     #[arg(long, default_value_t = 1000)]
     pub tick_ms: u64,
@@ -63,9 +66,11 @@ pub struct E2eArgs {
 /// Runs the scenario.
 pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
     a.server.check_loopback()?;
+    // One socket per fan, and one per endpoint the riders share (or per rider).
+    let rider_sockets = a.riders.div_ceil(a.endpoints.devices_per_endpoint.max(1));
     anyhow::ensure!(
-        a.riders + a.fans <= 19_000,
-        "riders + fans must stay below 19,000 sockets in one process"
+        rider_sockets + a.fans <= 19_000,
+        "fans + rider endpoints must stay below 19,000 sockets in one process"
     );
     let log = Arc::new(SendLog::default());
     // The riders report until the fans are done (then drain), however long connecting takes.
@@ -77,6 +82,7 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
         a.interval_ms,
         secs,
         Some(log.clone()),
+        &a.endpoints,
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -126,6 +132,7 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
             "riders": a.riders, "interval_ms": a.interval_ms, "fans": a.fans,
             "probes": a.probes, "view": a.view, "duration_s": a.duration_s, "race": a.race.race,
             "reorder_window_ms": a.race.reorder_window_ms,
+            "devices_per_endpoint": a.endpoints.devices_per_endpoint,
         }),
     );
     r.set("fans_connected", res.connected);

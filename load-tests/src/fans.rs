@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fleet::{self, Fleet, FleetConfig, SendLog};
+use crate::fleet::{self, BlipMode, EndpointArgs, Fleet, FleetConfig, SendLog};
 use crate::report::{HistDump, Latency, Report, progress, vm_rss_kib, wall_us};
 use crate::setup::{self, CourseMotion, RaceArgs, ServerArgs};
 
@@ -65,6 +65,9 @@ pub struct FansArgs {
     /// Fix interval of the driven riders, ms.
     #[arg(long, default_value_t = 1000)]
     pub drive_interval_ms: u64,
+    #[command(flatten)]
+    /// How the driven riders' devices share QUIC endpoints.
+    pub endpoints: EndpointArgs,
     /// JSON report file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -539,6 +542,7 @@ pub async fn drive(
     interval_ms: u64,
     secs: u64,
     send_log: Option<Arc<SendLog>>,
+    endpoints: &EndpointArgs,
 ) -> anyhow::Result<(Arc<Fleet>, tokio::task::JoinHandle<()>)> {
     let motion = CourseMotion::load(&race.course)?;
     eprintln!("preparing race {} with {riders} riders…", race.race);
@@ -551,6 +555,8 @@ pub async fn drive(
         duration: Duration::from_secs(secs),
         ramp: Duration::from_secs(2),
         blip_at: None,
+        blip_mode: BlipMode::default(),
+        devices_per_endpoint: endpoints.devices_per_endpoint,
         dropout_frac: 0.0,
         dropout: Duration::ZERO,
         drain: Duration::from_secs(15),
@@ -590,6 +596,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
             a.drive_interval_ms,
             secs,
             None,
+            &a.endpoints,
         )
         .await?;
         // Let the riders connect and the ticks start.
@@ -655,7 +662,7 @@ pub async fn run(a: FansArgs) -> anyhow::Result<()> {
             "fans": a.fans, "procs": a.procs, "duration_s": a.duration_s,
             "connect_rate_per_proc": a.connect_rate, "view": a.view,
             "drive_riders": a.drive_riders, "drive_interval_ms": a.drive_interval_ms,
-            "race": a.race.race,
+            "race": a.race.race, "devices_per_endpoint": a.endpoints.devices_per_endpoint,
         }),
     );
     let sum = |f: fn(&WorkerResult) -> u64| results.iter().map(f).sum::<u64>();

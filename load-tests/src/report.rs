@@ -360,6 +360,25 @@ pub fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, all threads) a process has used so far, seconds, from
+/// `/proc/<pid>/stat` (`None` = this process); `None` if unreadable.
+pub fn process_cpu_s(pid: Option<u32>) -> Option<f64> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let text = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state); utime and
+    // stime are fields 14 and 15.
+    let mut fields = text.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
 /// Resident memory of a process in KiB (`VmRSS` in `/proc/<pid>/status`).
 pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -374,6 +393,20 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cpu_time_is_read_and_grows() {
+        let before = process_cpu_s(None).expect("/proc/self/stat readable");
+        // Burn a little CPU (a few tens of ms): the counter must not go backwards.
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = process_cpu_s(None).expect("/proc/self/stat readable");
+        assert!(before >= 0.0 && after >= before, "{before} → {after}");
+        assert_eq!(process_cpu_s(Some(u32::MAX)), None);
+    }
 
     #[test]
     fn percentiles_and_merge() {

@@ -14,7 +14,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::devices::progress_line;
-use crate::fleet::{self, Fleet, FleetConfig};
+use crate::fleet::{self, BlipMode, EndpointArgs, Fleet, FleetConfig};
 use crate::report::{Report, wall_us};
 use crate::setup::{self, CourseMotion, RaceArgs, ServerArgs};
 use crate::udp_probe;
@@ -49,6 +49,9 @@ pub struct SaturateArgs {
     /// Seconds of the UDP probe run in the same invocation (0 = skip).
     #[arg(long, default_value_t = 5.0)]
     pub udp_probe_s: f64,
+    #[command(flatten)]
+    /// How the devices share QUIC endpoints.
+    pub endpoints: EndpointArgs,
     /// JSON report file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -83,6 +86,8 @@ pub async fn run(a: SaturateArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(a.step_s * u64::from(a.max_steps) + 5),
         ramp,
         blip_at: None,
+        blip_mode: BlipMode::default(),
+        devices_per_endpoint: a.endpoints.devices_per_endpoint,
         dropout_frac: 0.0,
         dropout: Duration::ZERO,
         drain: Duration::from_secs(30),
@@ -169,6 +174,7 @@ pub async fn run(a: SaturateArgs) -> anyhow::Result<()> {
         json!({
             "devices": a.devices, "start_rate": a.start_rate, "factor": a.factor,
             "step_s": a.step_s, "p99_limit_ms": a.p99_limit_ms, "race": a.race.race,
+            "devices_per_endpoint": a.endpoints.devices_per_endpoint,
         }),
     );
     r.set("steps", serde_json::Value::Array(steps));

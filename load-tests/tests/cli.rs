@@ -64,3 +64,33 @@ fn a_run_without_its_server_fails() {
         "{stderr}"
     );
 }
+
+#[test]
+fn devices_share_endpoints_and_the_blip_is_a_cut_by_default() {
+    let out = load().args(["devices", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--devices-per-endpoint"), "{help}");
+    assert!(help.contains("[default: 64]"), "{help}");
+    assert!(help.contains("--blip-mode"), "{help}");
+    assert!(help.contains("[default: cut]"), "{help}");
+    for scenario in ["e2e", "fans", "saturate"] {
+        let out = load().args([scenario, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("--devices-per-endpoint"),
+            "{scenario}:\n{help}"
+        );
+    }
+    // Zero devices per endpoint is refused before anything connects.
+    let out = load()
+        .args(["devices", "--devices-per-endpoint", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = load()
+        .args(["devices", "--blip-mode", "sideways"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -19,10 +19,17 @@ use tokio::task::JoinHandle;
 
 pub use buffer::OfflineBuffer;
 pub use pin::{CertPin, quic_client_config, rustls_config};
+/// The QUIC endpoint type [`DeviceClient::spawn_on`] takes, re-exported so callers need not
+/// depend on the same quinn version themselves.
+pub use quinn::Endpoint;
 
 use crate::codec::encode_datagram;
 use crate::handshake::Refusal;
 use crate::record::PositionRecord;
+
+/// Application close code of a connection the device cut on purpose ([`DeviceClient::cut_connection`]);
+/// beside the connection task's own codes 0 (client closed, refused) and 1 (protocol error).
+pub const CLOSE_CODE_CUT: u32 = 2;
 
 /// Configuration of a [`DeviceClient`].
 #[derive(Debug, Clone)]
@@ -297,6 +304,16 @@ impl DeviceClient {
         Self::start(config, endpoint, false)
     }
 
+    /// A client-only endpoint on an already bound UDP `socket` (e.g. one whose buffers the caller
+    /// enlarged), for many clients to share through [`DeviceClient::spawn_on`]. Call it inside a
+    /// tokio runtime.
+    pub fn endpoint_on(socket: std::net::UdpSocket) -> Result<Endpoint, ClientError> {
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| ClientError::Socket("no async runtime for the endpoint".into()))?;
+        Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(|e| ClientError::Socket(e.to_string()))
+    }
+
     fn start(
         config: ClientConfig,
         endpoint: quinn::Endpoint,
@@ -461,6 +478,32 @@ impl DeviceClient {
                 });
             }
         }
+    }
+
+    /// Simulates a network cut (a cell dropping, a tunnel) and so forces a reconnect: closes the
+    /// current QUIC connection with the application close code [`CLOSE_CODE_CUT`] and keeps
+    /// everything else: the buffer (unacknowledged fixes are resent on the next connection), the
+    /// TLS session store (the reconnect resumes the session, with 0-RTT when `zero_rtt` is on) and
+    /// the endpoint. The connection task sees the closed connection and reconnects after its
+    /// usual jittered back-off (from `backoff_min`, as after any lost welcomed connection).
+    ///
+    /// `status()` and `subscribe_connected()` report the cut at once. Returns whether a welcomed
+    /// connection was up to cut: `false` while connecting or waiting to reconnect (nothing cut).
+    pub fn cut_connection(&self) -> bool {
+        let conn = {
+            let mut st = self.shared.lock();
+            let conn = st.conn.take();
+            if conn.is_some() && st.status == ClientStatus::Connected {
+                st.status = ClientStatus::Connecting;
+            }
+            conn
+        };
+        let Some(conn) = conn else {
+            return false;
+        };
+        self.shared.connected_tx.send_replace(false);
+        conn.close(quinn::VarInt::from_u32(CLOSE_CODE_CUT), b"connection cut");
+        true
     }
 
     /// Closes the connection and stops reconnecting; the buffer file keeps unacknowledged fixes.

@@ -1317,3 +1317,67 @@ async fn a_replayed_zero_rtt_flight_is_refused_and_changes_nothing() {
     assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_connection_resumes_its_session_and_acks_every_fix_once() {
+    let tokens = Arc::new(TokenStore::new());
+    let cut_token = tokens.issue(grant("dev-cut", 7));
+    let other_token = tokens.issue(grant("dev-other", 8));
+    let sink = Arc::new(FakeSink::with_delay(Duration::from_millis(2)));
+    let (server, stats, _) = start_observed(test_config(), tokens, sink.clone()).await;
+    // Two devices on one shared endpoint (one UDP socket), as a load generator runs them.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let endpoint = DeviceClient::endpoint_on(socket).unwrap();
+    let client =
+        DeviceClient::spawn_on(client_config(&server, &cut_token), endpoint.clone()).unwrap();
+    let other =
+        DeviceClient::spawn_on(client_config(&server, &other_token), endpoint.clone()).unwrap();
+    let mut connected = client.subscribe_connected();
+    for s in 1..=5 {
+        client.push(rec(s)).unwrap();
+        other.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    other.flush(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::NotAttempted);
+    wait_connected_is(&mut connected, true).await;
+
+    // The network drops under the running app: the connection goes, the buffer and the TLS
+    // session store stay; fixes pushed meanwhile wait in the buffer.
+    assert!(client.cut_connection());
+    assert_ne!(client.status(), ClientStatus::Connected);
+    assert!(!*connected.borrow_and_update());
+    for s in 6..=15 {
+        client.push(rec(s)).unwrap();
+    }
+    wait_connected_is(&mut connected, true).await;
+    for s in 16..=20 {
+        client.push(rec(s)).unwrap();
+    }
+    for s in 6..=10 {
+        other.push(rec(s)).unwrap();
+    }
+    client.flush(Duration::from_secs(10)).await.unwrap();
+    other.flush(Duration::from_secs(10)).await.unwrap();
+
+    // The reconnect resumed the TLS session and sent its Hello and backlog as 0-RTT data.
+    assert_eq!(client.last_zero_rtt(), ZeroRtt::Accepted);
+    assert_eq!(client.zero_rtt_counts().accepted, 1);
+    assert_eq!(client.zero_rtt_counts().rejected, 0);
+    assert_eq!(stats.tls_resumed.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.zero_rtt_accepted.load(Ordering::Relaxed), 1);
+    // Every fix acknowledged, and submitted exactly once.
+    assert_eq!(client.acked_seq(), 20);
+    assert_eq!(client.pending(), 0);
+    assert_eq!(sink.seqs("dev-cut"), (1..=20).collect::<Vec<_>>());
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    // The other device on the shared endpoint kept its one connection.
+    assert_eq!(other.status(), ClientStatus::Connected);
+    assert_eq!(other.zero_rtt_counts().accepted, 0);
+    assert_eq!(sink.seqs("dev-other"), (1..=10).collect::<Vec<_>>());
+    assert_eq!(stats.welcomed.load(Ordering::Relaxed), 3);
+    client.close().await;
+    other.close().await;
+    endpoint.close(0u32.into(), b"done");
+    server.stop().await;
+}
