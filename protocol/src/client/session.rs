@@ -320,8 +320,10 @@ async fn session(
         }
         st.conn = Some(conn.clone());
         st.status = ClientStatus::Connected;
+        // Under the lock: a `cut_connection` right after this sees the connection and reports
+        // the cut after this report, never before it.
+        shared.connected_tx.send_replace(true);
     }
-    shared.connected_tx.send_replace(true);
     let mut acks = tokio::spawn(read_acks(shared.clone(), recv));
     // Wakes for the next resend deadline too, so a lost datagram is resent after the resend
     // timeout (which follows the ack round trip), not at the next backfill tick.
