@@ -48,9 +48,6 @@ pub struct RiderTrack {
     matcher: Matcher,
     /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
     seen: BTreeSet<u32>,
-    /// Accepted fixes waiting for the watermark, in (time, sequence) order, so the due ones are a
-    /// prefix that a tick drains without sorting or allocating.
-    pending: Vec<PositionRecord>,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
     /// Fastest plausible speed, m/s.
@@ -80,7 +77,6 @@ impl RiderTrack {
             checkpoints: Vec::new(),
             matcher: Matcher::new(matcher.clone()),
             seen: BTreeSet::new(),
-            pending: Vec::new(),
             passages: Vec::new(),
             max_speed_mps,
             last_fix: None,
@@ -94,32 +90,6 @@ impl RiderTrack {
     /// Records a sequence number; false if it was seen before.
     pub fn first_sighting(&mut self, seq: u32) -> bool {
         self.seen.insert(seq)
-    }
-
-    /// Queues an accepted fix until the watermark passes it.
-    pub fn queue(&mut self, record: PositionRecord) {
-        // Fixes mostly arrive in order: the insertion point is found from the end.
-        let key = (record.time_ms, record.seq);
-        let at = partition_point_from_end(&self.pending, |r| (r.time_ms, r.seq) <= key);
-        self.pending.insert(at, record);
-    }
-
-    /// Event time of the earliest queued fix, if any.
-    pub fn next_due_ms(&self) -> Option<Millis> {
-        self.pending.first().map(|r| r.time_ms)
-    }
-
-    /// Takes the queued fixes at or before `watermark`, in time then sequence order.
-    pub fn take_due(&mut self, watermark: Millis) -> Vec<PositionRecord> {
-        let mut due = Vec::new();
-        self.take_due_into(watermark, &mut due);
-        due
-    }
-
-    /// Like [`RiderTrack::take_due`], appending to a buffer the caller reuses.
-    pub fn take_due_into(&mut self, watermark: Millis, due: &mut Vec<PositionRecord>) {
-        let n = self.pending.partition_point(|r| r.time_ms <= watermark);
-        due.extend(self.pending.drain(..n));
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
