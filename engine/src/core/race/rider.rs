@@ -4,7 +4,7 @@
 //! Owns duplicate and impossible-speed checks against neighbouring fixes and the recomputation
 //! from an insertion point. Does not rank, group or alert; the race does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use flevum_protocol::PositionRecord;
 
@@ -26,6 +26,22 @@ pub struct StoredFix {
     pub record: PositionRecord,
     /// Where it lies on the course.
     pub matched: MatchedFix,
+}
+
+/// An accepted fix waiting in the race's queue, with its match when that is known already.
+#[derive(Debug, Clone)]
+struct QueuedAhead {
+    /// The fix.
+    record: PositionRecord,
+    /// Its match and the matcher state after it, computed when fixes were accepted.
+    matched: Option<(MatchedFix, Matcher)>,
+}
+
+impl QueuedAhead {
+    /// The order fixes are applied in.
+    fn key(&self) -> (Millis, u32) {
+        (self.record.time_ms, self.record.seq)
+    }
 }
 
 /// Why applying a fix failed (after it was accepted into the pending buffer).
@@ -50,6 +66,12 @@ pub struct RiderTrack {
     seen: BTreeSet<u32>,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
+    /// The rider's fixes waiting in the race's queue, in (time, sequence) order, matched when
+    /// they are accepted so that the tick applies stored results. Matches are known for a
+    /// prefix: the first from `matcher`, each next from the state after the one before, and
+    /// only while the first is newer than the last applied fix. Whatever else changes
+    /// `matcher` drops them, and the tick matches those fixes itself.
+    ahead: VecDeque<QueuedAhead>,
     /// Fastest plausible speed, m/s.
     max_speed_mps: f64,
     // The logs' tails, copied into the struct: a tick touches every rider once a second, and by
@@ -78,6 +100,7 @@ impl RiderTrack {
             matcher: Matcher::new(matcher.clone()),
             seen: BTreeSet::new(),
             passages: Vec::new(),
+            ahead: VecDeque::new(),
             max_speed_mps,
             last_fix: None,
             recent_times: [0; RECENT_FIXES],
@@ -90,6 +113,75 @@ impl RiderTrack {
     /// Records a sequence number; false if it was seen before.
     pub fn first_sighting(&mut self, seq: u32) -> bool {
         self.seen.insert(seq)
+    }
+
+    /// Notes an accepted fix that goes into the race's queue, and matches the queued fixes
+    /// whose matches are not known yet (normally just this one, the newest): the work of
+    /// applying them at a tick is then mostly done. A fix arriving out of order drops the
+    /// matches of the fixes after it, which are redone; one older than the last applied fix
+    /// (a late fix, re-matched from a checkpoint when applied) drops them all.
+    pub fn accept(&mut self, index: &CourseIndex, record: &PositionRecord) {
+        let key = (record.time_ms, record.seq);
+        let at = self.ahead.partition_point(|a| a.key() < key);
+        self.ahead.insert(
+            at,
+            QueuedAhead {
+                record: *record,
+                matched: None,
+            },
+        );
+        for later in self.ahead.range_mut(at + 1..) {
+            later.matched = None;
+        }
+        let last_applied = self
+            .last_fix
+            .as_ref()
+            .map(|f| (f.record.time_ms, f.record.seq));
+        if self
+            .ahead
+            .front()
+            .is_some_and(|a| last_applied.is_some_and(|last| a.key() < last))
+        {
+            self.forget_matches_ahead();
+            return;
+        }
+        let first_unknown = self
+            .ahead
+            .iter()
+            .position(|a| a.matched.is_none())
+            .unwrap_or(self.ahead.len());
+        for i in first_unknown..self.ahead.len() {
+            let mut matcher = match i
+                .checked_sub(1)
+                .and_then(|p| self.ahead[p].matched.as_ref())
+            {
+                Some((_, after)) => after.clone(),
+                None => self.matcher.clone(),
+            };
+            let matched = matcher.match_fix(index, &Fix::from(&self.ahead[i].record));
+            self.ahead[i].matched = Some((matched, matcher));
+        }
+    }
+
+    /// Drops the matches computed ahead of time (when what they were computed against changed).
+    pub fn forget_matches_ahead(&mut self) {
+        for a in &mut self.ahead {
+            a.matched = None;
+        }
+    }
+
+    /// Takes a fix that is being applied out of the queued ones, with its match if that is
+    /// known and still valid (the fix is the first queued one); any other case drops the
+    /// matches known ahead.
+    fn take_ahead(&mut self, record: &PositionRecord) -> Option<(MatchedFix, Matcher)> {
+        if self.ahead.front().is_some_and(|a| a.record == *record) {
+            return self.ahead.pop_front().and_then(|a| a.matched);
+        }
+        if let Some(i) = self.ahead.iter().position(|a| a.record == *record) {
+            self.ahead.remove(i);
+        }
+        self.forget_matches_ahead();
+        None
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
@@ -123,6 +215,9 @@ impl RiderTrack {
         if before.is_some_and(|f| !plausible(f))
             || (at < self.fixes.len() && !plausible(&self.fixes[at]))
         {
+            // The matches after it assumed it would be applied.
+            self.take_ahead(&record);
+            self.forget_matches_ahead();
             return Err(ApplyError::ImpossibleSpeed);
         }
         let placeholder = StoredFix {
@@ -138,10 +233,17 @@ impl RiderTrack {
             },
         };
         if at == self.fixes.len() {
+            let ahead = self.take_ahead(&record);
             if at % CHECKPOINT_EVERY == 0 {
                 self.checkpoints.push(self.matcher.clone());
             }
-            let matched = self.matcher.match_fix(index, &Fix::from(&record));
+            let matched = match ahead {
+                Some((matched, after)) => {
+                    self.matcher = after;
+                    matched
+                }
+                None => self.matcher.match_fix(index, &Fix::from(&record)),
+            };
             let stored = StoredFix {
                 matched,
                 ..placeholder
@@ -156,6 +258,8 @@ impl RiderTrack {
             self.recent_len += 1;
             self.push_passage(matched);
         } else {
+            self.take_ahead(&record);
+            self.forget_matches_ahead();
             self.fixes.insert(at, placeholder);
             self.rematch_from(index, at);
             self.last_fix = self.fixes.last().copied();
