@@ -535,11 +535,117 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{partition_point_from_end, partition_point_near, surely_within};
+    use super::{
+        RiderConfig, RiderTrack, partition_point_from_end, partition_point_near, surely_within,
+    };
     use crate::core::geodesy::geodesic_distance_m;
+    use crate::core::{Course, CourseIndex, MatcherConfig, Millis};
+    use flevum_protocol::PositionRecord;
     use proptest::prelude::*;
 
+    /// A rider for the tests.
+    fn rider() -> RiderTrack {
+        let info = RiderConfig {
+            id: 1,
+            bib: "1".into(),
+            name: "One".into(),
+            team: String::new(),
+            device_id: "d1".into(),
+            device_token_sha256: None,
+        };
+        RiderTrack::new(info, MatcherConfig::default(), 25.0)
+    }
+
+    /// A 6 km course with bends and a hairpin (so matches depend on the matcher's history).
+    fn course() -> CourseIndex {
+        let pts = [
+            (45.0, 7.0, None),
+            (45.01, 7.0, None),
+            (45.015, 7.01, None),
+            (45.02, 7.01, None),
+            (45.02, 7.0102, None),
+            (45.01, 7.0102, None),
+        ];
+        CourseIndex::new(Course::from_points("bends", &pts).unwrap())
+    }
+
+    /// Applies the fixes due at `watermark` (accepted, not yet applied) in (time, sequence) order.
+    fn apply_due(
+        track: &mut RiderTrack,
+        index: &CourseIndex,
+        queue: &mut Vec<PositionRecord>,
+        watermark: Millis,
+    ) {
+        queue.sort_by_key(|r| (r.time_ms, r.seq));
+        let n = queue.partition_point(|r| r.time_ms <= watermark);
+        for r in queue.drain(..n) {
+            let _ = track.apply(index, r);
+        }
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Matching fixes when they are accepted (in any arrival order, with late fixes, jumps
+        /// and rejections) leaves the rider exactly as matching them all at the ticks does.
+        #[test]
+        fn matching_at_accept_gives_the_same_track(
+            steps in proptest::collection::vec((0.0f64..14.0, -8.0f64..8.0, 0i64..40_000, 0u8..20), 20..90),
+            reorder_ms in 0i64..4000,
+        ) {
+            let index = course();
+            let course = index.course();
+            let t0: Millis = 1_700_000_000_000;
+            let mut d = 0.0;
+            let mut fixes = Vec::new();
+            for (i, &(speed, lateral, delay, odd)) in steps.iter().enumerate() {
+                d += speed;
+                let (lat, lon) = course.position_at(d);
+                // Now and then a jump of 100 m or 2 km (rejected as impossible unless the fix
+                // before it was rejected or is far back in time).
+                let (lat, lon) = match odd {
+                    0 => (lat + 0.02, lon),
+                    1 => (lat, lon + 0.0013),
+                    _ => (lat + lateral * 9e-6, lon + lateral * 1.2e-5),
+                };
+                let time = t0 + i as i64 * 1000;
+                // Some devices send no heading: the matcher derives one from the previous fix.
+                let heading = (odd >= 6).then(|| course.bearing_at(d));
+                let record = PositionRecord::from_degrees(i as u32 + 1, time, lat, lon, None, Some(speed), heading, Some(5.0));
+                // Mostly short delays; a few long ones make late fixes (older than applied ones).
+                let delay = if odd < 3 { delay } else { delay % 1500 };
+                fixes.push((time + delay, record));
+            }
+            fixes.sort_by_key(|&(arrival, r)| (arrival, r.seq));
+            let (mut ahead, mut plain) = (rider(), rider());
+            let (mut queue_ahead, mut queue_plain) = (Vec::new(), Vec::new());
+            let mut next = 0;
+            let mut now = t0;
+            let mut matched_ahead = 0;
+            while next < fixes.len() || !queue_ahead.is_empty() {
+                now += 1000;
+                while next < fixes.len() && fixes[next].0 <= now {
+                    let record = fixes[next].1;
+                    ahead.accept(&index, &record);
+                    matched_ahead += usize::from(ahead.ahead.back().is_some_and(|a| a.matched.is_some()));
+                    queue_ahead.push(record);
+                    queue_plain.push(record);
+                    next += 1;
+                }
+                apply_due(&mut ahead, &index, &mut queue_ahead, now - reorder_ms);
+                apply_due(&mut plain, &index, &mut queue_plain, now - reorder_ms);
+                prop_assert_eq!(ahead.fixes(), plain.fixes());
+                prop_assert_eq!(ahead.tail(), plain.tail());
+                prop_assert_eq!(ahead.speed_mps().to_bits(), plain.speed_mps().to_bits());
+                prop_assert_eq!(ahead.last(), plain.last());
+                // The whole matcher state, to the bit (Debug prints floats exactly).
+                prop_assert_eq!(format!("{:?}", ahead.matcher), format!("{:?}", plain.matcher));
+            }
+            prop_assert!(ahead.ahead.is_empty());
+            // The fast path was taken (the first fix always arrives in order).
+            prop_assert!(matched_ahead > 0);
+        }
+
         #[test]
         fn search_from_a_hint_agrees_with_binary_search(
             mut v in proptest::collection::vec(0i64..1000, 0..300),
