@@ -122,6 +122,30 @@ impl RiderTrack {
     /// (a late fix, re-matched from a checkpoint when applied) drops them all.
     pub fn accept(&mut self, index: &CourseIndex, record: &PositionRecord) {
         let key = (record.time_ms, record.seq);
+        let last_applied = self
+            .last_fix
+            .as_ref()
+            .map(|f| (f.record.time_ms, f.record.seq));
+        // The usual case: the newest fix, after queued fixes whose matches are all known (or
+        // none, and then after the last applied fix). Matches known for the queued fixes imply
+        // that the first of them is newer than the last applied fix.
+        let known_before = match self.ahead.back() {
+            None if last_applied.is_none_or(|last| last < key) => Some(&self.matcher),
+            Some(QueuedAhead {
+                record: back,
+                matched: Some((_, after)),
+            }) if (back.time_ms, back.seq) < key => Some(after),
+            _ => None,
+        };
+        if let Some(before) = known_before {
+            let mut matcher = before.clone();
+            let matched = matcher.match_fix(index, &Fix::from(record));
+            self.ahead.push_back(QueuedAhead {
+                record: *record,
+                matched: Some((matched, matcher)),
+            });
+            return;
+        }
         let at = self.ahead.partition_point(|a| a.key() < key);
         self.ahead.insert(
             at,
@@ -133,10 +157,6 @@ impl RiderTrack {
         for later in self.ahead.range_mut(at + 1..) {
             later.matched = None;
         }
-        let last_applied = self
-            .last_fix
-            .as_ref()
-            .map(|f| (f.record.time_ms, f.record.seq));
         if self
             .ahead
             .front()
@@ -170,18 +190,32 @@ impl RiderTrack {
         }
     }
 
-    /// Takes a fix that is being applied out of the queued ones, with its match if that is
-    /// known and still valid (the fix is the first queued one); any other case drops the
-    /// matches known ahead.
-    fn take_ahead(&mut self, record: &PositionRecord) -> Option<(MatchedFix, Matcher)> {
-        if self.ahead.front().is_some_and(|a| a.record == *record) {
-            return self.ahead.pop_front().and_then(|a| a.matched);
+    /// Takes a fix that is being applied in order out of the queued ones. When it is the first
+    /// queued fix and its match is known, sets the matcher to the state after it and returns
+    /// the match; otherwise drops the matches known ahead (they assumed another history).
+    fn apply_ahead(&mut self, record: &PositionRecord) -> Option<MatchedFix> {
+        if let Some(front) = self.ahead.front()
+            && front.record == *record
+        {
+            // Without a known match for the first fix, none is known for the others.
+            let known = front.matched.as_ref().map(|(matched, after)| {
+                self.matcher.clone_from(after);
+                *matched
+            });
+            self.ahead.pop_front();
+            return known;
         }
+        self.take_ahead(record);
+        None
+    }
+
+    /// Takes a fix that is not applied in order (rejected, or late) out of the queued ones and
+    /// drops the matches known ahead.
+    fn take_ahead(&mut self, record: &PositionRecord) {
         if let Some(i) = self.ahead.iter().position(|a| a.record == *record) {
             self.ahead.remove(i);
         }
         self.forget_matches_ahead();
-        None
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
@@ -217,7 +251,6 @@ impl RiderTrack {
         {
             // The matches after it assumed it would be applied.
             self.take_ahead(&record);
-            self.forget_matches_ahead();
             return Err(ApplyError::ImpossibleSpeed);
         }
         let placeholder = StoredFix {
@@ -233,15 +266,11 @@ impl RiderTrack {
             },
         };
         if at == self.fixes.len() {
-            let ahead = self.take_ahead(&record);
             if at % CHECKPOINT_EVERY == 0 {
                 self.checkpoints.push(self.matcher.clone());
             }
-            let matched = match ahead {
-                Some((matched, after)) => {
-                    self.matcher = after;
-                    matched
-                }
+            let matched = match self.apply_ahead(&record) {
+                Some(matched) => matched,
                 None => self.matcher.match_fix(index, &Fix::from(&record)),
             };
             let stored = StoredFix {
@@ -259,7 +288,6 @@ impl RiderTrack {
             self.push_passage(matched);
         } else {
             self.take_ahead(&record);
-            self.forget_matches_ahead();
             self.fixes.insert(at, placeholder);
             self.rematch_from(index, at);
             self.last_fix = self.fixes.last().copied();
