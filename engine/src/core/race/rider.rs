@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, VecDeque};
 use flevum_protocol::PositionRecord;
 
 use super::config::RiderConfig;
+use super::live::round;
 use crate::core::geodesy::geodesic_distance_m;
 use crate::core::{CourseIndex, Fix, MatchedFix, Matcher, MatcherConfig, Millis};
 
@@ -456,9 +457,15 @@ impl RiderTrack {
         }
         let mut gaps = [0 as Millis; RECENT_FIXES - 1];
         let mut k = 0;
+        let mut all_equal = true;
         for w in self.recent_times[..self.recent_len].windows(2) {
             gaps[k] = w[1] - w[0];
+            all_equal &= gaps[k] == gaps[0];
             k += 1;
+        }
+        // A device reporting steadily: every gap is the median.
+        if all_equal {
+            return Some(gaps[k / 2]);
         }
         let gaps = &mut gaps[..k];
         gaps.sort_unstable();
@@ -541,7 +548,7 @@ pub(super) fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -
     } else {
         1.0
     };
-    a.1 + ((b.1 - a.1) as f64 * t).round() as Millis
+    a.1 + round((b.1 - a.1) as f64 * t) as Millis
 }
 
 /// `slice::partition_point` (`pred` holds for a prefix) searched by galloping back from the end:
