@@ -45,6 +45,41 @@ impl QueuedAhead {
     }
 }
 
+/// A set of sequence numbers that stores the usual case, one run of consecutive numbers (a
+/// device counts up from 1), as its two ends, and only the numbers outside the run in a tree.
+#[derive(Debug, Clone, Default)]
+struct SeenSeqs {
+    /// The run: every number in `start..end` is in the set.
+    run: Option<(u32, u64)>,
+    /// The other numbers in the set (none of them inside the run, nor at its end).
+    others: BTreeSet<u32>,
+}
+
+impl SeenSeqs {
+    /// Adds a number; false if it was in the set already (as `BTreeSet::insert`).
+    fn insert(&mut self, seq: u32) -> bool {
+        let Some((start, end)) = &mut self.run else {
+            self.run = Some((seq, u64::from(seq) + 1));
+            return true;
+        };
+        let s = u64::from(seq);
+        if (u64::from(*start)..*end).contains(&s) {
+            return false;
+        }
+        if s != *end {
+            return self.others.insert(seq);
+        }
+        *end += 1;
+        // Numbers that arrived early now continue the run.
+        while let Ok(next) = u32::try_from(*end)
+            && self.others.remove(&next)
+        {
+            *end += 1;
+        }
+        true
+    }
+}
+
 /// Why applying a fix failed (after it was accepted into the pending buffer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyError {
@@ -64,7 +99,7 @@ pub struct RiderTrack {
     /// Matcher state after the last applied fix.
     matcher: Matcher,
     /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
-    seen: BTreeSet<u32>,
+    seen: SeenSeqs,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
     /// The rider's fixes waiting in the race's queue, in (time, sequence) order, matched when
@@ -99,7 +134,7 @@ impl RiderTrack {
             fixes: Vec::new(),
             checkpoints: Vec::new(),
             matcher: Matcher::new(matcher.clone()),
-            seen: BTreeSet::new(),
+            seen: SeenSeqs::default(),
             passages: Vec::new(),
             ahead: VecDeque::new(),
             max_speed_mps,
@@ -571,7 +606,8 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 #[cfg(test)]
 mod tests {
     use super::{
-        RiderConfig, RiderTrack, partition_point_from_end, partition_point_near, surely_within,
+        RiderConfig, RiderTrack, SeenSeqs, partition_point_from_end, partition_point_near,
+        surely_within,
     };
     use crate::core::geodesy::geodesic_distance_m;
     use crate::core::{Course, CourseIndex, MatcherConfig, Millis};
@@ -718,6 +754,20 @@ mod tests {
             let lon2 = lon + east_m / (111_000.0 * lat.to_radians().cos());
             // One second at road-cycling speed plus the noise allowance.
             prop_assert_eq!(surely_within(lat, lon, lat2, lon2, 85.0), Some(true));
+        }
+
+        #[test]
+        fn seen_sequence_numbers_behave_as_a_set(
+            seqs in proptest::collection::vec(prop_oneof![0u32..60, Just(u32::MAX), Just(u32::MAX - 1), 1u32..5], 0..200),
+            in_order in 0usize..100,
+        ) {
+            // A device counting up, with repeats and stragglers mixed in.
+            let mut all: Vec<u32> = (1..=in_order as u32).collect();
+            all.extend(seqs);
+            let (mut seen, mut set) = (SeenSeqs::default(), std::collections::BTreeSet::new());
+            for seq in all {
+                prop_assert_eq!(seen.insert(seq), set.insert(seq), "{}", seq);
+            }
         }
 
         #[test]
