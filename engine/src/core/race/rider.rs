@@ -71,7 +71,8 @@ impl SeenSeqs {
         }
         *end += 1;
         // Numbers that arrived early now continue the run.
-        while let Ok(next) = u32::try_from(*end)
+        while !self.others.is_empty()
+            && let Ok(next) = u32::try_from(*end)
             && self.others.remove(&next)
         {
             *end += 1;
