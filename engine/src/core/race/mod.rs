@@ -565,7 +565,6 @@ impl Race {
         if !rider.first_sighting(record.seq) {
             return Err(self.reject(FixRejection::Duplicate));
         }
-        rider.accept(&self.index, record);
         self.queue.push(QueuedFix {
             slot: slot as u32,
             record: *record,
@@ -612,10 +611,6 @@ impl Race {
                     .add_checkpoint_at(&name, distance_m)
                     .map_err(|e| AdminError::Checkpoint(e.to_string()))?;
                 self.index = CourseIndex::new(course);
-                // Matches made ahead of time against the old index are not reused.
-                for rider in &mut self.riders {
-                    rider.forget_matches_ahead();
-                }
             }
         }
         // The start, a checkpoint or a rider's standing changed: look at everyone again.

@@ -4,7 +4,7 @@
 //! Owns duplicate and impossible-speed checks against neighbouring fixes and the recomputation
 //! from an insertion point. Does not rank, group or alert; the race does.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use flevum_protocol::PositionRecord;
 
@@ -27,22 +27,6 @@ pub struct StoredFix {
     pub record: PositionRecord,
     /// Where it lies on the course.
     pub matched: MatchedFix,
-}
-
-/// An accepted fix waiting in the race's queue, with its match when that is known already.
-#[derive(Debug, Clone)]
-struct QueuedAhead {
-    /// The fix.
-    record: PositionRecord,
-    /// Its match and the matcher state after it, computed when fixes were accepted.
-    matched: Option<(MatchedFix, Matcher)>,
-}
-
-impl QueuedAhead {
-    /// The order fixes are applied in.
-    fn key(&self) -> (Millis, u32) {
-        (self.record.time_ms, self.record.seq)
-    }
 }
 
 /// A set of sequence numbers that stores the usual case, one run of consecutive numbers (a
@@ -103,12 +87,6 @@ pub struct RiderTrack {
     seen: SeenSeqs,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
-    /// The rider's fixes waiting in the race's queue, in (time, sequence) order, matched when
-    /// they are accepted so that the tick applies stored results. Matches are known for a
-    /// prefix: the first from `matcher`, each next from the state after the one before, and
-    /// only while the first is newer than the last applied fix. Whatever else changes
-    /// `matcher` drops them, and the tick matches those fixes itself.
-    ahead: VecDeque<QueuedAhead>,
     /// Fastest plausible speed, m/s.
     max_speed_mps: f64,
     // The logs' tails, copied into the struct: a tick touches every rider once a second, and by
@@ -137,7 +115,6 @@ impl RiderTrack {
             matcher: Matcher::new(matcher.clone()),
             seen: SeenSeqs::default(),
             passages: Vec::new(),
-            ahead: VecDeque::new(),
             max_speed_mps,
             last_fix: None,
             recent_times: [0; RECENT_FIXES],
@@ -150,109 +127,6 @@ impl RiderTrack {
     /// Records a sequence number; false if it was seen before.
     pub fn first_sighting(&mut self, seq: u32) -> bool {
         self.seen.insert(seq)
-    }
-
-    /// Notes an accepted fix that goes into the race's queue, and matches the queued fixes
-    /// whose matches are not known yet (normally just this one, the newest): the work of
-    /// applying them at a tick is then mostly done. A fix arriving out of order drops the
-    /// matches of the fixes after it, which are redone; one older than the last applied fix
-    /// (a late fix, re-matched from a checkpoint when applied) drops them all.
-    pub fn accept(&mut self, index: &CourseIndex, record: &PositionRecord) {
-        let key = (record.time_ms, record.seq);
-        let last_applied = self
-            .last_fix
-            .as_ref()
-            .map(|f| (f.record.time_ms, f.record.seq));
-        // The usual case: the newest fix, after queued fixes whose matches are all known (or
-        // none, and then after the last applied fix). Matches known for the queued fixes imply
-        // that the first of them is newer than the last applied fix.
-        let known_before = match self.ahead.back() {
-            None if last_applied.is_none_or(|last| last < key) => Some(&self.matcher),
-            Some(QueuedAhead {
-                record: back,
-                matched: Some((_, after)),
-            }) if (back.time_ms, back.seq) < key => Some(after),
-            _ => None,
-        };
-        if let Some(before) = known_before {
-            let mut matcher = before.clone();
-            let matched = matcher.match_fix(index, &Fix::from(record));
-            self.ahead.push_back(QueuedAhead {
-                record: *record,
-                matched: Some((matched, matcher)),
-            });
-            return;
-        }
-        let at = self.ahead.partition_point(|a| a.key() < key);
-        self.ahead.insert(
-            at,
-            QueuedAhead {
-                record: *record,
-                matched: None,
-            },
-        );
-        for later in self.ahead.range_mut(at + 1..) {
-            later.matched = None;
-        }
-        if self
-            .ahead
-            .front()
-            .is_some_and(|a| last_applied.is_some_and(|last| a.key() < last))
-        {
-            self.forget_matches_ahead();
-            return;
-        }
-        let first_unknown = self
-            .ahead
-            .iter()
-            .position(|a| a.matched.is_none())
-            .unwrap_or(self.ahead.len());
-        for i in first_unknown..self.ahead.len() {
-            let mut matcher = match i
-                .checked_sub(1)
-                .and_then(|p| self.ahead[p].matched.as_ref())
-            {
-                Some((_, after)) => after.clone(),
-                None => self.matcher.clone(),
-            };
-            let matched = matcher.match_fix(index, &Fix::from(&self.ahead[i].record));
-            self.ahead[i].matched = Some((matched, matcher));
-        }
-    }
-
-    /// Drops the matches computed ahead of time (when what they were computed against changed).
-    pub fn forget_matches_ahead(&mut self) {
-        for a in &mut self.ahead {
-            a.matched = None;
-        }
-    }
-
-    /// Takes a fix that is being applied in order out of the queued ones. When it is the first
-    /// queued fix and its match is known, sets the matcher to the state after it and returns
-    /// the match; otherwise drops the matches known ahead (they assumed another history).
-    fn apply_ahead(&mut self, record: &PositionRecord) -> Option<MatchedFix> {
-        if let Some(front) = self.ahead.front()
-            && front.record == *record
-        {
-            // Without a known match for the first fix, none is known for the others.
-            let known = front.matched.as_ref().map(|(matched, after)| {
-                self.matcher.clone_from(after);
-                *matched
-            });
-            self.ahead.pop_front();
-            return known;
-        }
-        self.take_ahead(record);
-        None
-    }
-
-    /// Takes a fix that is not applied in order (rejected, or late) out of the queued ones and
-    /// drops the matches known ahead.
-    fn take_ahead(&mut self, record: &PositionRecord) {
-        if let Some(i) = self.ahead.iter().position(|a| a.record == *record) {
-            self.ahead.remove(i);
-        }
-        self.forget_matches_ahead();
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
@@ -286,8 +160,6 @@ impl RiderTrack {
         if before.is_some_and(|f| !plausible(f))
             || (at < self.fixes.len() && !plausible(&self.fixes[at]))
         {
-            // The matches after it assumed it would be applied.
-            self.take_ahead(&record);
             return Err(ApplyError::ImpossibleSpeed);
         }
         let placeholder = StoredFix {
@@ -306,10 +178,7 @@ impl RiderTrack {
             if at % CHECKPOINT_EVERY == 0 {
                 self.checkpoints.push(self.matcher.clone());
             }
-            let matched = match self.apply_ahead(&record) {
-                Some(matched) => matched,
-                None => self.matcher.match_fix(index, &Fix::from(&record)),
-            };
+            let matched = self.matcher.match_fix(index, &Fix::from(&record));
             let stored = StoredFix {
                 matched,
                 ..placeholder
@@ -324,7 +193,6 @@ impl RiderTrack {
             self.recent_len += 1;
             self.push_passage(matched);
         } else {
-            self.take_ahead(&record);
             self.fixes.insert(at, placeholder);
             self.rematch_from(index, at);
             self.last_fix = self.fixes.last().copied();
@@ -606,118 +474,11 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        RiderConfig, RiderTrack, SeenSeqs, partition_point_from_end, partition_point_near,
-        surely_within,
-    };
+    use super::{SeenSeqs, partition_point_from_end, partition_point_near, surely_within};
     use crate::core::geodesy::geodesic_distance_m;
-    use crate::core::{Course, CourseIndex, MatcherConfig, Millis};
-    use flevum_protocol::PositionRecord;
     use proptest::prelude::*;
 
-    /// A rider for the tests.
-    fn rider() -> RiderTrack {
-        let info = RiderConfig {
-            id: 1,
-            bib: "1".into(),
-            name: "One".into(),
-            team: String::new(),
-            device_id: "d1".into(),
-            device_token_sha256: None,
-        };
-        RiderTrack::new(info, MatcherConfig::default(), 25.0)
-    }
-
-    /// A 6 km course with bends and a hairpin (so matches depend on the matcher's history).
-    fn course() -> CourseIndex {
-        let pts = [
-            (45.0, 7.0, None),
-            (45.01, 7.0, None),
-            (45.015, 7.01, None),
-            (45.02, 7.01, None),
-            (45.02, 7.0102, None),
-            (45.01, 7.0102, None),
-        ];
-        CourseIndex::new(Course::from_points("bends", &pts).unwrap())
-    }
-
-    /// Applies the fixes due at `watermark` (accepted, not yet applied) in (time, sequence) order.
-    fn apply_due(
-        track: &mut RiderTrack,
-        index: &CourseIndex,
-        queue: &mut Vec<PositionRecord>,
-        watermark: Millis,
-    ) {
-        queue.sort_by_key(|r| (r.time_ms, r.seq));
-        let n = queue.partition_point(|r| r.time_ms <= watermark);
-        for r in queue.drain(..n) {
-            let _ = track.apply(index, r);
-        }
-    }
-
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
-
-        /// Matching fixes when they are accepted (in any arrival order, with late fixes, jumps
-        /// and rejections) leaves the rider exactly as matching them all at the ticks does.
-        #[test]
-        fn matching_at_accept_gives_the_same_track(
-            steps in proptest::collection::vec((0.0f64..14.0, -8.0f64..8.0, 0i64..40_000, 0u8..20), 20..90),
-            reorder_ms in 0i64..4000,
-        ) {
-            let index = course();
-            let course = index.course();
-            let t0: Millis = 1_700_000_000_000;
-            let mut d = 0.0;
-            let mut fixes = Vec::new();
-            for (i, &(speed, lateral, delay, odd)) in steps.iter().enumerate() {
-                d += speed;
-                let (lat, lon) = course.position_at(d);
-                // Now and then a jump of 100 m or 2 km (rejected as impossible unless the fix
-                // before it was rejected or is far back in time).
-                let (lat, lon) = match odd {
-                    0 => (lat + 0.02, lon),
-                    1 => (lat, lon + 0.0013),
-                    _ => (lat + lateral * 9e-6, lon + lateral * 1.2e-5),
-                };
-                let time = t0 + i as i64 * 1000;
-                // Some devices send no heading: the matcher derives one from the previous fix.
-                let heading = (odd >= 6).then(|| course.bearing_at(d));
-                let record = PositionRecord::from_degrees(i as u32 + 1, time, lat, lon, None, Some(speed), heading, Some(5.0));
-                // Mostly short delays; a few long ones make late fixes (older than applied ones).
-                let delay = if odd < 3 { delay } else { delay % 1500 };
-                fixes.push((time + delay, record));
-            }
-            fixes.sort_by_key(|&(arrival, r)| (arrival, r.seq));
-            let (mut ahead, mut plain) = (rider(), rider());
-            let (mut queue_ahead, mut queue_plain) = (Vec::new(), Vec::new());
-            let mut next = 0;
-            let mut now = t0;
-            let mut matched_ahead = 0;
-            while next < fixes.len() || !queue_ahead.is_empty() {
-                now += 1000;
-                while next < fixes.len() && fixes[next].0 <= now {
-                    let record = fixes[next].1;
-                    ahead.accept(&index, &record);
-                    matched_ahead += usize::from(ahead.ahead.back().is_some_and(|a| a.matched.is_some()));
-                    queue_ahead.push(record);
-                    queue_plain.push(record);
-                    next += 1;
-                }
-                apply_due(&mut ahead, &index, &mut queue_ahead, now - reorder_ms);
-                apply_due(&mut plain, &index, &mut queue_plain, now - reorder_ms);
-                prop_assert_eq!(ahead.fixes(), plain.fixes());
-                prop_assert_eq!(ahead.tail(), plain.tail());
-                prop_assert_eq!(ahead.speed_mps().to_bits(), plain.speed_mps().to_bits());
-                prop_assert_eq!(ahead.last(), plain.last());
-                // The whole matcher state, to the bit (Debug prints floats exactly).
-                prop_assert_eq!(format!("{:?}", ahead.matcher), format!("{:?}", plain.matcher));
-            }
-            prop_assert!(ahead.ahead.is_empty());
-            // The fast path was taken (the first fix always arrives in order).
-            prop_assert!(matched_ahead > 0);
-        }
-
         #[test]
         fn search_from_a_hint_agrees_with_binary_search(
             mut v in proptest::collection::vec(0i64..1000, 0..300),
