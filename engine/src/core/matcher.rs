@@ -272,6 +272,23 @@ impl Matcher {
         self.progress.map_or(0.0, |p| p.speed_mps)
     }
 
+    /// Reads a word from every part of the state (a meaningless checksum), so that a caller about
+    /// to update many riders can have their cold states loaded in parallel first.
+    pub(crate) fn warm(&self) -> u64 {
+        let progress = self
+            .progress
+            .map_or(0, |p| p.time_ms as u64 ^ p.cov[1][1].to_bits());
+        let prev = self.prev_fix.map_or(0, |p| p.0 as u64);
+        let last = self.last.map_or(0, |l| l.time_ms as u64);
+        progress
+            ^ prev
+            ^ last
+            ^ self.config.speed_noise_mps.to_bits()
+            ^ self.config.off_course_exit_m.to_bits()
+            ^ self.reported_m.to_bits()
+            ^ self.threshold_since.map_or(0, |t| t as u64)
+    }
+
     /// Matches one fix, in event-time order.
     pub fn match_fix(&mut self, index: &CourseIndex, fix: &Fix) -> MatchedFix {
         let course = index.course();

@@ -33,6 +33,8 @@ use super::{CourseError, CourseIndex, MatcherConfig, Millis};
 const RECENT_ALERTS: usize = 200;
 /// A rider within this distance of the end has finished, metres.
 const FINISH_TOLERANCE_M: f64 = 15.0;
+/// Due fixes whose riders' state is loaded together before they are applied.
+const WARM_BATCH: usize = 16;
 /// Longest time a tick may be late before outputs say so, ms; also the default timer.
 const DEFAULT_TICK_MS: Millis = 1000;
 
@@ -746,7 +748,19 @@ impl Race {
         let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
         let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
         let mut k = 0;
+        let mut warmed_to = 0;
         while k < due.len() {
+            if k >= warmed_to {
+                // Load the next riders' cold state together (independent loads overlap), rather
+                // than one miss at a time while each rider is updated.
+                warmed_to = (k + WARM_BATCH).min(due.len());
+                let mut sum = 0u64;
+                for q in &due[k..warmed_to] {
+                    let s = q.slot as usize;
+                    sum ^= self.riders[s].warm() ^ self.facts[s].warm();
+                }
+                std::hint::black_box(sum);
+            }
             let slot = due[k].slot as usize;
             let rider = &mut self.riders[slot];
             while let Some(q) = due.get(k).filter(|q| q.slot as usize == slot) {
