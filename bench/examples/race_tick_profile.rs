@@ -6,13 +6,18 @@
 //!
 //! Arguments: riders, device reporting interval ms, warm-up seconds, measured ticks, and which
 //! ticks go through `measured_tick` (`busy`: the whole-second ticks that apply the fixes,
-//! `quiet`: the half-second ticks between them, `both`: all; the others go through `other_tick`).
+//! `quiet`: the half-second ticks between them, `both`: all; the others go through `other_tick`;
+//! `accept`: every `handle_fix` of the measured seconds goes through `measured_accept`, to count
+//! the cost of accepting the fixes that the busy ticks apply: use
+//! `--toggle-collect='*measured_accept*'`).
 
 use std::time::Instant;
 
 use anyhow::Context;
-use flevum_bench::{feed_until, mid_race};
+use flevum_bench::mid_race;
 use flevum_engine::core::Race;
+use flevum_engine::simulator::Simulation;
+use flevum_protocol::PositionRecord;
 
 /// A way of running one tick.
 type TickFn = fn(&mut Race, i64);
@@ -26,6 +31,30 @@ fn measured_tick(race: &mut Race, t: i64) {
         outputs += 1;
     }
     std::hint::black_box(outputs);
+}
+
+/// Accepting one fix, counted (in `accept` mode).
+#[inline(never)]
+fn measured_accept(race: &mut Race, now: i64, rider_id: u32, record: &PositionRecord) {
+    std::hint::black_box(race.handle_fix(now, rider_id, record).is_ok());
+}
+
+/// Accepting one fix, not counted.
+#[inline(never)]
+fn other_accept(race: &mut Race, now: i64, rider_id: u32, record: &PositionRecord) {
+    let _ = race.handle_fix(now, rider_id, record);
+}
+
+/// A way of accepting one fix.
+type AcceptFn = fn(&mut Race, i64, u32, &PositionRecord);
+
+/// Delivers every simulated fix due by `t` to the race through `accept`.
+fn feed(race: &mut Race, sim: &mut Simulation, t: i64, accept: AcceptFn) -> usize {
+    let events = sim.step_until(t);
+    for e in &events {
+        accept(race, e.deliver_ms, e.rider_id, &e.record);
+    }
+    events.len()
 }
 
 /// A tick that is not being counted (its body differs from `measured_tick`'s so that the
@@ -48,17 +77,19 @@ fn main() -> anyhow::Result<()> {
     let warmup = arg(3, 1200)?;
     let ticks = arg(4, 50)?;
     let which = std::env::args().nth(5).unwrap_or_else(|| "both".into());
-    let (busy_fn, quiet_fn): (TickFn, TickFn) = match which.as_str() {
-        "busy" => (measured_tick, other_tick),
-        "quiet" => (other_tick, measured_tick),
-        _ => (measured_tick, measured_tick),
+    let (busy_fn, quiet_fn, accept_fn): (TickFn, TickFn, AcceptFn) = match which.as_str() {
+        "busy" => (measured_tick, other_tick, other_accept),
+        "quiet" => (other_tick, measured_tick, other_accept),
+        "accept" => (other_tick, other_tick, measured_accept),
+        _ => (measured_tick, measured_tick, other_accept),
     };
     let (mut race, mut sim, mut t) = mid_race(riders, interval, warmup)?;
     let mut busy = Vec::new();
     let mut quiet = Vec::new();
+    let mut accepted = 0;
     for _ in 0..ticks {
         t += 1000;
-        feed_until(&mut race, &mut sim, t);
+        accepted += feed(&mut race, &mut sim, t, accept_fn);
         let started = Instant::now();
         busy_fn(&mut race, t);
         busy.push(started.elapsed());
@@ -70,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     quiet.sort();
     let n = busy.len() / 2;
     println!(
-        "{riders} riders, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?}, quiet tick median {:?}",
+        "{riders} riders, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?}, quiet tick median {:?}, {accepted} fixes accepted",
         busy.get(n).copied().unwrap_or_default(),
         quiet.get(n).copied().unwrap_or_default()
     );

@@ -6,6 +6,8 @@
 //! without routing; the R-tree is consulted only to acquire or re-acquire a rider. Does not rank
 //! riders or compute gaps; the race state does.
 
+use std::sync::OnceLock;
+
 use super::course::Segment;
 use super::{CourseIndex, Millis};
 use flevum_protocol::PositionRecord;
@@ -162,19 +164,20 @@ impl Progress {
         )
     }
 
-    /// Predicts to `time_ms`, then fuses a distance measurement and optionally a speed one.
+    /// Takes the prediction to `time_ms` (`prior`, from [`Progress::predict`]), then fuses a
+    /// distance measurement and optionally a speed one.
     #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
         time_ms: Millis,
-        accel_sigma: f64,
+        prior: (f64, f64, [[f64; 2]; 2]),
         measured_m: f64,
         sigma_m: f64,
         speed: Option<(f64, f64)>,
         max_speed: f64,
         segment: usize,
     ) {
-        let (mut d, mut v, mut p) = self.predict(time_ms, accel_sigma);
+        let (mut d, mut v, mut p) = prior;
         // Distance measurement: H = [1, 0].
         let s = p[0][0] + sigma_m * sigma_m;
         let (k0, k1) = (p[0][0] / s, p[1][0] / s);
@@ -269,6 +272,23 @@ impl Matcher {
         self.progress.map_or(0.0, |p| p.speed_mps)
     }
 
+    /// Reads a word from every part of the state (a meaningless checksum), so that a caller about
+    /// to update many riders can have their cold states loaded in parallel first.
+    pub(crate) fn warm(&self) -> u64 {
+        let progress = self
+            .progress
+            .map_or(0, |p| p.time_ms as u64 ^ p.cov[1][1].to_bits());
+        let prev = self.prev_fix.map_or(0, |p| p.0 as u64);
+        let last = self.last.map_or(0, |l| l.time_ms as u64);
+        progress
+            ^ prev
+            ^ last
+            ^ self.config.speed_noise_mps.to_bits()
+            ^ self.config.off_course_exit_m.to_bits()
+            ^ self.reported_m.to_bits()
+            ^ self.threshold_since.map_or(0, |t| t as u64)
+    }
+
     /// Matches one fix, in event-time order.
     pub fn match_fix(&mut self, index: &CourseIndex, fix: &Fix) -> MatchedFix {
         let course = index.course();
@@ -287,18 +307,19 @@ impl Matcher {
                     .then(|| (x - x0).atan2(y - y0).to_degrees().rem_euclid(360.0))
             });
         self.prev_fix = Some((fix.time_ms, x, y));
-        let heading = heading.map(|h| {
-            let (s, c) = h.to_radians().sin_cos();
-            (s, c)
-        });
+        let heading = heading.map(heading_unit);
 
         let windowed = self.progress.filter(|a| {
             self.unmatched_run < self.config.research_after
                 && fix.time_ms - a.time_ms <= self.config.research_after_gap_ms
         });
-        let choice = match windowed {
-            Some(anchor) => self.search_window(index, anchor, fix, x, y, accuracy, heading),
-            None => self.search_global(index, fix, x, y, accuracy, heading),
+        // The prior at the fix's time: the window search and the filter update both use it.
+        let prior = windowed.map(|a| a.predict(fix.time_ms, self.config.accel_noise_mps2));
+        let choice = match (windowed, prior) {
+            (Some(anchor), Some(prior)) => {
+                self.search_window(index, anchor, prior, fix, x, y, accuracy, heading)
+            }
+            _ => self.search_global(index, fix, x, y, accuracy, heading),
         };
 
         let matched =
@@ -330,10 +351,10 @@ impl Matcher {
                         self.config.speed_noise_mps,
                     )
                 });
-                match (&mut self.progress, windowed) {
-                    (Some(p), Some(_)) => p.update(
+                match (&mut self.progress, prior) {
+                    (Some(p), Some(prior)) => p.update(
                         fix.time_ms,
-                        self.config.accel_noise_mps2,
+                        prior,
                         c.distance_m,
                         sigma_m,
                         doppler,
@@ -460,12 +481,14 @@ impl Matcher {
         }
     }
 
-    /// Forward search within the progress window allowed by the transition model.
+    /// Forward search within the progress window allowed by the transition model. `prior` is
+    /// the anchor's prediction at the fix's time.
     #[allow(clippy::too_many_arguments)]
     fn search_window(
         &self,
         index: &CourseIndex,
         anchor: Progress,
+        prior: (f64, f64, [[f64; 2]; 2]),
         fix: &Fix,
         x: f64,
         y: f64,
@@ -474,7 +497,7 @@ impl Matcher {
     ) -> Option<Choice> {
         let course = index.course();
         let dt = ((fix.time_ms - anchor.time_ms) as f64 / 1000.0).max(0.0);
-        let (expected, _, cov) = anchor.predict(fix.time_ms, self.config.accel_noise_mps2);
+        let (expected, _, cov) = prior;
         let lo = anchor.distance_m - self.config.backtrack_m - accuracy;
         let hi = anchor.distance_m + self.config.max_speed_mps * dt + 2.0 * accuracy + 20.0;
         let sigma_p = 10.0 + cov[0][0].max(0.0).sqrt() + accuracy;
@@ -591,6 +614,24 @@ impl Matcher {
     }
 }
 
+/// The heading (degrees clockwise from north) as a unit vector (east, north):
+/// `h.to_radians().sin_cos()`. Device headings come in whole centidegrees, so those are read
+/// from a table of the same values computed once; any other heading is computed.
+fn heading_unit(h: f64) -> (f64, f64) {
+    /// `(k / 100).to_radians().sin_cos()` for every centidegree `k` in 0..=36000.
+    static TABLE: OnceLock<Box<[(f64, f64)]>> = OnceLock::new();
+    let k = (h * 100.0 + 0.5) as usize;
+    if k <= 36_000 && (k as f64 / 100.0).to_bits() == h.to_bits() {
+        let table = TABLE.get_or_init(|| {
+            (0..=36_000u32)
+                .map(|k| (f64::from(k) / 100.0).to_radians().sin_cos())
+                .collect()
+        });
+        return table[k];
+    }
+    h.to_radians().sin_cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,6 +656,36 @@ mod tests {
             accuracy_m: Some(5.0),
             speed_mps: Some(8.0),
             heading_deg: Some(heading),
+        }
+    }
+
+    #[test]
+    fn heading_table_gives_the_computed_unit_vectors() {
+        let bits = |(s, c): (f64, f64)| (s.to_bits(), c.to_bits());
+        // Every heading a device can send within a turn, as the record decodes it.
+        for cdeg in 0..=36_000u16 {
+            let mut record = PositionRecord::from_degrees(1, 0, 45.0, 7.0, None, None, None, None);
+            record.heading_cdeg = cdeg;
+            let h = Fix::from(&record).heading_deg.unwrap();
+            assert_eq!(bits(heading_unit(h)), bits(h.to_radians().sin_cos()), "{h}");
+        }
+        // Headings that are not whole centidegrees (derived from movement), beyond a turn, or odd.
+        for h in [
+            -0.0,
+            0.001,
+            12.345_678,
+            359.995,
+            360.01,
+            655.34,
+            -12.5,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            let (got, want) = (heading_unit(h), h.to_radians().sin_cos());
+            assert!(
+                bits(got) == bits(want) || (got.0.is_nan() && want.0.is_nan()),
+                "{h}: {got:?} != {want:?}"
+            );
         }
     }
 

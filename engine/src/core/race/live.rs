@@ -208,6 +208,15 @@ impl RiderFacts {
         }
     }
 
+    /// Reads a word from every part of the facts (see [`RiderTrack::warm`]).
+    pub(super) fn warm(&self) -> u64 {
+        self.last_time.map_or(0, |t| t as u64)
+            ^ self.tail[0].1 as u64
+            ^ self.tail[7].1 as u64
+            ^ self.view_lat.to_bits()
+            ^ self.eta_if_racing.map_or(0, |t| t as u64)
+    }
+
     /// The rider's status at `watermark` (`abandoned` and `started` are race facts).
     pub(super) fn status(
         &self,

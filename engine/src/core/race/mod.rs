@@ -33,6 +33,8 @@ use super::{CourseError, CourseIndex, MatcherConfig, Millis};
 const RECENT_ALERTS: usize = 200;
 /// A rider within this distance of the end has finished, metres.
 const FINISH_TOLERANCE_M: f64 = 15.0;
+/// Due fixes whose riders' state is loaded together before they are applied.
+const WARM_BATCH: usize = 16;
 /// Longest time a tick may be late before outputs say so, ms; also the default timer.
 const DEFAULT_TICK_MS: Millis = 1000;
 
@@ -262,9 +264,12 @@ pub struct Race {
     /// Per-rider facts derived from the fix logs, by slot; refreshed for riders whose applied
     /// fixes changed (everyone after an organiser command).
     facts: Vec<RiderFacts>,
-    /// Event time of each rider's earliest queued fix (`Millis::MAX` if none), by slot: a tick
-    /// finds the riders with due fixes in one flat scan.
-    next_due: Vec<Millis>,
+    /// Accepted fixes waiting for the watermark, race-wide, in arrival order: a tick takes the
+    /// due ones out of this one flat queue instead of reading every rider's own queue (a cache
+    /// miss per rider).
+    queue: Vec<QueuedFix>,
+    /// Earliest event time in `queue` (`Millis::MAX` when it is empty).
+    queue_min_ms: Millis,
     /// Tick at which each rider's applied fixes last changed, by slot (memoised gaps compare it).
     changed_tick: Vec<u64>,
     /// Every rider's facts must be recomputed and re-checked at the next tick (a new race, or an
@@ -278,8 +283,12 @@ pub struct Race {
 /// allocates nothing for them; entries stamped with a tick number are valid in that tick only.
 #[derive(Debug, Clone, Default)]
 struct TickWork {
-    /// Due fixes of one rider.
-    due: Vec<PositionRecord>,
+    /// This tick's due fixes, by slot, then time and sequence (the order they are applied in).
+    due: Vec<QueuedFix>,
+    /// Scratch for sorting `due`.
+    due_scratch: Vec<QueuedFix>,
+    /// Scratch for sorting `due`: where each slot's fixes start.
+    slot_starts: Vec<u32>,
     /// Slots whose applied fixes changed this tick, ascending.
     dirty: Vec<usize>,
     /// Status of every rider this tick.
@@ -300,6 +309,23 @@ struct TickWork {
     placed: Vec<u64>,
     /// Views that changed this tick, before they move into the delta.
     changed_views: Vec<RiderView>,
+}
+
+/// An accepted fix in the race's queue.
+#[derive(Debug, Clone, Copy)]
+struct QueuedFix {
+    /// The rider's slot.
+    slot: u32,
+    /// The fix.
+    record: PositionRecord,
+}
+
+impl QueuedFix {
+    /// The order fixes are applied in: by rider slot, then event time, then sequence number
+    /// (unique: a rider's sequence numbers are never queued twice).
+    fn order_key(&self) -> (u32, Millis, u32) {
+        (self.slot, self.record.time_ms, self.record.seq)
+    }
 }
 
 /// A rider's last computed time gaps, reused while neither rider involved has new fixes.
@@ -454,7 +480,8 @@ impl Race {
             pending_splits: BTreeMap::new(),
             pending_stops: BTreeMap::new(),
             facts: vec![RiderFacts::default(); n],
-            next_due: vec![Millis::MAX; n],
+            queue: Vec::new(),
+            queue_min_ms: Millis::MAX,
             changed_tick: vec![0; n],
             refresh_all: true,
             work: TickWork {
@@ -540,8 +567,11 @@ impl Race {
         if !rider.first_sighting(record.seq) {
             return Err(self.reject(FixRejection::Duplicate));
         }
-        rider.queue(*record);
-        self.next_due[slot] = self.next_due[slot].min(record.time_ms);
+        self.queue.push(QueuedFix {
+            slot: slot as u32,
+            record: *record,
+        });
+        self.queue_min_ms = self.queue_min_ms.min(record.time_ms);
         Ok(FixAccepted {
             applies_at_ms: record.time_ms + self.config.reorder_window_ms,
         })
@@ -649,24 +679,93 @@ impl Race {
         self.refresh_all = false;
     }
 
+    /// Moves the queued fixes at or before the watermark into `work.due`, sorted by slot, then
+    /// time and sequence.
+    fn take_due(&mut self, watermark: Millis) {
+        let work = &mut self.work;
+        let mut due = std::mem::take(&mut work.due);
+        due.clear();
+        if self.queue_min_ms > watermark {
+            work.due = due;
+            return;
+        }
+        let mut min = Millis::MAX;
+        self.queue.retain(|q| {
+            if q.record.time_ms <= watermark {
+                due.push(*q);
+                false
+            } else {
+                min = min.min(q.record.time_ms);
+                true
+            }
+        });
+        self.queue_min_ms = min;
+        let slots = self.riders.len();
+        if due.len() * 8 < slots {
+            due.sort_unstable_by_key(QueuedFix::order_key);
+        } else {
+            // Most riders have a fix due: a counting sort by slot, then each rider's few fixes
+            // (one, usually) in time order.
+            let starts = &mut work.slot_starts;
+            starts.clear();
+            starts.resize(slots + 1, 0);
+            for q in &due {
+                starts[q.slot as usize + 1] += 1;
+            }
+            for i in 0..slots {
+                starts[i + 1] += starts[i];
+            }
+            let sorted = &mut work.due_scratch;
+            sorted.clear();
+            sorted.extend_from_slice(&due);
+            for q in &due {
+                let at = &mut starts[q.slot as usize];
+                sorted[*at as usize] = *q;
+                *at += 1;
+            }
+            let mut from = 0;
+            while from < sorted.len() {
+                let slot = sorted[from].slot;
+                let to = from + sorted[from..].partition_point(|q| q.slot == slot);
+                if to - from > 1 {
+                    sorted[from..to].sort_unstable_by_key(QueuedFix::order_key);
+                }
+                from = to;
+            }
+            std::mem::swap(&mut due, sorted);
+        }
+        work.due = due;
+    }
+
     /// Applies every rider's fixes at or before the watermark (riders in id order, fixes in time
     /// order) and raises the SOS alerts among them.
     fn apply_due(&mut self, now: Millis, watermark: Millis) {
-        let mut due = std::mem::take(&mut self.work.due);
+        self.take_due(watermark);
+        let due = std::mem::take(&mut self.work.due);
         self.work.dirty.clear();
         let mut sos = Vec::new();
         let zones = &self.config.privacy_zones;
         let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
         let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
-        for slot in 0..self.riders.len() {
-            if self.next_due[slot] > watermark {
-                continue;
+        let mut k = 0;
+        let mut warmed_to = 0;
+        while k < due.len() {
+            if k >= warmed_to {
+                // Load the next riders' cold state together (independent loads overlap), rather
+                // than one miss at a time while each rider is updated.
+                warmed_to = (k + WARM_BATCH).min(due.len());
+                let mut sum = 0u64;
+                for q in &due[k..warmed_to] {
+                    let s = q.slot as usize;
+                    sum ^= self.riders[s].warm() ^ self.facts[s].warm();
+                }
+                std::hint::black_box(sum);
             }
+            let slot = due[k].slot as usize;
             let rider = &mut self.riders[slot];
-            due.clear();
-            rider.take_due_into(watermark, &mut due);
-            self.next_due[slot] = rider.next_due_ms().unwrap_or(Millis::MAX);
-            for &record in &due {
+            while let Some(q) = due.get(k).filter(|q| q.slot as usize == slot) {
+                let record = q.record;
+                k += 1;
                 if let Err(ApplyError::ImpossibleSpeed) = rider.apply(&self.index, record) {
                     *self
                         .rejections

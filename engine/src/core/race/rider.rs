@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use flevum_protocol::PositionRecord;
 
 use super::config::RiderConfig;
+use super::live::round;
 use crate::core::geodesy::geodesic_distance_m;
 use crate::core::{CourseIndex, Fix, MatchedFix, Matcher, MatcherConfig, Millis};
 
@@ -26,6 +27,42 @@ pub struct StoredFix {
     pub record: PositionRecord,
     /// Where it lies on the course.
     pub matched: MatchedFix,
+}
+
+/// A set of sequence numbers that stores the usual case, one run of consecutive numbers (a
+/// device counts up from 1), as its two ends, and only the numbers outside the run in a tree.
+#[derive(Debug, Clone, Default)]
+struct SeenSeqs {
+    /// The run: every number in `start..end` is in the set.
+    run: Option<(u32, u64)>,
+    /// The other numbers in the set (none of them inside the run, nor at its end).
+    others: BTreeSet<u32>,
+}
+
+impl SeenSeqs {
+    /// Adds a number; false if it was in the set already (as `BTreeSet::insert`).
+    fn insert(&mut self, seq: u32) -> bool {
+        let Some((start, end)) = &mut self.run else {
+            self.run = Some((seq, u64::from(seq) + 1));
+            return true;
+        };
+        let s = u64::from(seq);
+        if (u64::from(*start)..*end).contains(&s) {
+            return false;
+        }
+        if s != *end {
+            return self.others.insert(seq);
+        }
+        *end += 1;
+        // Numbers that arrived early now continue the run.
+        while !self.others.is_empty()
+            && let Ok(next) = u32::try_from(*end)
+            && self.others.remove(&next)
+        {
+            *end += 1;
+        }
+        true
+    }
 }
 
 /// Why applying a fix failed (after it was accepted into the pending buffer).
@@ -47,10 +84,7 @@ pub struct RiderTrack {
     /// Matcher state after the last applied fix.
     matcher: Matcher,
     /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
-    seen: BTreeSet<u32>,
-    /// Accepted fixes waiting for the watermark, in (time, sequence) order, so the due ones are a
-    /// prefix that a tick drains without sorting or allocating.
-    pending: Vec<PositionRecord>,
+    seen: SeenSeqs,
     /// Passage log: (distance along course, time), distance non-decreasing.
     passages: Vec<(f64, Millis)>,
     /// Fastest plausible speed, m/s.
@@ -79,8 +113,7 @@ impl RiderTrack {
             fixes: Vec::new(),
             checkpoints: Vec::new(),
             matcher: Matcher::new(matcher.clone()),
-            seen: BTreeSet::new(),
-            pending: Vec::new(),
+            seen: SeenSeqs::default(),
             passages: Vec::new(),
             max_speed_mps,
             last_fix: None,
@@ -94,32 +127,6 @@ impl RiderTrack {
     /// Records a sequence number; false if it was seen before.
     pub fn first_sighting(&mut self, seq: u32) -> bool {
         self.seen.insert(seq)
-    }
-
-    /// Queues an accepted fix until the watermark passes it.
-    pub fn queue(&mut self, record: PositionRecord) {
-        // Fixes mostly arrive in order: the insertion point is found from the end.
-        let key = (record.time_ms, record.seq);
-        let at = partition_point_from_end(&self.pending, |r| (r.time_ms, r.seq) <= key);
-        self.pending.insert(at, record);
-    }
-
-    /// Event time of the earliest queued fix, if any.
-    pub fn next_due_ms(&self) -> Option<Millis> {
-        self.pending.first().map(|r| r.time_ms)
-    }
-
-    /// Takes the queued fixes at or before `watermark`, in time then sequence order.
-    pub fn take_due(&mut self, watermark: Millis) -> Vec<PositionRecord> {
-        let mut due = Vec::new();
-        self.take_due_into(watermark, &mut due);
-        due
-    }
-
-    /// Like [`RiderTrack::take_due`], appending to a buffer the caller reuses.
-    pub fn take_due_into(&mut self, watermark: Millis, due: &mut Vec<PositionRecord>) {
-        let n = self.pending.partition_point(|r| r.time_ms <= watermark);
-        due.extend(self.pending.drain(..n));
     }
 
     /// Applies one fix in time order (late fixes re-match everything after them).
@@ -347,6 +354,23 @@ impl RiderTrack {
         self.fixes.len()
     }
 
+    /// Reads a word from every part of the rider's state and from the ends of its logs (a
+    /// meaningless checksum): the tick calls it for a batch of riders before updating them, so
+    /// that their cold cache lines load in parallel instead of one rider after another.
+    pub fn warm(&self) -> u64 {
+        let ends = self.fixes.last().map_or(0, |f| f.record.time_ms as u64)
+            ^ self.passages.last().map_or(0, |p| p.1 as u64)
+            ^ self.checkpoints.len() as u64;
+        let inline = self.recent_times[0] as u64
+            ^ self.recent_times[RECENT_FIXES - 1] as u64
+            ^ self.tail[0].1 as u64
+            ^ self.tail[TAIL - 1].1 as u64
+            ^ self.last_fix.map_or(0, |f| f.matched.distance_m.to_bits())
+            ^ self.max_speed_mps.to_bits()
+            ^ u64::from(self.info.id);
+        ends ^ inline ^ self.matcher.warm()
+    }
+
     /// Median interval between the last few fixes, ms (the device's own reporting interval).
     pub fn report_interval_ms(&self) -> Option<Millis> {
         if self.fixes.len() < 3 {
@@ -354,9 +378,15 @@ impl RiderTrack {
         }
         let mut gaps = [0 as Millis; RECENT_FIXES - 1];
         let mut k = 0;
+        let mut all_equal = true;
         for w in self.recent_times[..self.recent_len].windows(2) {
             gaps[k] = w[1] - w[0];
+            all_equal &= gaps[k] == gaps[0];
             k += 1;
+        }
+        // A device reporting steadily: every gap is the median.
+        if all_equal {
+            return Some(gaps[k / 2]);
         }
         let gaps = &mut gaps[..k];
         gaps.sort_unstable();
@@ -439,7 +469,7 @@ pub(super) fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -
     } else {
         1.0
     };
-    a.1 + ((b.1 - a.1) as f64 * t).round() as Millis
+    a.1 + round((b.1 - a.1) as f64 * t) as Millis
 }
 
 /// `slice::partition_point` (`pred` holds for a prefix) searched by galloping back from the end:
@@ -461,7 +491,7 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{partition_point_from_end, partition_point_near, surely_within};
+    use super::{SeenSeqs, partition_point_from_end, partition_point_near, surely_within};
     use crate::core::geodesy::geodesic_distance_m;
     use proptest::prelude::*;
 
@@ -503,6 +533,20 @@ mod tests {
             let lon2 = lon + east_m / (111_000.0 * lat.to_radians().cos());
             // One second at road-cycling speed plus the noise allowance.
             prop_assert_eq!(surely_within(lat, lon, lat2, lon2, 85.0), Some(true));
+        }
+
+        #[test]
+        fn seen_sequence_numbers_behave_as_a_set(
+            seqs in proptest::collection::vec(prop_oneof![0u32..60, Just(u32::MAX), Just(u32::MAX - 1), 1u32..5], 0..200),
+            in_order in 0usize..100,
+        ) {
+            // A device counting up, with repeats and stragglers mixed in.
+            let mut all: Vec<u32> = (1..=in_order as u32).collect();
+            all.extend(seqs);
+            let (mut seen, mut set) = (SeenSeqs::default(), std::collections::BTreeSet::new());
+            for seq in all {
+                prop_assert_eq!(seen.insert(seq), set.insert(seq), "{}", seq);
+            }
         }
 
         #[test]
