@@ -87,7 +87,10 @@ pub struct IngestConfig {
     pub handshake_queue: usize,
     /// Admission control: most handshakes in progress at once (QUIC + TLS + `Hello`/`Welcome`);
     /// adapts the start rate to what the CPU finishes, so started handshakes stay short and
-    /// devices do not give up on them. 0 = no cap.
+    /// devices do not give up on them. 0 = no cap. Too many at once overflow the UDP receive
+    /// buffer while quinn runs each accept under its endpoint lock: with 10,000 devices at once
+    /// (`bench/STORM_LIVE.md`) 256 dropped 1,600–4,600 datagrams and took 6.3–11.2 s, 128 dropped
+    /// none and took 5.3–5.4 s, with live fixes' p99 at 46 ms instead of 125–317 ms.
     pub handshake_max_inflight: usize,
     /// Admission control: longest wait in the queue; older attempts are refused (cheaply) and
     /// the device retries after its jittered back-off, instead of being handshaken after it gave up.
@@ -135,7 +138,7 @@ impl Default for IngestConfig {
             max_incoming: 20_000,
             tls_session_cache: 65_536,
             zero_rtt: true,
-            handshake_max_inflight: 256,
+            handshake_max_inflight: 128,
             handshake_queue_wait: Duration::from_secs(8),
         }
     }
