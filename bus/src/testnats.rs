@@ -47,12 +47,18 @@ impl NatsServer {
                 return None;
             }
         };
-        let server = NatsServer { child, port, store };
+        let mut server = NatsServer { child, port, store };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "nats-server did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Someone else's listener on the port would also accept: ours must still be running.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            matches!(server.child.try_wait(), Ok(None)),
+            "nats-server on port {port} exited (port taken?)"
+        );
         Some(server)
     }
 
@@ -74,10 +80,21 @@ impl Drop for NatsServer {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and that no other test of this process got from
+/// here (tests run in parallel threads: the kernel may hand a port just released to the next
+/// caller, and two servers on one port make one test talk to the other's server).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(14222)
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(14222);
+        if !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
+    14222
 }
