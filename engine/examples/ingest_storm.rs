@@ -554,14 +554,7 @@ fn client_endpoint() -> Result<quinn::Endpoint, String> {
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.bind(&addr.into()).map_err(|e| e.to_string())?;
-    let runtime = quinn::default_runtime().ok_or("no runtime")?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket.into(),
-        runtime,
-    )
-    .map_err(|e| e.to_string())
+    DeviceClient::endpoint_on(socket.into()).map_err(|e| e.to_string())
 }
 
 fn now_ms() -> i64 {

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use buffer::OfflineBuffer;
-pub use pin::{CertPin, quic_client_config, rustls_config};
+pub use pin::{CertPin, crypto_provider, quic_client_config, rustls_config};
 /// The QUIC endpoint type [`DeviceClient::spawn_on`] takes, re-exported so callers need not
 /// depend on the same quinn version themselves.
 pub use quinn::Endpoint;

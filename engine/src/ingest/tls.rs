@@ -139,7 +139,9 @@ impl TlsMaterial {
         session_cache: usize,
         zero_rtt: bool,
     ) -> Result<Arc<rustls::ServerConfig>, IngestError> {
-        let provider = Arc::new(sha256_first_provider());
+        // The device client's provider: TLS_AES_128_GCM_SHA256 first (SHA-NI for the key
+        // schedule), and the server's order wins.
+        let provider = Arc::new(flevum_protocol::client::crypto_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| IngestError::Tls(e.to_string()))?
@@ -161,17 +163,4 @@ impl TlsMaterial {
         }
         Ok(Arc::new(cfg))
     }
-}
-
-/// The ring provider with TLS_AES_128_GCM_SHA256 preferred over rustls's default
-/// TLS_AES_256_GCM_SHA384. A handshake runs the key schedule's HMAC about 90 times; SHA-384 has
-/// no instruction on x86-64 while SHA-256 has (SHA-NI), and perf put SHA-512 blocks at 5 % of
-/// the ingest's CPU in a handshake storm. AES-128-GCM is QUIC's mandatory suite (its Initial
-/// packets use it anyway) and keeps the 128-bit security level of the X25519/P-256 keys.
-fn sha256_first_provider() -> rustls::crypto::CryptoProvider {
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider
-        .cipher_suites
-        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
-    provider
 }
