@@ -4,7 +4,7 @@
 //! Holds no race logic: every answer is read from a race shard or the token store and mapped
 //! onto the gateway's JSON types. Does not bind sockets; `serve` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,25 @@ use flevum_protocol::{
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::info;
+
+/// One line of a race's token log, in the order the organiser acted.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum TokenEvent {
+    /// A device token was issued.
+    Issued(StoredToken),
+    /// Every token of a device (config-granted ones too) was revoked.
+    Revoked(RevokedDevice),
+}
+
+/// A revocation as persisted: replaying it after the tokens issued before it removes them, and
+/// the race config's token for the device, again.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokedDevice {
+    /// The device whose tokens were revoked.
+    revoked_device: String,
+}
 
 /// An issued device token as persisted: its hash and whom it belongs to, never the secret.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -80,6 +99,8 @@ pub struct EngineHost {
     uploads_dir: PathBuf,
     /// Where issued device tokens are kept (hashes only) so a restart still accepts them.
     tokens_dir: PathBuf,
+    /// Serialises appends to the token logs, so two requests' lines never interleave.
+    token_file_lock: std::sync::Mutex<()>,
     /// Where the shards' frames go (the in-process hub, or the NATS bus in `flevum engine`).
     publisher: Arc<dyn FramePublisher>,
     /// Validation limits for positions arriving over HTTP.
@@ -143,6 +164,7 @@ impl EngineHost {
             shard,
             uploads_dir: data_dir.join("uploads"),
             tokens_dir: data_dir.join("tokens"),
+            token_file_lock: std::sync::Mutex::new(()),
             publisher,
             limits: RecordLimits::default(),
             ready: AtomicBool::new(false),
@@ -273,42 +295,73 @@ impl EngineHost {
                 self.tokens.insert_hash(h, grant(r));
             }
         }
-        let file = self.tokens_dir.join(format!("{}.json", config.id));
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            return;
-        };
-        match serde_json::from_str::<Vec<StoredToken>>(&text) {
-            Ok(list) => {
-                for t in list {
-                    if let Some(r) = config.riders.iter().find(|r| r.id == t.rider_id) {
-                        self.tokens.insert_hash(&t.sha256, grant(r));
+        let riders: HashMap<u32, &flevum_engine::core::race::RiderConfig> =
+            config.riders.iter().map(|r| (r.id, r)).collect();
+        let mut events = Vec::new();
+        // The list written before the organiser's actions were appended one by one, if any.
+        let legacy = self.tokens_dir.join(format!("{}.json", config.id));
+        if let Ok(text) = std::fs::read_to_string(&legacy) {
+            match serde_json::from_str::<Vec<StoredToken>>(&text) {
+                Ok(list) => events.extend(list.into_iter().map(TokenEvent::Issued)),
+                Err(e) => {
+                    tracing::warn!(file = %legacy.display(), "ignoring unreadable token list: {e}")
+                }
+            }
+        }
+        let log = self.token_log(&config.id);
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                match serde_json::from_str::<TokenEvent>(line) {
+                    Ok(event) => events.push(event),
+                    // A line cut short by a crash mid-append: the action it held was never
+                    // confirmed to the organiser, so nothing confirmed is lost by skipping it.
+                    Err(e) => {
+                        tracing::warn!(file = %log.display(), line = n + 1, "ignoring unreadable token line: {e}")
                     }
                 }
             }
-            Err(e) => tracing::warn!(file = %file.display(), "ignoring unreadable token list: {e}"),
+        }
+        for event in events {
+            match event {
+                TokenEvent::Issued(t) => {
+                    if let Some(r) = riders.get(&t.rider_id) {
+                        self.tokens.insert_hash(&t.sha256, grant(r));
+                    }
+                }
+                TokenEvent::Revoked(r) => {
+                    self.tokens.revoke_device(&config.id, &r.revoked_device);
+                }
+            }
         }
     }
 
-    /// Writes a race's current tokens (hashes only) atomically.
-    fn persist_tokens(&self, race_id: &str) -> std::io::Result<()> {
-        let list: Vec<StoredToken> = self
-            .tokens
-            .hashes(race_id)
-            .into_iter()
-            .map(|(sha256, g)| StoredToken {
-                sha256,
-                rider_id: g.rider_id,
-                device_id: g.device_id,
-            })
-            .collect();
+    /// The log of a race's token actions: one JSON line per issued token (its hash only) or
+    /// revoked device, appended as the organiser acts and replayed in order at start.
+    fn token_log(&self, race_id: &str) -> PathBuf {
+        self.tokens_dir.join(format!("{race_id}.jsonl"))
+    }
+
+    /// Appends one action to its race's token log: O(1) per action, so issuing tokens for a
+    /// 10,000-rider field one request at a time does not rewrite a list 10,000 times.
+    fn append_token_event(&self, race_id: &str, event: &TokenEvent) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let _guard = self
+            .token_file_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(&self.tokens_dir)?;
-        let file = self.tokens_dir.join(format!("{race_id}.json"));
-        let tmp = file.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(tmp, file)
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.token_log(race_id))?;
+        // One write of the whole line: appends from concurrent requests never interleave.
+        file.write_all(&line)
     }
 
     fn summary(&self, r: &OpenRace, status: RaceStatus) -> RaceSummary {
@@ -356,7 +409,12 @@ impl EngineHost {
                     report_interval_ms: handle.config().report_interval_ms,
                 };
                 let token = self.tokens.issue(grant);
-                self.persist_tokens(&race_id)
+                let stored = StoredToken {
+                    sha256: TokenStore::sha256_hex(&token),
+                    rider_id,
+                    device_id: rider.device_id.clone(),
+                };
+                self.append_token_event(&race_id, &TokenEvent::Issued(stored))
                     .map_err(|e| AdminError::Internal(format!("saving tokens: {e}")))?;
                 return Ok(json!({
                     "token": token,
@@ -386,7 +444,10 @@ impl EngineHost {
                         "tokens of device {device_id}"
                     )));
                 }
-                self.persist_tokens(&race_id)
+                let event = TokenEvent::Revoked(RevokedDevice {
+                    revoked_device: device_id,
+                });
+                self.append_token_event(&race_id, &event)
                     .map_err(|e| AdminError::Internal(format!("saving tokens: {e}")))?;
                 return Ok(json!({ "revoked": revoked }));
             }

@@ -4,8 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use flevum_engine::shard::wall_ms;
@@ -14,59 +13,10 @@ use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 
 use crate::support::{
     SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get, missing_fixes, push_due,
-    race_toml,
+    setup_server, start_server, wait_ready,
 };
 
 const RIDERS: u32 = 50;
-
-fn start_server(config: &Path) -> Child {
-    flevum()
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("FLEVUM_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("flevum starts")
-}
-
-fn wait_ready(http: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some((200, _)) = http_get(http, "/readyz") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the server did not become ready");
-}
-
-/// Writes the server config, the race (50 riders with config-granted tokens) and a TLS
-/// certificate that survives restarts; returns (config path, pin).
-fn setup(dir: &Path, http: u16, quic: u16, start_ms: i64) -> (PathBuf, String) {
-    std::fs::create_dir_all(dir.join("races")).unwrap();
-    let race = race_toml("crash", "Crash test", start_ms, 1000, RIDERS);
-    std::fs::write(dir.join("races/crash.toml"), race).unwrap();
-    let pin = flevum_engine::ingest::write_self_signed(
-        &["localhost".to_string()],
-        &dir.join("cert.pem"),
-        &dir.join("key.pem"),
-    )
-    .unwrap();
-    let config = format!(
-        "[ingest]\nlisten = \"127.0.0.1:{quic}\"\ntls_cert = {:?}\ntls_key = {:?}\n\
-         [gateway]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"crash-test-admin-token-0123\"\n\
-         [engine]\ntick_ms = 200\nraces_dir = {:?}\n\
-         [journal]\ndir = {:?}\n",
-        dir.join("cert.pem").display().to_string(),
-        dir.join("key.pem").display().to_string(),
-        dir.join("races").display().to_string(),
-        dir.join("data/journal").display().to_string(),
-    );
-    let path = dir.join("flevum.toml");
-    std::fs::write(&path, config).unwrap();
-    (path, pin)
-}
 
 #[test]
 fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
@@ -74,7 +24,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
     let dir = tempfile::tempdir().unwrap();
     let (http, quic_port) = (free_tcp_port(), free_udp_port());
     let start_ms = wall_ms() - 30_000;
-    let (config, pin) = setup(dir.path(), http, quic_port, start_ms);
+    let (config, pin) = setup_server(dir.path(), http, quic_port, start_ms, "crash", RIDERS);
 
     let mut sim = demo_peloton(RIDERS, start_ms);
 

@@ -7,3 +7,4 @@ mod crash;
 mod nats_failover;
 mod nats_split;
 mod support;
+mod tokens;

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flevum_engine::core::{Course, CourseIndex};
 use flevum_engine::shard::wall_ms;
@@ -262,4 +262,66 @@ pub fn missing_fixes(
         }
     }
     missing
+}
+
+/// The organiser token of the servers [`setup_server`] configures.
+pub const ADMIN_TOKEN: &str = "it-admin-token-0123456789";
+
+/// Starts `flevum serve` on `config` (logs off).
+pub fn start_server(config: &Path) -> Child {
+    flevum()
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("FLEVUM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flevum starts")
+}
+
+/// Waits up to 60 s for `/readyz` to answer 200.
+pub fn wait_ready(http: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http_get(http, "/readyz") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the server did not become ready");
+}
+
+/// Writes the server config (admin token [`ADMIN_TOKEN`], data under `dir/data`), the race
+/// `race_id` ([`race_toml`]'s riders with config-granted tokens) and a TLS certificate that
+/// survives restarts; returns (config path, pin).
+pub fn setup_server(
+    dir: &Path,
+    http: u16,
+    quic: u16,
+    start_ms: i64,
+    race_id: &str,
+    riders: u32,
+) -> (PathBuf, String) {
+    std::fs::create_dir_all(dir.join("races")).unwrap();
+    let race = race_toml(race_id, "Test race", start_ms, 1000, riders);
+    std::fs::write(dir.join(format!("races/{race_id}.toml")), race).unwrap();
+    let pin = flevum_engine::ingest::write_self_signed(
+        &["localhost".to_string()],
+        &dir.join("cert.pem"),
+        &dir.join("key.pem"),
+    )
+    .unwrap();
+    let config = format!(
+        "[ingest]\nlisten = \"127.0.0.1:{quic}\"\ntls_cert = {:?}\ntls_key = {:?}\n\
+         [gateway]\nlisten = \"127.0.0.1:{http}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+         [engine]\ntick_ms = 200\nraces_dir = {:?}\n\
+         [journal]\ndir = {:?}\n",
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string(),
+        dir.join("races").display().to_string(),
+        dir.join("data/journal").display().to_string(),
+    );
+    let path = dir.join("flevum.toml");
+    std::fs::write(&path, config).unwrap();
+    (path, pin)
 }

@@ -83,6 +83,12 @@ impl TokenStore {
         token
     }
 
+    /// The SHA-256 of `token` in hex, as [`TokenStore::hashes`] lists it and
+    /// [`TokenStore::insert_hash`] takes it (for persisting one newly issued token).
+    pub fn sha256_hex(token: &str) -> String {
+        hex(&hash(token))
+    }
+
     /// Registers a token chosen elsewhere (a race config file) for `grant`.
     pub fn insert(&self, token: &str, grant: DeviceGrant) {
         self.by_hash.insert(hash(token), grant);
