@@ -12,8 +12,8 @@ use flevum_engine::simulator::Simulation;
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 
 use crate::support::{
-    SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get, missing_fixes, push_due,
-    setup_server, start_server, wait_ready,
+    KillOnDrop, SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get,
+    missing_fixes, push_due, setup_server, start_server, wait_ready,
 };
 
 const RIDERS: u32 = 50;
@@ -28,7 +28,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
 
     let mut sim = demo_peloton(RIDERS, start_ms);
 
-    let mut server = start_server(&config);
+    let mut server = KillOnDrop(start_server(&config));
     wait_ready(http);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -64,12 +64,11 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
         acked_before > 0,
         "devices were acknowledged before the crash"
     );
-    server.kill().expect("SIGKILL");
-    let _ = server.wait();
+    server.kill();
     // Devices keep recording while the server is down.
     stream_for(Instant::now() + Duration::from_secs(2), &mut sim);
 
-    let mut server = start_server(&config);
+    let mut server = KillOnDrop(start_server(&config));
     wait_ready(http);
     stream_for(Instant::now() + Duration::from_secs(2), &mut sim);
     runtime.block_on(async {
@@ -95,11 +94,10 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
     );
     let total: usize = pushed.values().map(BTreeSet::len).sum();
     eprintln!("{total} fixes from {RIDERS} devices, server killed once, none lost or duplicated");
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
 
     // `flevum replay` re-runs the recovered journal at 20× and serves it like a live race.
-    let mut replay = flevum()
+    let replay = flevum()
         .args(["replay", "crash", "--speed", "20", "--config"])
         .arg(&config)
         .env("FLEVUM_LOG", "warn")
@@ -107,6 +105,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
         .stderr(Stdio::null())
         .spawn()
         .expect("flevum replay starts");
+    let mut replay = KillOnDrop(replay);
     wait_ready(http);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut moving = 0;
@@ -121,8 +120,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
             });
         }
     }
-    let _ = replay.kill();
-    let _ = replay.wait();
+    replay.kill();
     assert_eq!(moving, RIDERS as usize, "every rider moves in the replay");
     runtime.block_on(async {
         for (_, c) in clients {
