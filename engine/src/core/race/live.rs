@@ -7,6 +7,7 @@
 use flevum_protocol::RiderStatus;
 
 use super::rider::{RiderTrack, interpolate, partition_point_near};
+use super::{PrivacyZone, in_zones};
 use crate::core::{Course, Millis};
 
 /// Marks "no slot" in the direct table.
@@ -117,8 +118,8 @@ pub(super) struct FactInputs<'a> {
     pub stopped_speed_mps: f64,
     /// A rider within this distance of the end has finished, metres.
     pub finish_tolerance_m: f64,
-    /// Whether a coordinate lies in a privacy zone.
-    pub in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
+    /// The organiser's privacy zones (positions inside are never published).
+    pub privacy_zones: &'a [PrivacyZone],
 }
 
 impl RiderFacts {
@@ -174,7 +175,7 @@ impl RiderFacts {
             }
             // Off the course the raw position is shown, unless it lies in a privacy zone: then
             // the last point on the course stands in for it.
-            Some(f) if (inputs.in_privacy_zone)(f.record.lat_deg(), f.record.lon_deg()) => {
+            Some(f) if in_zones(inputs.privacy_zones, f.record.lat_deg(), f.record.lon_deg()) => {
                 position_near(course, distance_m, near)
             }
             Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
