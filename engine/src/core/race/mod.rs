@@ -205,6 +205,8 @@ pub struct Race {
     config: RaceConfig,
     /// Course with its R-tree.
     index: CourseIndex,
+    /// The matcher's tuning, one for every rider (riders keep only their matching state).
+    matcher: MatcherConfig,
     /// Changes when the race is rebuilt without its alert log; fans resync on a new epoch.
     epoch: u64,
     /// Riders in id order; a rider's index here is its slot in every per-rider array below.
@@ -478,6 +480,7 @@ fn apply_run(
     due: &[QueuedFix],
     slice: RiderSlice<'_>,
     index: &CourseIndex,
+    matcher: &MatcherConfig,
     inputs: &FactInputs<'_>,
     tick: u64,
     out: &mut ApplyOutcome,
@@ -508,7 +511,7 @@ fn apply_run(
         while let Some(q) = due.get(k).filter(|q| q.slot as usize == slot) {
             let record = q.record;
             k += 1;
-            if let Err(ApplyError::ImpossibleSpeed) = rider.apply(index, record) {
+            if let Err(ApplyError::ImpossibleSpeed) = rider.apply(index, matcher, record) {
                 out.impossible += 1;
                 continue;
             }
@@ -561,7 +564,7 @@ impl Race {
         registered.sort_by_key(|r| r.id);
         let riders: Vec<RiderTrack> = registered
             .iter()
-            .map(|r| RiderTrack::new((*r).clone(), matcher.clone(), config.sport.max_speed_mps()))
+            .map(|r| RiderTrack::new((*r).clone()))
             .collect();
         let slots = RiderSlots::new(registered.iter().map(|r| r.id).collect());
         let devices = config
@@ -573,6 +576,7 @@ impl Race {
         Ok(Race {
             config,
             index,
+            matcher,
             epoch,
             riders,
             slots,
@@ -921,18 +925,20 @@ impl Race {
             ));
             first_slot = end_slot;
         }
-        let (index, tick) = (&self.index, self.tick);
+        let (index, matcher, tick) = (&self.index, &self.matcher, self.tick);
         let mut runs = runs.into_iter();
         if let Some((due0, slice0, out0)) = runs.next() {
             if runs.len() == 0 {
-                apply_run(due0, slice0, index, &inputs, tick, out0);
+                apply_run(due0, slice0, index, matcher, &inputs, tick, out0);
             } else {
                 std::thread::scope(|scope| {
                     for (due, slice, out) in runs {
                         let inputs = &inputs;
-                        scope.spawn(move || apply_run(due, slice, index, inputs, tick, out));
+                        scope.spawn(move || {
+                            apply_run(due, slice, index, matcher, inputs, tick, out)
+                        });
                     }
-                    apply_run(due0, slice0, index, &inputs, tick, out0);
+                    apply_run(due0, slice0, index, matcher, &inputs, tick, out0);
                 });
             }
         }
