@@ -16,6 +16,8 @@ mod apply_threads_tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use flevum_protocol::{
     Alert, AlertKind, CourseSummary, Delta, GroupKind, GroupView, PositionRecord, RecordFlags,
@@ -37,6 +39,8 @@ use super::{CourseError, CourseIndex, MatcherConfig, Millis};
 const RECENT_ALERTS: usize = 200;
 /// A rider within this distance of the end has finished, metres.
 const FINISH_TOLERANCE_M: f64 = 15.0;
+/// Runs a tick's due fixes are cut into per apply thread (see `Race::apply_due`).
+const RUNS_PER_APPLY_THREAD: usize = 4;
 /// Due fixes whose riders' state is loaded together before they are applied.
 const WARM_BATCH: usize = 16;
 /// Longest time a tick may be late before outputs say so, ms; also the default timer.
@@ -300,7 +304,7 @@ struct TickWork {
     slot_starts: Vec<u32>,
     /// Slots whose applied fixes changed this tick, ascending.
     dirty: Vec<usize>,
-    /// Bounds of the runs `due` is applied in (one per apply thread), indexes into `due`.
+    /// Bounds of the runs `due` is applied in, indexes into `due`.
     cuts: Vec<usize>,
     /// What each run of `due` produced, kept for their buffers.
     outcomes: Vec<ApplyOutcome>,
@@ -435,6 +439,16 @@ impl ApplyOutcome {
         self.impossible = 0;
         self.sos.clear();
     }
+}
+
+/// One run of due fixes waiting for a thread, with the riders it changes and its outcome.
+struct ApplyJob<'a> {
+    /// The run's due fixes, by slot, time and sequence.
+    due: &'a [QueuedFix],
+    /// The riders of the run's slot range.
+    slice: RiderSlice<'a>,
+    /// Where the run notes what the race merges afterwards.
+    out: &'a mut ApplyOutcome,
 }
 
 /// The per-rider state one run of due fixes may change: a contiguous range of slots.
@@ -877,20 +891,29 @@ impl Race {
     ///
     /// Riders are independent here: a due fix changes only its own rider's track, facts and
     /// change stamp, and reads the course. With `apply_threads` > 1 and enough due fixes, the
-    /// slot-sorted due list is cut at rider boundaries into runs of about equal length, each run
-    /// is applied on its own thread to its own slice of the per-rider arrays, and the runs'
-    /// outcomes are merged in slot order: the result is the single-threaded one.
+    /// slot-sorted due list is cut at rider boundaries into runs of about equal length (a few
+    /// per thread), each with its own slice of the per-rider arrays; the tick's thread and the
+    /// threads it starts take the runs in turn, and the runs' outcomes are merged in slot order:
+    /// the result is the single-threaded one.
     fn apply_due(&mut self, now: Millis, watermark: Millis) {
         self.take_due(watermark);
         let due = std::mem::take(&mut self.work.due);
         let mut outcomes = std::mem::take(&mut self.work.outcomes);
         let mut cuts = std::mem::take(&mut self.work.cuts);
-        let parts = self
+        let threads = self
             .config
             .apply_threads
             .get()
             .min(due.len() / self.min_due_per_apply_thread.max(1))
             .max(1);
+        // Several runs per thread, taken in turn by whichever thread is free: a thread that
+        // starts late (the machine is busy) leaves its share to the others instead of holding
+        // up the tick.
+        let parts = if threads > 1 {
+            threads * RUNS_PER_APPLY_THREAD
+        } else {
+            1
+        };
         cut_at_riders(&due, parts, &mut cuts);
         outcomes.resize_with(cuts.len() - 1, ApplyOutcome::default);
         for o in &mut outcomes {
@@ -913,35 +936,40 @@ impl Race {
             let (f, rest_f) = std::mem::take(&mut facts).split_at_mut(len);
             let (c, rest_c) = std::mem::take(&mut changed).split_at_mut(len);
             (riders, facts, changed) = (rest_r, rest_f, rest_c);
-            runs.push((
-                &due[w[0]..w[1]],
-                RiderSlice {
+            runs.push(Mutex::new(Some(ApplyJob {
+                due: &due[w[0]..w[1]],
+                slice: RiderSlice {
                     first_slot,
                     riders: r,
                     facts: f,
                     changed_tick: c,
                 },
                 out,
-            ));
+            })));
             first_slot = end_slot;
         }
         let (index, matcher, tick) = (&self.index, &self.matcher, self.tick);
-        let mut runs = runs.into_iter();
-        if let Some((due0, slice0, out0)) = runs.next() {
-            if runs.len() == 0 {
-                apply_run(due0, slice0, index, matcher, &inputs, tick, out0);
-            } else {
-                std::thread::scope(|scope| {
-                    for (due, slice, out) in runs {
-                        let inputs = &inputs;
-                        scope.spawn(move || {
-                            apply_run(due, slice, index, matcher, inputs, tick, out)
-                        });
-                    }
-                    apply_run(due0, slice0, index, matcher, &inputs, tick, out0);
-                });
+        let next_run = AtomicUsize::new(0);
+        let work = || {
+            // Each run is claimed once (the counter), so its lock is never contended.
+            while let Some(run) = runs.get(next_run.fetch_add(1, Ordering::Relaxed)) {
+                let job = run.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(ApplyJob { due, slice, out }) = job {
+                    apply_run(due, slice, index, matcher, &inputs, tick, out);
+                }
             }
+        };
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 1..threads {
+                    scope.spawn(work);
+                }
+                work();
+            });
         }
+        drop(runs);
         self.work.due = due;
         self.work.cuts = cuts;
         // Merge in slot order: runs hold ascending, disjoint slot ranges.
