@@ -65,10 +65,10 @@ impl RiderSlots {
 /// until the rider's applied fixes, the start time or the course change.
 ///
 /// `repr(C)` keeps the declaration order, set by when the fields are read: every tick reads the
-/// first two cache lines of every rider (status, road order, view), and only a recomputed time
-/// gap reads the passage tail behind them.
+/// first 128 bytes of every rider (status, road order, view), and only a recomputed time gap
+/// reads the passage tail behind them.
 #[derive(Debug, Clone, Default)]
-#[repr(C, align(64))]
+#[repr(C)]
 pub(super) struct RiderFacts {
     /// Event time of the last applied fix.
     pub last_time: Option<Millis>,
