@@ -432,9 +432,16 @@ mod tests {
             name = "Sprint"
             km = 10.0
         "#;
-        let c = RaceConfig::from_toml(text).unwrap();
+        let mut c = RaceConfig::from_toml(text).unwrap();
         c.validate().unwrap();
         assert_eq!(c.group_gap_s, 3.0);
         assert_eq!(c.alerts, AlertThresholds::default());
+        assert_eq!(c.apply_threads.get(), 2);
+        // Written out (as `flevum simulate` uploads it) and read back, it is the same race.
+        c.apply_threads = NonZeroUsize::MIN;
+        let again = RaceConfig::from_toml(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        let zero = text.replace("group_gap_s = 3.0", "group_gap_s = 3.0\napply_threads = 0");
+        assert!(RaceConfig::from_toml(&zero).is_err());
     }
 }
