@@ -8,9 +8,12 @@
 //! `accept_1hz`: the cost per fix of accepting the fixes that `tick_1hz` applies (`handle_fix`,
 //! which also matches a fix that arrives in order): a second of the race costs one tick plus one
 //! accept per rider.
+//! The 5,000-rider ticks run with the race config's default apply threads; `tick_1hz_1thread` and
+//! `tick_5s_1thread` are the same ticks applied on one thread.
 //! Every bench cycles through the same ten minutes of race from a copy of the state at 20 min,
 //! so the number of iterations criterion picks never runs the race out.
 
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -84,11 +87,24 @@ fn race_tick(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("accept_1hz", riders), &riders, |b, _| {
             b.iter_custom(|iters| accept_per_fix(&mut w, iters))
         });
+        if riders == 5000 {
+            // The same ticks with every fix applied on the tick's own thread.
+            w.set_apply_threads(NonZeroUsize::MIN);
+            group.bench_with_input(
+                BenchmarkId::new("tick_1hz_1thread", riders),
+                &riders,
+                |b, _| b.iter_custom(|iters| run(&mut w, iters, false)),
+            );
+        }
     }
     let Some(mut w) = window(5000, 5000) else {
         return;
     };
     group.bench_with_input(BenchmarkId::new("tick_5s", 5000), &5000, |b, _| {
+        b.iter_custom(|iters| run(&mut w, iters, false))
+    });
+    w.set_apply_threads(NonZeroUsize::MIN);
+    group.bench_with_input(BenchmarkId::new("tick_5s_1thread", 5000), &5000, |b, _| {
         b.iter_custom(|iters| run(&mut w, iters, false))
     });
     group.finish();

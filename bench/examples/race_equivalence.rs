@@ -5,10 +5,12 @@
 //! versions of the core and `diff` the outputs: any difference is the first tick that changed.
 //!
 //! Usage: `race_equivalence [scenario]` (golden, mixed, mass; all by default); set
-//! `FLEVUM_EQ_DUMP=<tick>` to print that tick's outputs in full.
+//! `FLEVUM_EQ_DUMP=<tick>` to print that tick's outputs in full, and `FLEVUM_EQ_APPLY_THREADS=<n>`
+//! to apply each tick's fixes on `n` threads (the output must not change).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
 
 use flevum_bench::real_course;
 use flevum_engine::core::race::{AdminCommand, CheckpointConfig, PrivacyZone};
@@ -78,10 +80,13 @@ fn hash_of(text: &str) -> u64 {
     h.finish()
 }
 
-fn run(s: &Scenario, dump: Option<u64>) -> anyhow::Result<()> {
+fn run(s: &Scenario, dump: Option<u64>, threads: Option<NonZeroUsize>) -> anyhow::Result<()> {
     let index = real_course("course_ragbrai_day4_gravel_128km.gpx")?;
     let mut sim = Simulation::new(index, s.sim.clone());
     let mut config = sim.race_config(s.name, s.name);
+    if let Some(n) = threads {
+        config.apply_threads = n;
+    }
     if s.extras {
         for (name, km) in [("km20", 20.0), ("km50", 50.0), ("km90", 90.0)] {
             config.checkpoints.push(CheckpointConfig {
@@ -200,9 +205,13 @@ fn main() -> anyhow::Result<()> {
     let dump = std::env::var("FLEVUM_EQ_DUMP")
         .ok()
         .and_then(|v| v.parse().ok());
+    let threads = std::env::var("FLEVUM_EQ_APPLY_THREADS")
+        .ok()
+        .map(|v| v.parse::<NonZeroUsize>())
+        .transpose()?;
     for s in scenarios() {
         if only.as_deref().is_none_or(|o| o == s.name) {
-            run(&s, dump)?;
+            run(&s, dump, threads)?;
         }
     }
     Ok(())

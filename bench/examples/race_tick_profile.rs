@@ -9,7 +9,8 @@
 //! `quiet`: the half-second ticks between them, `both`: all; the others go through `other_tick`;
 //! `accept`: every `handle_fix` of the measured seconds goes through `measured_accept`, to count
 //! the cost of accepting the fixes that the busy ticks apply: use
-//! `--toggle-collect='*measured_accept*'`).
+//! `--toggle-collect='*measured_accept*'`), and optionally the race's apply threads (default:
+//! the race config's).
 
 use std::time::Instant;
 
@@ -84,6 +85,9 @@ fn main() -> anyhow::Result<()> {
         _ => (measured_tick, measured_tick, other_accept),
     };
     let (mut race, mut sim, mut t) = mid_race(riders, interval, warmup)?;
+    if let Some(threads) = std::env::args().nth(6) {
+        race.set_apply_threads(threads.parse().context("argument 6: apply threads")?);
+    }
     let mut busy = Vec::new();
     let mut quiet = Vec::new();
     let mut accepted = 0;
@@ -101,7 +105,8 @@ fn main() -> anyhow::Result<()> {
     quiet.sort();
     let n = busy.len() / 2;
     println!(
-        "{riders} riders, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?}, quiet tick median {:?}, {accepted} fixes accepted",
+        "{riders} riders, {} apply threads, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?}, quiet tick median {:?}, {accepted} fixes accepted",
+        race.config().apply_threads,
         busy.get(n).copied().unwrap_or_default(),
         quiet.get(n).copied().unwrap_or_default()
     );

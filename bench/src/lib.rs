@@ -116,6 +116,12 @@ impl RaceWindow {
         })
     }
 
+    /// Sets the race's apply threads, for the rest of the window and its restarts.
+    pub fn set_apply_threads(&mut self, threads: std::num::NonZeroUsize) {
+        self.start_race.set_apply_threads(threads);
+        self.race.set_apply_threads(threads);
+    }
+
     /// Delivers the next second's fixes (back to the window's start when it is used up, which
     /// costs a copy of the race: call it outside the timed part); returns the time to tick at.
     pub fn next_second(&mut self) -> i64 {

@@ -223,13 +223,50 @@ struct Choice {
     runner_up: f64,
 }
 
-/// Per-rider matching state. Cheap to clone so callers can keep checkpoints for late-fix replays.
+/// A matcher: its tuning and one rider's matching state, for callers that match one track.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     /// Tuning.
     config: MatcherConfig,
+    /// The rider's state.
+    state: MatchState,
     /// Last output, returned by [`Matcher::last`].
     last: Option<MatchedFix>,
+}
+
+impl Matcher {
+    /// A matcher with no history.
+    pub fn new(config: MatcherConfig) -> Self {
+        Matcher {
+            config,
+            state: MatchState::default(),
+            last: None,
+        }
+    }
+
+    /// The last match, if any.
+    pub fn last(&self) -> Option<&MatchedFix> {
+        self.last.as_ref()
+    }
+
+    /// Smoothed progress speed along the course, m/s.
+    pub fn speed_mps(&self) -> f64 {
+        self.state.speed_mps()
+    }
+
+    /// Matches one fix, in event-time order.
+    pub fn match_fix(&mut self, index: &CourseIndex, fix: &Fix) -> MatchedFix {
+        let out = self.state.match_fix(&self.config, index, fix);
+        self.last = Some(out);
+        out
+    }
+}
+
+/// One rider's matching state without its tuning, which the caller passes to every call: a race
+/// keeps one [`MatcherConfig`] for all its riders instead of a copy in each rider (and in each of
+/// their saved states). Cheap to clone so callers can keep checkpoints for late-fix replays.
+#[derive(Debug, Clone, Default)]
+pub struct MatchState {
     /// The progress filter (the transition prior); None until the rider is acquired.
     progress: Option<Progress>,
     /// Previous fix time and local position, to derive a heading when the fix has none.
@@ -244,29 +281,12 @@ pub struct Matcher {
     reported_m: f64,
     /// Consecutive fixes whose raw progress lay well behind the reported one.
     behind_run: u32,
+    /// A fix has been matched (or found unmatched) before: the first one sets the reported
+    /// distance whatever it is.
+    matched_any: bool,
 }
 
-impl Matcher {
-    /// A matcher with no history.
-    pub fn new(config: MatcherConfig) -> Self {
-        Matcher {
-            config,
-            last: None,
-            progress: None,
-            prev_fix: None,
-            unmatched_run: 0,
-            off_course: false,
-            threshold_since: None,
-            reported_m: 0.0,
-            behind_run: 0,
-        }
-    }
-
-    /// The last match, if any.
-    pub fn last(&self) -> Option<&MatchedFix> {
-        self.last.as_ref()
-    }
-
+impl MatchState {
     /// Smoothed progress speed along the course, m/s.
     pub fn speed_mps(&self) -> f64 {
         self.progress.map_or(0.0, |p| p.speed_mps)
@@ -279,23 +299,25 @@ impl Matcher {
             .progress
             .map_or(0, |p| p.time_ms as u64 ^ p.cov[1][1].to_bits());
         let prev = self.prev_fix.map_or(0, |p| p.0 as u64);
-        let last = self.last.map_or(0, |l| l.time_ms as u64);
         progress
             ^ prev
-            ^ last
-            ^ self.config.speed_noise_mps.to_bits()
-            ^ self.config.off_course_exit_m.to_bits()
+            ^ u64::from(self.unmatched_run)
             ^ self.reported_m.to_bits()
             ^ self.threshold_since.map_or(0, |t| t as u64)
     }
 
-    /// Matches one fix, in event-time order.
-    pub fn match_fix(&mut self, index: &CourseIndex, fix: &Fix) -> MatchedFix {
+    /// Matches one fix, in event-time order, with the tuning `config` (the same for every call).
+    pub fn match_fix(
+        &mut self,
+        config: &MatcherConfig,
+        index: &CourseIndex,
+        fix: &Fix,
+    ) -> MatchedFix {
         let course = index.course();
         let (x, y) = course.project(fix.lat, fix.lon);
         let accuracy = fix
             .accuracy_m
-            .unwrap_or(self.config.default_accuracy_m)
+            .unwrap_or(config.default_accuracy_m)
             .clamp(3.0, 200.0);
         let heading = fix
             .heading_deg
@@ -310,25 +332,25 @@ impl Matcher {
         let heading = heading.map(heading_unit);
 
         let windowed = self.progress.filter(|a| {
-            self.unmatched_run < self.config.research_after
-                && fix.time_ms - a.time_ms <= self.config.research_after_gap_ms
+            self.unmatched_run < config.research_after
+                && fix.time_ms - a.time_ms <= config.research_after_gap_ms
         });
         // The prior at the fix's time: the window search and the filter update both use it.
-        let prior = windowed.map(|a| a.predict(fix.time_ms, self.config.accel_noise_mps2));
+        let prior = windowed.map(|a| a.predict(fix.time_ms, config.accel_noise_mps2));
         let choice = match (windowed, prior) {
             (Some(anchor), Some(prior)) => {
-                self.search_window(index, anchor, prior, fix, x, y, accuracy, heading)
+                self.search_window(config, index, anchor, prior, fix, x, y, accuracy, heading)
             }
-            _ => self.search_global(index, fix, x, y, accuracy, heading),
+            _ => self.search_global(config, index, fix, x, y, accuracy, heading),
         };
 
         let matched =
-            choice.is_some_and(|c| c.lateral_m <= self.config.search_radius_m.max(3.0 * accuracy));
+            choice.is_some_and(|c| c.lateral_m <= config.search_radius_m.max(3.0 * accuracy));
         let lateral_m = match choice {
             Some(c) if windowed.is_some() => c.lateral_m,
-            _ => self.lateral_near_progress(index, fix, x, y),
+            _ => self.lateral_near_progress(config, index, fix, x, y),
         };
-        self.judge_off_course(fix.time_ms, lateral_m, accuracy);
+        self.judge_off_course(config, fix.time_ms, lateral_m, accuracy);
 
         let out = match choice.filter(|_| matched) {
             Some(c) => {
@@ -340,17 +362,14 @@ impl Matcher {
                     self.unmatched_run = self.unmatched_run.saturating_add(1);
                 }
                 // Beyond the exit threshold the projection says little about progress.
-                let sigma_m = if c.lateral_m > self.config.off_course_exit_m {
+                let sigma_m = if c.lateral_m > config.off_course_exit_m {
                     accuracy.max(5.0) + c.lateral_m
                 } else {
                     accuracy.max(5.0)
                 };
-                let doppler = fix.speed_mps.map(|v| {
-                    (
-                        v.min(self.config.max_speed_mps),
-                        self.config.speed_noise_mps,
-                    )
-                });
+                let doppler = fix
+                    .speed_mps
+                    .map(|v| (v.min(config.max_speed_mps), config.speed_noise_mps));
                 match (&mut self.progress, prior) {
                     (Some(p), Some(prior)) => p.update(
                         fix.time_ms,
@@ -358,7 +377,7 @@ impl Matcher {
                         c.distance_m,
                         sigma_m,
                         doppler,
-                        self.config.max_speed_mps,
+                        config.max_speed_mps,
                         c.segment,
                     ),
                     (progress, _) => {
@@ -374,7 +393,7 @@ impl Matcher {
                     }
                 }
                 let filtered = self.progress.map_or(c.distance_m, |p| p.distance_m);
-                self.report(filtered, accuracy);
+                self.report(config, filtered, accuracy);
                 let fit = (-0.5 * (c.lateral_m / accuracy.max(5.0)).powi(2)).exp();
                 let margin = ((c.runner_up - c.cost) / 4.0).clamp(0.0, 1.0);
                 MatchedFix {
@@ -400,14 +419,14 @@ impl Matcher {
                 }
             }
         };
-        self.last = Some(out);
+        self.matched_any = true;
         out
     }
 
     /// Holds the reported distance against backward noise; follows a sustained backtrack.
-    fn report(&mut self, raw_m: f64, accuracy: f64) {
-        let noise = (2.0 * accuracy).clamp(self.config.backtrack_m, 100.0);
-        if raw_m >= self.reported_m || self.last.is_none() {
+    fn report(&mut self, config: &MatcherConfig, raw_m: f64, accuracy: f64) {
+        let noise = (2.0 * accuracy).clamp(config.backtrack_m, 100.0);
+        if raw_m >= self.reported_m || !self.matched_any {
             self.reported_m = raw_m;
             self.behind_run = 0;
         } else if self.reported_m - raw_m > noise {
@@ -423,14 +442,20 @@ impl Matcher {
 
     /// Off course needs `off_course_min_ms` beyond the exit threshold; back needs the same time
     /// within the re-entry threshold. Fixes with poor accuracy neither start nor end either state.
-    fn judge_off_course(&mut self, now: Millis, lateral_m: f64, accuracy: f64) {
-        if accuracy > self.config.max_accuracy_for_off_course_m {
+    fn judge_off_course(
+        &mut self,
+        config: &MatcherConfig,
+        now: Millis,
+        lateral_m: f64,
+        accuracy: f64,
+    ) {
+        if accuracy > config.max_accuracy_for_off_course_m {
             return;
         }
         let beyond = if self.off_course {
-            lateral_m < self.config.off_course_reentry_m
+            lateral_m < config.off_course_reentry_m
         } else {
-            lateral_m > self.config.off_course_exit_m
+            lateral_m > config.off_course_exit_m
         };
         if !beyond {
             self.threshold_since = None;
@@ -439,9 +464,9 @@ impl Matcher {
         let since = *self.threshold_since.get_or_insert(now);
         // A rider coming back is believed sooner than one leaving: half the minimum duration.
         let needed = if self.off_course {
-            self.config.off_course_min_ms / 2
+            config.off_course_min_ms / 2
         } else {
-            self.config.off_course_min_ms
+            config.off_course_min_ms
         };
         if now - since >= needed {
             self.off_course = !self.off_course;
@@ -451,7 +476,14 @@ impl Matcher {
 
     /// Distance from the fix to the part of the course the rider can plausibly be on (the whole
     /// course before the rider is acquired), for the off-course judgement.
-    fn lateral_near_progress(&self, index: &CourseIndex, fix: &Fix, x: f64, y: f64) -> f64 {
+    fn lateral_near_progress(
+        &self,
+        config: &MatcherConfig,
+        index: &CourseIndex,
+        fix: &Fix,
+        x: f64,
+        y: f64,
+    ) -> f64 {
         let nearest = || index.nearest(x, y).map_or(f64::INFINITY, |c| c.lateral_m);
         let Some(p) = self.progress else {
             return nearest();
@@ -459,7 +491,7 @@ impl Matcher {
         let course = index.course();
         let dt = ((fix.time_ms - p.time_ms) as f64 / 1000.0).max(0.0);
         let first = course.segment_at(p.distance_m - 500.0);
-        let last = course.segment_at(p.distance_m + self.config.max_speed_mps * dt + 500.0);
+        let last = course.segment_at(p.distance_m + config.max_speed_mps * dt + 500.0);
         if last - first > 4096 {
             return nearest();
         }
@@ -472,10 +504,10 @@ impl Matcher {
     /// Heading cost of riding along `seg` in direction `heading` (a unit vector east, north): 0
     /// aligned, `2 × weight` opposite.
     #[inline]
-    fn heading_cost(&self, seg: &Segment, heading: Option<(f64, f64)>) -> f64 {
+    fn heading_cost(config: &MatcherConfig, seg: &Segment, heading: Option<(f64, f64)>) -> f64 {
         match heading {
             Some((hx, hy)) if seg.plane_len > 0.0 => {
-                self.config.heading_weight * (1.0 - (hx * seg.ux + hy * seg.uy))
+                config.heading_weight * (1.0 - (hx * seg.ux + hy * seg.uy))
             }
             _ => 0.0,
         }
@@ -486,6 +518,7 @@ impl Matcher {
     #[allow(clippy::too_many_arguments)]
     fn search_window(
         &self,
+        config: &MatcherConfig,
         index: &CourseIndex,
         anchor: Progress,
         prior: (f64, f64, [[f64; 2]; 2]),
@@ -498,8 +531,8 @@ impl Matcher {
         let course = index.course();
         let dt = ((fix.time_ms - anchor.time_ms) as f64 / 1000.0).max(0.0);
         let (expected, _, cov) = prior;
-        let lo = anchor.distance_m - self.config.backtrack_m - accuracy;
-        let hi = anchor.distance_m + self.config.max_speed_mps * dt + 2.0 * accuracy + 20.0;
+        let lo = anchor.distance_m - config.backtrack_m - accuracy;
+        let hi = anchor.distance_m + config.max_speed_mps * dt + 2.0 * accuracy + 20.0;
         let sigma_p = 10.0 + cov[0][0].max(0.0).sqrt() + accuracy;
         let sigma_l = accuracy.max(5.0);
         let mut best: Option<Choice> = None;
@@ -508,7 +541,7 @@ impl Matcher {
             let d = d.clamp(lo, hi);
             let cost = (lateral / sigma_l).powi(2)
                 + ((d - expected) / sigma_p).powi(2)
-                + self.heading_cost(seg, heading);
+                + Self::heading_cost(config, seg, heading);
             match &mut best {
                 Some(b) if cost >= b.cost => b.runner_up = b.runner_up.min(cost),
                 _ => {
@@ -539,7 +572,7 @@ impl Matcher {
             }
         } else {
             // A long gap: only segments near the fix can win, so ask the R-tree for them.
-            let radius = self.config.search_radius_m.max(3.0 * accuracy);
+            let radius = config.search_radius_m.max(3.0 * accuracy);
             index.for_each_candidate(x, y, radius, |c| {
                 if (lo..=hi).contains(&c.distance_m) {
                     consider(c.segment, &segments[c.segment]);
@@ -551,8 +584,10 @@ impl Matcher {
 
     /// Acquisition (first fix, or after losing the rider): the R-tree's candidates near the fix,
     /// chosen by lateral offset and heading, with a soft preference for plausible progress.
+    #[allow(clippy::too_many_arguments)]
     fn search_global(
         &self,
+        config: &MatcherConfig,
         index: &CourseIndex,
         fix: &Fix,
         x: f64,
@@ -562,7 +597,7 @@ impl Matcher {
     ) -> Option<Choice> {
         let course = index.course();
         let segments = course.segments();
-        let radius = (3.0 * accuracy + 30.0).clamp(60.0, self.config.search_radius_m.max(60.0));
+        let radius = (3.0 * accuracy + 30.0).clamp(60.0, config.search_radius_m.max(60.0));
         let sigma_l = accuracy.max(5.0);
         let length = course.length_m().max(1.0);
         let mut best: Option<Choice> = None;
@@ -571,8 +606,8 @@ impl Matcher {
             let (prior, outside) = match self.progress {
                 Some(a) => {
                     let dt = ((fix.time_ms - a.time_ms) as f64 / 1000.0).max(0.0);
-                    let lo = a.distance_m - self.config.backtrack_m - accuracy;
-                    let hi = a.distance_m + self.config.max_speed_mps * dt + 100.0;
+                    let lo = a.distance_m - config.backtrack_m - accuracy;
+                    let hi = a.distance_m + config.max_speed_mps * dt + 100.0;
                     if c.distance_m < lo {
                         (2.0 + (lo - c.distance_m) / 500.0, true)
                     } else if c.distance_m > hi {
@@ -589,7 +624,8 @@ impl Matcher {
             if outside && c.lateral_m > 2.0 * sigma_l {
                 return;
             }
-            let cost = (c.lateral_m / sigma_l).powi(2) + self.heading_cost(seg, heading) + prior;
+            let cost =
+                (c.lateral_m / sigma_l).powi(2) + Self::heading_cost(config, seg, heading) + prior;
             match &mut best {
                 Some(b) if cost >= b.cost => {
                     if (c.distance_m - b.distance_m).abs() > 50.0 {

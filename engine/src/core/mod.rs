@@ -10,7 +10,7 @@ pub mod matcher;
 
 pub use course::{Checkpoint, Course, CourseError, CoursePoint, Segment};
 pub use course_index::CourseIndex;
-pub use matcher::{Fix, MatchedFix, Matcher, MatcherConfig};
+pub use matcher::{Fix, MatchState, MatchedFix, Matcher, MatcherConfig};
 
 /// Milliseconds since the Unix epoch: the one time unit of the core.
 pub type Millis = i64;

@@ -4,6 +4,8 @@
 //! alert thresholds, publish delay and privacy zones. Validation reports every mistake at once.
 //! Does not read files: the binary loads the TOML and the course.
 
+use std::num::NonZeroUsize;
+
 use serde::{Deserialize, Serialize};
 
 /// One rider as registered by the organiser.
@@ -177,6 +179,12 @@ pub struct RaceConfig {
     /// Alert thresholds.
     #[serde(default)]
     pub alerts: AlertThresholds,
+    /// Threads that apply a tick's due fixes (riders are independent while their fixes are
+    /// applied; the output is the same for any count). 1 applies them on the tick's own thread.
+    /// A tick uses more only when it has enough due fixes to share (see
+    /// `Race::MIN_DUE_PER_APPLY_THREAD`), so small races never start a thread.
+    #[serde(default = "default_apply_threads")]
+    pub apply_threads: NonZeroUsize,
 }
 
 fn default_group_gap_s() -> f64 {
@@ -190,6 +198,12 @@ fn default_report_interval_ms() -> u32 {
 }
 fn default_reorder_window_ms() -> i64 {
     2_000
+}
+/// Two: a 5,000-rider race at 1 Hz spends about two thirds of its tick applying fixes, which a
+/// second core halves (bench/TICK.md, third pass); races with fewer than 512 due fixes a tick
+/// stay on one thread whatever this says.
+fn default_apply_threads() -> NonZeroUsize {
+    NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// One problem in a race config.
@@ -220,6 +234,7 @@ impl RaceConfig {
             report_interval_ms: default_report_interval_ms(),
             reorder_window_ms: default_reorder_window_ms(),
             alerts: AlertThresholds::default(),
+            apply_threads: default_apply_threads(),
         }
     }
 
@@ -333,6 +348,12 @@ impl RaceConfig {
                 );
             }
         }
+        if self.apply_threads.get() > 64 {
+            err(
+                "apply_threads",
+                format!("{} is not in 1..=64", self.apply_threads),
+            );
+        }
         let a = &self.alerts;
         if a.gap_thresholds_s.iter().any(|g| g.is_nan() || *g <= 0.0) {
             err(
@@ -411,9 +432,16 @@ mod tests {
             name = "Sprint"
             km = 10.0
         "#;
-        let c = RaceConfig::from_toml(text).unwrap();
+        let mut c = RaceConfig::from_toml(text).unwrap();
         c.validate().unwrap();
         assert_eq!(c.group_gap_s, 3.0);
         assert_eq!(c.alerts, AlertThresholds::default());
+        assert_eq!(c.apply_threads.get(), 2);
+        // Written out (as `flevum simulate` uploads it) and read back, it is the same race.
+        c.apply_threads = NonZeroUsize::MIN;
+        let again = RaceConfig::from_toml(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        let zero = text.replace("group_gap_s = 3.0", "group_gap_s = 3.0\napply_threads = 0");
+        assert!(RaceConfig::from_toml(&zero).is_err());
     }
 }

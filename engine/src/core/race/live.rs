@@ -7,6 +7,7 @@
 use flevum_protocol::RiderStatus;
 
 use super::rider::{RiderTrack, interpolate, partition_point_near};
+use super::{PrivacyZone, in_zones};
 use crate::core::{Course, Millis};
 
 /// Marks "no slot" in the direct table.
@@ -62,43 +63,48 @@ impl RiderSlots {
 
 /// What the tick needs to know about one rider, derived from the fix and passage logs; valid
 /// until the rider's applied fixes, the start time or the course change.
+///
+/// `repr(C)` keeps the declaration order, set by when the fields are read: every tick reads the
+/// first 128 bytes of every rider (status, road order, view), and only a recomputed time gap
+/// reads the passage tail behind them.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub(super) struct RiderFacts {
     /// Event time of the last applied fix.
     pub last_time: Option<Millis>,
-    /// Latest passage: (distance along course, time).
-    pub last_passage: Option<(f64, Millis)>,
-    /// The latest passages (oldest first; `tail_len` valid), next to `last_passage` so that the
-    /// time gaps of the rider behind, computed in road order, read them without a cache miss.
-    pub tail: [(f64, Millis); 8],
-    /// How many of `tail` are valid.
-    pub tail_len: usize,
-    /// Smoothed speed along the course, m/s.
-    pub speed_mps: f64,
-    /// The last fix was judged off course.
-    pub off_course: bool,
-    /// Distance of the last fix from the course, metres (for the off-course alert).
-    pub lateral_m: f64,
-    /// Battery of the last fix, when it is a valid percentage.
-    pub battery_pct: Option<u8>,
     /// Finish time, once the rider has crossed the line after the start.
     pub finish_time: Option<Millis>,
     /// Silence after which the device counts as lost, ms.
     pub lost_after_ms: Millis,
+    /// Latest passage: (distance along course, time).
+    pub last_passage: Option<(f64, Millis)>,
+    /// Smoothed speed along the course, m/s.
+    pub speed_mps: f64,
+    /// The last fix was judged off course.
+    pub off_course: bool,
     /// Moved less than the stopped speed over the stopped window before the last fix.
     pub stopped: bool,
+    /// Battery of the last fix, when it is a valid percentage.
+    pub battery_pct: Option<u8>,
+    /// Published speed, km/h with one decimal.
+    pub view_speed_kmh: f32,
     /// Published latitude (rounded to 1e-6°).
     pub view_lat: f64,
     /// Published longitude (rounded to 1e-6°).
     pub view_lon: f64,
     /// Published distance along course (rounded), metres.
     pub view_distance_m: f64,
-    /// Published speed, km/h with one decimal.
-    pub view_speed_kmh: f32,
     /// Published time of the last fix, ms (0 without fixes).
     pub last_fix_ms: Millis,
     /// Finish ETA (whole seconds) for when the rider is racing.
     pub eta_if_racing: Option<Millis>,
+    /// The latest passages (oldest first; `tail_len` valid), so that the time gaps of the rider
+    /// behind, computed in road order, read them from here rather than from the rider's track.
+    pub tail: [(f64, Millis); 8],
+    /// How many of `tail` are valid.
+    pub tail_len: usize,
+    /// Distance of the last fix from the course, metres (for the off-course alert).
+    pub lateral_m: f64,
 }
 
 /// Race-wide inputs of [`RiderFacts::of`].
@@ -117,8 +123,8 @@ pub(super) struct FactInputs<'a> {
     pub stopped_speed_mps: f64,
     /// A rider within this distance of the end has finished, metres.
     pub finish_tolerance_m: f64,
-    /// Whether a coordinate lies in a privacy zone.
-    pub in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
+    /// The organiser's privacy zones (positions inside are never published).
+    pub privacy_zones: &'a [PrivacyZone],
 }
 
 impl RiderFacts {
@@ -174,7 +180,7 @@ impl RiderFacts {
             }
             // Off the course the raw position is shown, unless it lies in a privacy zone: then
             // the last point on the course stands in for it.
-            Some(f) if (inputs.in_privacy_zone)(f.record.lat_deg(), f.record.lon_deg()) => {
+            Some(f) if in_zones(inputs.privacy_zones, f.record.lat_deg(), f.record.lon_deg()) => {
                 position_near(course, distance_m, near)
             }
             Some(f) => (f.record.lat_deg(), f.record.lon_deg()),

@@ -11,7 +11,13 @@ pub mod groups;
 mod live;
 pub mod rider;
 
+#[cfg(test)]
+mod apply_threads_tests;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use flevum_protocol::{
     Alert, AlertKind, CourseSummary, Delta, GroupKind, GroupView, PositionRecord, RecordFlags,
@@ -33,6 +39,8 @@ use super::{CourseError, CourseIndex, MatcherConfig, Millis};
 const RECENT_ALERTS: usize = 200;
 /// A rider within this distance of the end has finished, metres.
 const FINISH_TOLERANCE_M: f64 = 15.0;
+/// Runs a tick's due fixes are cut into per apply thread (see `Race::apply_due`).
+const RUNS_PER_APPLY_THREAD: usize = 4;
 /// Due fixes whose riders' state is loaded together before they are applied.
 const WARM_BATCH: usize = 16;
 /// Longest time a tick may be late before outputs say so, ms; also the default timer.
@@ -201,6 +209,8 @@ pub struct Race {
     config: RaceConfig,
     /// Course with its R-tree.
     index: CourseIndex,
+    /// The matcher's tuning, one for every rider (riders keep only their matching state).
+    matcher: MatcherConfig,
     /// Changes when the race is rebuilt without its alert log; fans resync on a new epoch.
     epoch: u64,
     /// Riders in id order; a rider's index here is its slot in every per-rider array below.
@@ -275,6 +285,9 @@ pub struct Race {
     /// Every rider's facts must be recomputed and re-checked at the next tick (a new race, or an
     /// organiser command changed the start, a checkpoint or a rider's standing).
     refresh_all: bool,
+    /// Fewest due fixes per apply thread: a tick with fewer than twice this many applies its
+    /// fixes on one thread (starting one costs tens of microseconds).
+    min_due_per_apply_thread: usize,
     /// Per-tick working state, kept to reuse its buffers.
     work: TickWork,
 }
@@ -291,6 +304,10 @@ struct TickWork {
     slot_starts: Vec<u32>,
     /// Slots whose applied fixes changed this tick, ascending.
     dirty: Vec<usize>,
+    /// Bounds of the runs `due` is applied in, indexes into `due`.
+    cuts: Vec<usize>,
+    /// What each run of `due` produced, kept for their buffers.
+    outcomes: Vec<ApplyOutcome>,
     /// Status of every rider this tick.
     statuses: Vec<RiderStatus>,
     /// Riders on the road while being sorted; its order is also the next tick's starting order.
@@ -371,11 +388,7 @@ fn in_zones(zones: &[PrivacyZone], lat: f64, lon: f64) -> bool {
 }
 
 /// The race-wide inputs of [`RiderFacts::of`].
-fn fact_inputs<'a>(
-    config: &RaceConfig,
-    index: &'a CourseIndex,
-    in_privacy_zone: &'a dyn Fn(f64, f64) -> bool,
-) -> FactInputs<'a> {
+fn fact_inputs<'a>(config: &'a RaceConfig, index: &'a CourseIndex) -> FactInputs<'a> {
     FactInputs {
         course: index.course(),
         start_ms: config.start_ms,
@@ -384,7 +397,7 @@ fn fact_inputs<'a>(
         stopped_window_ms: (config.alerts.stopped_after_s * 1000.0) as Millis,
         stopped_speed_mps: config.alerts.stopped_speed_mps,
         finish_tolerance_m: FINISH_TOLERANCE_M,
-        in_privacy_zone,
+        privacy_zones: &config.privacy_zones,
     }
 }
 
@@ -408,7 +421,135 @@ fn gap_behind_near(ahead: &RiderTrack, d: f64, t: Millis, hint: &mut usize) -> O
         .map(|passed| (t - passed).max(0))
 }
 
+/// What applying one run of due fixes produced; runs are merged in slot order afterwards.
+#[derive(Debug, Clone, Default)]
+struct ApplyOutcome {
+    /// Slots whose applied fixes changed, ascending.
+    dirty: Vec<usize>,
+    /// Fixes refused for an impossible speed.
+    impossible: u64,
+    /// SOS fixes applied, in application order: (rider id, km of the rider's last passage).
+    sos: Vec<(u32, f64)>,
+}
+
+impl ApplyOutcome {
+    /// Empties it for the next tick, keeping its buffers.
+    fn clear(&mut self) {
+        self.dirty.clear();
+        self.impossible = 0;
+        self.sos.clear();
+    }
+}
+
+/// One run of due fixes waiting for a thread, with the riders it changes and its outcome.
+struct ApplyJob<'a> {
+    /// The run's due fixes, by slot, time and sequence.
+    due: &'a [QueuedFix],
+    /// The riders of the run's slot range.
+    slice: RiderSlice<'a>,
+    /// Where the run notes what the race merges afterwards.
+    out: &'a mut ApplyOutcome,
+}
+
+/// The per-rider state one run of due fixes may change: a contiguous range of slots.
+struct RiderSlice<'a> {
+    /// Slot of `riders[0]`.
+    first_slot: usize,
+    /// The riders of the range.
+    riders: &'a mut [RiderTrack],
+    /// Their cached facts.
+    facts: &'a mut [RiderFacts],
+    /// Their change stamps (tick of the last change to their applied fixes).
+    changed_tick: &'a mut [u64],
+}
+
+/// Cuts the slot-sorted `due` into at most `parts` runs of about equal length that never split
+/// one rider's fixes: `cuts` gets the runs' bounds, `0 = cuts[0] < ... < cuts[last] = due.len()`
+/// (just `[0, 0]` when nothing is due).
+fn cut_at_riders(due: &[QueuedFix], parts: usize, cuts: &mut Vec<usize>) {
+    cuts.clear();
+    cuts.push(0);
+    for k in 1..parts {
+        let Some(q) = due.get(due.len() * k / parts) else {
+            break;
+        };
+        // A rider's fixes stay in one run, applied in order: cut before that rider's first fix,
+        // or after its last when the previous cut is there already.
+        let last = cuts[cuts.len() - 1];
+        let mut at = due.partition_point(|p| p.slot < q.slot);
+        if at <= last {
+            at = due.partition_point(|p| p.slot <= q.slot);
+        }
+        if at > last && at < due.len() {
+            cuts.push(at);
+        }
+    }
+    cuts.push(due.len());
+}
+
+/// Applies one run of due fixes (sorted by slot, time, sequence) to its riders, refreshes the
+/// facts of the riders that changed while their data is in cache, and notes what the race
+/// merges afterwards in `out`.
+fn apply_run(
+    due: &[QueuedFix],
+    slice: RiderSlice<'_>,
+    index: &CourseIndex,
+    matcher: &MatcherConfig,
+    inputs: &FactInputs<'_>,
+    tick: u64,
+    out: &mut ApplyOutcome,
+) {
+    let RiderSlice {
+        first_slot,
+        riders,
+        facts,
+        changed_tick,
+    } = slice;
+    let mut k = 0;
+    let mut warmed_to = 0;
+    while k < due.len() {
+        if k >= warmed_to {
+            // Load the next riders' cold state together (independent loads overlap), rather
+            // than one miss at a time while each rider is updated.
+            warmed_to = (k + WARM_BATCH).min(due.len());
+            let mut sum = 0u64;
+            for q in &due[k..warmed_to] {
+                let s = q.slot as usize - first_slot;
+                sum ^= riders[s].warm() ^ facts[s].warm();
+            }
+            std::hint::black_box(sum);
+        }
+        let slot = due[k].slot as usize;
+        let local = slot - first_slot;
+        let rider = &mut riders[local];
+        while let Some(q) = due.get(k).filter(|q| q.slot as usize == slot) {
+            let record = q.record;
+            k += 1;
+            if let Err(ApplyError::ImpossibleSpeed) = rider.apply(index, matcher, record) {
+                out.impossible += 1;
+                continue;
+            }
+            if changed_tick[local] != tick {
+                changed_tick[local] = tick;
+                out.dirty.push(slot);
+            }
+            if record.flags & RecordFlags::SOS != 0 {
+                let km = rider.last_passage().map_or(0.0, |p| p.0 / 1000.0);
+                out.sos.push((rider.info.id, km));
+            }
+        }
+        // The rider's facts, while the data they are read from is still in the cache.
+        if changed_tick[local] == tick {
+            facts[local] = RiderFacts::of(rider, inputs);
+        }
+    }
+}
+
 impl Race {
+    /// Fewest due fixes per thread for a tick to apply them on more than one thread
+    /// (`RaceConfig::apply_threads`): below it, a thread's start costs more than it saves.
+    pub const MIN_DUE_PER_APPLY_THREAD: usize = 256;
+
     /// Builds a race from a validated config and its course.
     pub fn new(config: RaceConfig, index: CourseIndex, epoch: u64) -> Result<Race, RaceError> {
         config.validate().map_err(RaceError::Config)?;
@@ -437,7 +578,7 @@ impl Race {
         registered.sort_by_key(|r| r.id);
         let riders: Vec<RiderTrack> = registered
             .iter()
-            .map(|r| RiderTrack::new((*r).clone(), matcher.clone(), config.sport.max_speed_mps()))
+            .map(|r| RiderTrack::new((*r).clone()))
             .collect();
         let slots = RiderSlots::new(registered.iter().map(|r| r.id).collect());
         let devices = config
@@ -449,6 +590,7 @@ impl Race {
         Ok(Race {
             config,
             index,
+            matcher,
             epoch,
             riders,
             slots,
@@ -484,6 +626,7 @@ impl Race {
             queue_min_ms: Millis::MAX,
             changed_tick: vec![0; n],
             refresh_all: true,
+            min_due_per_apply_thread: Race::MIN_DUE_PER_APPLY_THREAD,
             work: TickWork {
                 statuses: vec![RiderStatus::NotStarted; n],
                 road_index: vec![(0, 0); n],
@@ -499,6 +642,12 @@ impl Race {
     /// Sets how often the race wants `handle_tick` (default 1 s).
     pub fn set_tick_interval(&mut self, interval_ms: Millis) {
         self.tick_interval_ms = interval_ms.max(10);
+    }
+
+    /// Sets how many threads apply a tick's due fixes (`RaceConfig::apply_threads`; the output
+    /// is the same for any count).
+    pub fn set_apply_threads(&mut self, threads: NonZeroUsize) {
+        self.config.apply_threads = threads;
     }
 
     /// Whether the race has started (its start time has passed the watermark, or `Start`).
@@ -739,65 +888,116 @@ impl Race {
 
     /// Applies every rider's fixes at or before the watermark (riders in id order, fixes in time
     /// order) and raises the SOS alerts among them.
+    ///
+    /// Riders are independent here: a due fix changes only its own rider's track, facts and
+    /// change stamp, and reads the course. With `apply_threads` > 1 and enough due fixes, the
+    /// slot-sorted due list is cut at rider boundaries into runs of about equal length (a few
+    /// per thread), each with its own slice of the per-rider arrays; the tick's thread and the
+    /// threads it starts take the runs in turn, and the runs' outcomes are merged in slot order:
+    /// the result is the single-threaded one.
     fn apply_due(&mut self, now: Millis, watermark: Millis) {
         self.take_due(watermark);
         let due = std::mem::take(&mut self.work.due);
-        self.work.dirty.clear();
-        let mut sos = Vec::new();
-        let zones = &self.config.privacy_zones;
-        let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
-        let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
-        let mut k = 0;
-        let mut warmed_to = 0;
-        while k < due.len() {
-            if k >= warmed_to {
-                // Load the next riders' cold state together (independent loads overlap), rather
-                // than one miss at a time while each rider is updated.
-                warmed_to = (k + WARM_BATCH).min(due.len());
-                let mut sum = 0u64;
-                for q in &due[k..warmed_to] {
-                    let s = q.slot as usize;
-                    sum ^= self.riders[s].warm() ^ self.facts[s].warm();
-                }
-                std::hint::black_box(sum);
-            }
-            let slot = due[k].slot as usize;
-            let rider = &mut self.riders[slot];
-            while let Some(q) = due.get(k).filter(|q| q.slot as usize == slot) {
-                let record = q.record;
-                k += 1;
-                if let Err(ApplyError::ImpossibleSpeed) = rider.apply(&self.index, record) {
-                    *self
-                        .rejections
-                        .entry(FixRejection::ImpossibleSpeed)
-                        .or_default() += 1;
-                    continue;
-                }
-                if self.changed_tick[slot] != self.tick {
-                    self.changed_tick[slot] = self.tick;
-                    self.work.dirty.push(slot);
-                }
-                if record.flags & RecordFlags::SOS != 0 {
-                    let km = rider.last_passage().map_or(0.0, |p| p.0 / 1000.0);
-                    sos.push((rider.info.id, km));
-                }
-            }
-            // The rider's facts, while the data they are read from is still in the cache.
-            if self.changed_tick[slot] == self.tick {
-                self.facts[slot] = RiderFacts::of(rider, &inputs);
-            }
+        let mut outcomes = std::mem::take(&mut self.work.outcomes);
+        let mut cuts = std::mem::take(&mut self.work.cuts);
+        let threads = self
+            .config
+            .apply_threads
+            .get()
+            .min(due.len() / self.min_due_per_apply_thread.max(1))
+            .max(1);
+        // Several runs per thread, taken in turn by whichever thread is free: a thread that
+        // starts late (the machine is busy) leaves its share to the others instead of holding
+        // up the tick.
+        let parts = if threads > 1 {
+            threads * RUNS_PER_APPLY_THREAD
+        } else {
+            1
+        };
+        cut_at_riders(&due, parts, &mut cuts);
+        outcomes.resize_with(cuts.len() - 1, ApplyOutcome::default);
+        for o in &mut outcomes {
+            o.clear();
         }
+        let inputs = fact_inputs(&self.config, &self.index);
+        let mut runs = Vec::with_capacity(outcomes.len());
+        let slots = self.riders.len();
+        let (mut riders, mut facts, mut changed) = (
+            &mut self.riders[..],
+            &mut self.facts[..],
+            &mut self.changed_tick[..],
+        );
+        let mut first_slot = 0;
+        for (w, out) in cuts.windows(2).zip(outcomes.iter_mut()) {
+            // Slots before the next run's first rider belong to this run.
+            let end_slot = due.get(w[1]).map_or(slots, |q| q.slot as usize);
+            let len = end_slot - first_slot;
+            let (r, rest_r) = std::mem::take(&mut riders).split_at_mut(len);
+            let (f, rest_f) = std::mem::take(&mut facts).split_at_mut(len);
+            let (c, rest_c) = std::mem::take(&mut changed).split_at_mut(len);
+            (riders, facts, changed) = (rest_r, rest_f, rest_c);
+            runs.push(Mutex::new(Some(ApplyJob {
+                due: &due[w[0]..w[1]],
+                slice: RiderSlice {
+                    first_slot,
+                    riders: r,
+                    facts: f,
+                    changed_tick: c,
+                },
+                out,
+            })));
+            first_slot = end_slot;
+        }
+        let (index, matcher, tick) = (&self.index, &self.matcher, self.tick);
+        let next_run = AtomicUsize::new(0);
+        let work = || {
+            // Each run is claimed once (the counter), so its lock is never contended.
+            while let Some(run) = runs.get(next_run.fetch_add(1, Ordering::Relaxed)) {
+                let job = run.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(ApplyJob { due, slice, out }) = job {
+                    apply_run(due, slice, index, matcher, &inputs, tick, out);
+                }
+            }
+        };
+        if threads == 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 1..threads {
+                    scope.spawn(work);
+                }
+                work();
+            });
+        }
+        drop(runs);
         self.work.due = due;
-        for (id, km) in sos {
-            self.raise(
-                now,
-                AlertKind::Sos,
-                vec![id],
-                km,
-                Severity::Critical,
-                Some(("sos", u64::from(id))),
-            );
+        self.work.cuts = cuts;
+        // Merge in slot order: runs hold ascending, disjoint slot ranges.
+        self.work.dirty.clear();
+        let mut impossible = 0;
+        for o in &outcomes {
+            self.work.dirty.extend_from_slice(&o.dirty);
+            impossible += o.impossible;
         }
+        if impossible > 0 {
+            *self
+                .rejections
+                .entry(FixRejection::ImpossibleSpeed)
+                .or_default() += impossible;
+        }
+        for o in &outcomes {
+            for &(id, km) in &o.sos {
+                self.raise(
+                    now,
+                    AlertKind::Sos,
+                    vec![id],
+                    km,
+                    Severity::Critical,
+                    Some(("sos", u64::from(id))),
+                );
+            }
+        }
+        self.work.outcomes = outcomes;
     }
 
     /// After an organiser command, recomputes every rider's facts (riders whose fixes changed
@@ -806,9 +1006,7 @@ impl Race {
         if !self.refresh_all {
             return;
         }
-        let zones = &self.config.privacy_zones;
-        let in_privacy_zone = |lat: f64, lon: f64| in_zones(zones, lat, lon);
-        let inputs = fact_inputs(&self.config, &self.index, &in_privacy_zone);
+        let inputs = fact_inputs(&self.config, &self.index);
         for (slot, rider) in self.riders.iter().enumerate() {
             self.facts[slot] = RiderFacts::of(rider, &inputs);
             self.changed_tick[slot] = self.tick;

@@ -11,7 +11,7 @@ use flevum_protocol::PositionRecord;
 use super::config::RiderConfig;
 use super::live::round;
 use crate::core::geodesy::geodesic_distance_m;
-use crate::core::{CourseIndex, Fix, MatchedFix, Matcher, MatcherConfig, Millis};
+use crate::core::{CourseIndex, Fix, MatchState, MatchedFix, MatcherConfig, Millis};
 
 /// Fixes between two saved matcher states.
 const CHECKPOINT_EVERY: usize = 32;
@@ -73,49 +73,52 @@ pub enum ApplyError {
 }
 
 /// One rider's event-time state.
+///
+/// `repr(C)` keeps the declaration order, and the fields a tick touches for every rider come
+/// first: applying a fix and deriving the rider's facts read the first 512 bytes, and the
+/// registration and the seen sequence numbers (read when a fix is accepted) come after them.
+/// (Aligning the struct to cache lines as well cost more misses than it saved: bench/TICK.md.)
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct RiderTrack {
-    /// Registration.
-    pub info: RiderConfig,
-    /// Applied fixes in time order.
-    fixes: Vec<StoredFix>,
-    /// Matcher state before fix `i`, for every `i` that is a multiple of `CHECKPOINT_EVERY`.
-    checkpoints: Vec<Matcher>,
-    /// Matcher state after the last applied fix.
-    matcher: Matcher,
-    /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
-    seen: SeenSeqs,
-    /// Passage log: (distance along course, time), distance non-decreasing.
-    passages: Vec<(f64, Millis)>,
-    /// Fastest plausible speed, m/s.
-    max_speed_mps: f64,
     // The logs' tails, copied into the struct: a tick touches every rider once a second, and by
     // then the ends of thousands of heap logs have left the cache, so the hot path (applying the
     // next fix, the rider's facts, time gaps to the rider) reads these instead. Kept equal to
     // the logs after every change.
     /// The last applied fix (`fixes.last()`).
     last_fix: Option<StoredFix>,
-    /// Event times of the last `RECENT_FIXES` applied fixes (fewer at first), oldest first.
-    recent_times: [Millis; RECENT_FIXES],
-    /// How many of `recent_times` are valid.
-    recent_len: usize,
+    /// Matcher state after the last applied fix (the race holds the matcher's tuning).
+    matcher: MatchState,
     /// The last `TAIL` passages (fewer at first), oldest first.
     tail: [(f64, Millis); TAIL],
+    /// Event times of the last `RECENT_FIXES` applied fixes (fewer at first), oldest first.
+    recent_times: [Millis; RECENT_FIXES],
     /// How many of `tail` are valid.
     tail_len: usize,
+    /// How many of `recent_times` are valid.
+    recent_len: usize,
+    /// Applied fixes in time order.
+    fixes: Vec<StoredFix>,
+    /// Passage log: (distance along course, time), distance non-decreasing.
+    passages: Vec<(f64, Millis)>,
+    /// Matcher state before fix `i`, for every `i` that is a multiple of `CHECKPOINT_EVERY`.
+    checkpoints: Vec<MatchState>,
+    /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
+    seen: SeenSeqs,
+    /// Registration.
+    pub info: RiderConfig,
 }
 
 impl RiderTrack {
     /// A rider with no fixes.
-    pub fn new(info: RiderConfig, matcher: MatcherConfig, max_speed_mps: f64) -> Self {
+    pub fn new(info: RiderConfig) -> Self {
         RiderTrack {
             info,
             fixes: Vec::new(),
             checkpoints: Vec::new(),
-            matcher: Matcher::new(matcher.clone()),
+            matcher: MatchState::default(),
             seen: SeenSeqs::default(),
             passages: Vec::new(),
-            max_speed_mps,
             last_fix: None,
             recent_times: [0; RECENT_FIXES],
             recent_len: 0,
@@ -129,8 +132,14 @@ impl RiderTrack {
         self.seen.insert(seq)
     }
 
-    /// Applies one fix in time order (late fixes re-match everything after them).
-    pub fn apply(&mut self, index: &CourseIndex, record: PositionRecord) -> Result<(), ApplyError> {
+    /// Applies one fix in time order (late fixes re-match everything after them), matched with
+    /// the race's matcher tuning; `matcher.max_speed_mps` also bounds the speed between fixes.
+    pub fn apply(
+        &mut self,
+        index: &CourseIndex,
+        matcher: &MatcherConfig,
+        record: PositionRecord,
+    ) -> Result<(), ApplyError> {
         // Live fixes go at the end of a long, mostly cold log: compare with the inline copy of the
         // last fix first, and search (from the end) only for a late fix.
         let key = (record.time_ms, record.seq);
@@ -144,7 +153,7 @@ impl RiderTrack {
         let plausible = |other: &StoredFix| {
             let dt = (record.time_ms - other.record.time_ms).abs() as f64 / 1000.0;
             // GPS noise allowance of 50 m on top of the speed limit.
-            let limit = self.max_speed_mps * dt + 50.0;
+            let limit = matcher.max_speed_mps * dt + 50.0;
             let (lat, lon) = (record.lat_deg(), record.lon_deg());
             let (other_lat, other_lon) = (other.record.lat_deg(), other.record.lon_deg());
             match surely_within(lat, lon, other_lat, other_lon, limit) {
@@ -178,7 +187,7 @@ impl RiderTrack {
             if at % CHECKPOINT_EVERY == 0 {
                 self.checkpoints.push(self.matcher.clone());
             }
-            let matched = self.matcher.match_fix(index, &Fix::from(&record));
+            let matched = self.matcher.match_fix(matcher, index, &Fix::from(&record));
             let stored = StoredFix {
                 matched,
                 ..placeholder
@@ -194,7 +203,7 @@ impl RiderTrack {
             self.push_passage(matched);
         } else {
             self.fixes.insert(at, placeholder);
-            self.rematch_from(index, at);
+            self.rematch_from(index, matcher, at);
             self.last_fix = self.fixes.last().copied();
             let from = self.fixes.len().saturating_sub(RECENT_FIXES);
             self.recent_len = self.fixes.len() - from;
@@ -206,7 +215,7 @@ impl RiderTrack {
     }
 
     /// Re-runs the matcher from the last checkpoint at or before `from`.
-    fn rematch_from(&mut self, index: &CourseIndex, from: usize) {
+    fn rematch_from(&mut self, index: &CourseIndex, config: &MatcherConfig, from: usize) {
         let c = from / CHECKPOINT_EVERY;
         self.checkpoints.truncate(c + 1);
         self.matcher = self.checkpoints[c].clone();
@@ -216,7 +225,7 @@ impl RiderTrack {
                 self.checkpoints.push(self.matcher.clone());
             }
             let fix = Fix::from(&self.fixes[i].record);
-            self.fixes[i].matched = self.matcher.match_fix(index, &fix);
+            self.fixes[i].matched = self.matcher.match_fix(config, index, &fix);
         }
         // Rebuild the passage log from the first fix that changed.
         let first_time = self.fixes[start].record.time_ms;
@@ -366,7 +375,6 @@ impl RiderTrack {
             ^ self.tail[0].1 as u64
             ^ self.tail[TAIL - 1].1 as u64
             ^ self.last_fix.map_or(0, |f| f.matched.distance_m.to_bits())
-            ^ self.max_speed_mps.to_bits()
             ^ u64::from(self.info.id);
         ends ^ inline ^ self.matcher.warm()
     }
@@ -494,6 +502,18 @@ mod tests {
     use super::{SeenSeqs, partition_point_from_end, partition_point_near, surely_within};
     use crate::core::geodesy::geodesic_distance_m;
     use proptest::prelude::*;
+
+    #[test]
+    fn what_a_tick_reads_per_rider_comes_first() {
+        use super::super::live::RiderFacts;
+        use super::RiderTrack;
+        // The track: everything before the seen sequence numbers and the registration.
+        assert!(std::mem::offset_of!(RiderTrack, seen) <= 512);
+        assert!(std::mem::offset_of!(RiderTrack, info) >= std::mem::offset_of!(RiderTrack, seen));
+        // The facts every tick reads (status, road order, view) before the passage tail.
+        assert!(std::mem::offset_of!(RiderFacts, eta_if_racing) + 16 <= 128);
+        assert_eq!(std::mem::offset_of!(RiderFacts, tail), 128);
+    }
 
     proptest! {
         #[test]
