@@ -339,15 +339,9 @@ impl IngestServer {
             .max_concurrent_uni_streams(config.max_uni_streams.into());
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
         server_config.transport_config(Arc::new(transport));
-        // No NEW_TOKEN address-validation tokens: they only help a server that sends Retry or
-        // whose first flight exceeds 3× the client's (neither here), and each costs an HKDF and
-        // an AEAD seal per connection, plus an open and a filter check when a device reconnects.
-        let mut validation = quinn::ValidationTokenConfig::default();
-        validation.sent(0);
         server_config
             .migration(true)
-            .max_incoming(config.max_incoming.max(1))
-            .validation_token_config(validation);
+            .max_incoming(config.max_incoming.max(1));
         let stats = Arc::new(IngestStats::default());
         let (socket, buffers) = bind_socket(
             config.listen,
