@@ -4,7 +4,7 @@
 //! Holds no race logic: every answer is read from a race shard or the token store and mapped
 //! onto the gateway's JSON types. Does not bind sockets; `serve` does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -282,7 +282,7 @@ impl EngineHost {
     }
 
     /// Accepts the device tokens of a race: hashes from its config and tokens issued earlier
-    /// through the organiser API (persisted as hashes).
+    /// through the organiser API (persisted as hashes), less those revoked through it.
     fn register_tokens(&self, config: &RaceConfig) {
         let grant = |r: &flevum_engine::core::race::RiderConfig| DeviceGrant {
             race_id: config.id.clone(),
@@ -290,11 +290,6 @@ impl EngineHost {
             device_id: r.device_id.clone(),
             report_interval_ms: config.report_interval_ms,
         };
-        for r in &config.riders {
-            if let Some(h) = &r.device_token_sha256 {
-                self.tokens.insert_hash(h, grant(r));
-            }
-        }
         let riders: HashMap<u32, &flevum_engine::core::race::RiderConfig> =
             config.riders.iter().map(|r| (r.id, r)).collect();
         let mut events = Vec::new();
@@ -325,17 +320,34 @@ impl EngineHost {
                 }
             }
         }
+        // The log is replayed into the final set before anything is inserted, so the live table
+        // never drops a valid token for a moment (when a race is registered again, a device
+        // logging in or re-checking its lease meanwhile is not turned away).
+        let mut issued: Vec<(String, &flevum_engine::core::race::RiderConfig)> = Vec::new();
+        let mut revoked: HashSet<String> = HashSet::new();
         for event in events {
             match event {
                 TokenEvent::Issued(t) => {
                     if let Some(r) = riders.get(&t.rider_id) {
-                        self.tokens.insert_hash(&t.sha256, grant(r));
+                        issued.push((t.sha256, r));
                     }
                 }
-                TokenEvent::Revoked(r) => {
-                    self.tokens.revoke_device(&config.id, &r.revoked_device);
+                TokenEvent::Revoked(d) => {
+                    issued.retain(|(_, r)| r.device_id != d.revoked_device);
+                    revoked.insert(d.revoked_device);
                 }
             }
+        }
+        for r in &config.riders {
+            // A device revoked through the organiser API stays revoked, config-granted token too.
+            if let Some(h) = &r.device_token_sha256
+                && !revoked.contains(&r.device_id)
+            {
+                self.tokens.insert_hash(h, grant(r));
+            }
+        }
+        for (sha256, r) in issued {
+            self.tokens.insert_hash(&sha256, grant(r));
         }
     }
 
