@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flevum_engine::core::{Course, CourseIndex};
+use flevum_engine::ingest::TokenStore;
 use flevum_engine::shard::wall_ms;
 use flevum_engine::simulator::{SimConfig, Simulation};
 use flevum_protocol::PositionRecord;
@@ -75,15 +76,6 @@ pub fn free_udp_port() -> u16 {
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("a free UDP port")
-}
-
-/// Hex SHA-256 of `text` (device tokens are granted by hash in race files).
-pub fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port` (`Connection: close`): status and body, chunked
@@ -179,7 +171,7 @@ pub fn race_toml(
         race += &format!(
             "\n[[riders]]\nid = {i}\nbib = \"{i}\"\nname = \"Rider {i}\"\nteam = \"T\"\n\
              device_id = \"dev-{i}\"\ndevice_token_sha256 = \"{}\"\n",
-            sha256_hex(&format!("token-{i}"))
+            TokenStore::sha256_hex(&format!("token-{i}"))
         );
     }
     race
