@@ -594,7 +594,7 @@ async fn status_of(handle: &RaceHandle) -> RaceStatus {
         .query(|r| {
             let done = !r.views().is_empty()
                 && r.views()
-                    .values()
+                    .iter()
                     .all(|v| matches!(v.status, RiderStatus::Finished | RiderStatus::Abandoned));
             (r.is_started(), r.is_closed() || done)
         })
@@ -669,7 +669,7 @@ impl EngineControl for Control {
             let (mut views, finishes) = handle
                 .query(|r| {
                     (
-                        r.views().values().cloned().collect::<Vec<_>>(),
+                        r.views().to_vec(),
                         r.finish_order().iter().copied().collect::<BTreeMap<_, _>>(),
                     )
                 })

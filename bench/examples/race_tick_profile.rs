@@ -105,9 +105,10 @@ fn main() -> anyhow::Result<()> {
     quiet.sort();
     let n = busy.len() / 2;
     println!(
-        "{riders} riders, {} apply threads, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?}, quiet tick median {:?}, {accepted} fixes accepted",
+        "{riders} riders, {} apply threads, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?} (p10 {:?}), quiet tick median {:?}, {accepted} fixes accepted",
         race.config().apply_threads,
         busy.get(n).copied().unwrap_or_default(),
+        busy.get(busy.len() / 10).copied().unwrap_or_default(),
         quiet.get(n).copied().unwrap_or_default()
     );
     Ok(())

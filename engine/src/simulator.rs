@@ -644,7 +644,7 @@ pub fn run_offline(
 /// Compares each racing rider's published gap to the leader with the truth at the same moment.
 fn sample_gaps(race: &crate::core::Race, sim: &Simulation, samples: &mut Vec<(i64, i64)>) {
     use flevum_protocol::RiderStatus;
-    for view in race.views().values() {
+    for view in race.views() {
         let (Some(gap), RiderStatus::Racing) = (view.gap_to_leader_ms, view.status) else {
             continue;
         };

@@ -832,7 +832,7 @@ async fn devices_reach_the_real_shard_and_journal_through_quic() {
     let mut progressed = 0;
     for _ in 0..100 {
         let views = race
-            .query(|r| r.views().values().filter(|v| v.distance_m > 500.0).count())
+            .query(|r| r.views().iter().filter(|v| v.distance_m > 500.0).count())
             .await
             .unwrap();
         progressed = views;

@@ -185,7 +185,8 @@ fn time_gap_is_when_the_leader_passed_not_distance_over_speed() {
         }
     }
     race.handle_tick(1_750_000_000_000 + 63_000);
-    let gap = race.views()[&2].gap_to_leader_ms.unwrap();
+    let view = race.views().iter().find(|v| v.rider_id == 2).unwrap();
+    let gap = view.gap_to_leader_ms.unwrap();
     assert!((gap - 30_000).abs() <= 500, "gap {gap}");
 }
 

@@ -109,7 +109,7 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
             .query(|r| {
                 r.views()
                     .iter()
-                    .map(|(id, v)| (*id, v.distance_m))
+                    .map(|v| (v.rider_id, v.distance_m))
                     .collect::<BTreeMap<u32, f64>>()
             })
             .await
@@ -156,7 +156,7 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
         .query(|r| {
             r.views()
                 .iter()
-                .map(|(id, v)| (*id, v.distance_m))
+                .map(|v| (v.rider_id, v.distance_m))
                 .collect::<BTreeMap<u32, f64>>()
         })
         .await

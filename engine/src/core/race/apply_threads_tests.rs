@@ -50,7 +50,7 @@ fn run(threads: usize) -> Transcript {
     config.apply_threads = NonZeroUsize::new(threads).unwrap();
     let start = config.start_ms;
     let mut race = Race::new(config, sim.course().clone(), 1).unwrap();
-    race.min_due_per_apply_thread = 1;
+    race.min_per_thread = 1;
     let mut lines = Vec::new();
     let mut parallel_ticks = 0;
     let mut t = start - 30_000;

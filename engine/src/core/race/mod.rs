@@ -9,15 +9,15 @@
 pub mod config;
 pub mod groups;
 mod live;
+mod parallel;
 pub mod rider;
 
 #[cfg(test)]
 mod apply_threads_tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use flevum_protocol::{
     Alert, AlertKind, CourseSummary, Delta, GroupKind, GroupView, PositionRecord, RecordFlags,
@@ -39,7 +39,8 @@ use super::{CourseError, CourseIndex, MatcherConfig, Millis};
 const RECENT_ALERTS: usize = 200;
 /// A rider within this distance of the end has finished, metres.
 const FINISH_TOLERANCE_M: f64 = 15.0;
-/// Runs a tick's due fixes are cut into per apply thread (see `Race::apply_due`).
+/// Runs a tick's due fixes (and its other parallel passes) are cut into per apply thread (see
+/// `Race::apply_due`).
 const RUNS_PER_APPLY_THREAD: usize = 4;
 /// Due fixes whose riders' state is loaded together before they are applied.
 const WARM_BATCH: usize = 16;
@@ -243,8 +244,8 @@ pub struct Race {
     tick_alerts: Vec<Alert>,
     /// Group identity.
     groups: GroupTracker,
-    /// Rider views as last published.
-    views: BTreeMap<u32, RiderView>,
+    /// Rider views as last published, by slot (so in id order); empty before the first tick.
+    views: Vec<RiderView>,
     /// Groups as last published.
     group_views: Vec<GroupView>,
     /// Announcement state per rider, by slot.
@@ -285,9 +286,10 @@ pub struct Race {
     /// Every rider's facts must be recomputed and re-checked at the next tick (a new race, or an
     /// organiser command changed the start, a checkpoint or a rider's standing).
     refresh_all: bool,
-    /// Fewest due fixes per apply thread: a tick with fewer than twice this many applies its
-    /// fixes on one thread (starting one costs tens of microseconds).
-    min_due_per_apply_thread: usize,
+    /// Fewest due fixes (or road positions, or riders) per thread for a parallel pass of a
+    /// tick: with fewer, the pass runs on the tick's thread (starting one costs tens of
+    /// microseconds). `Race::MIN_PER_THREAD`, lowered by tests to exercise the parallel paths.
+    min_per_thread: usize,
     /// Per-tick working state, kept to reuse its buffers.
     work: TickWork,
 }
@@ -310,6 +312,9 @@ struct TickWork {
     outcomes: Vec<ApplyOutcome>,
     /// Status of every rider this tick.
     statuses: Vec<RiderStatus>,
+    /// Distance of every rider on the road this tick, projected to the watermark (None: not on
+    /// the road), the road order's sort key.
+    road_distance: Vec<Option<f64>>,
     /// Riders on the road while being sorted; its order is also the next tick's starting order.
     road_entries: Vec<RoadEntry>,
     /// Riders on the road, front first, with gaps.
@@ -318,14 +323,19 @@ struct TickWork {
     road_index: Vec<(u64, u32)>,
     /// Memoised time gaps.
     gaps: Vec<GapMemo>,
+    /// This tick's gap memos by road position, before they go back to `gaps`.
+    road_memos: Vec<GapMemo>,
+    /// Bounds of the ranges a parallel pass over the road or the riders is cut into.
+    bounds: Vec<usize>,
     /// (tick, index in the tracker's groups) of riders in a group.
     group_of: Vec<(u64, u32)>,
     /// Rank of every rider this tick (0 = unranked).
     rank: Vec<u32>,
     /// (tick) of riders already placed in the ranking by finish or road order.
     placed: Vec<u64>,
-    /// Views that changed this tick, before they move into the delta.
-    changed_views: Vec<RiderView>,
+    /// Views that changed this tick, per range of the parallel comparison (kept for their
+    /// buffers).
+    view_changes: Vec<Vec<RiderView>>,
 }
 
 /// An accepted fix in the race's queue.
@@ -371,6 +381,85 @@ impl Default for GapMemo {
             leader: u32::MAX,
             leader_tick: 0,
             leader_gap: None,
+        }
+    }
+}
+
+/// What the time gaps of the road are computed from: this tick's road order and the riders'
+/// memoised gaps, facts and passage logs, all read-only, so that ranges of the road can be
+/// computed on different threads.
+struct RoadGaps<'a> {
+    /// The road, front first.
+    entries: &'a [RoadEntry],
+    /// Memoised gaps by slot, as of last tick.
+    memos: &'a [GapMemo],
+    /// Facts by slot.
+    facts: &'a [RiderFacts],
+    /// Riders by slot (passage logs).
+    riders: &'a [RiderTrack],
+    /// Change stamps by slot.
+    changed_tick: &'a [u64],
+    /// This tick's number.
+    tick: u64,
+}
+
+impl RoadGaps<'_> {
+    /// Gaps of road positions `first..first + road.len()`: each position's rider and distance
+    /// into `road`, and its updated memo into `memos` (a memo is recomputed only when its
+    /// rider, the rider ahead or the leader changed, or the rider ahead or the leader is
+    /// another one).
+    fn compute(&self, first: usize, road: &mut [RoadPosition], memos: &mut [GapMemo]) {
+        let leader = self.entries.first().map(|e| e.slot());
+        // Riders come in road order, so each gap to the leader is read near the previous one.
+        let mut leader_hint = usize::MAX;
+        for (k, (pos, memo)) in road.iter_mut().zip(memos.iter_mut()).enumerate() {
+            let i = first + k;
+            let e = self.entries[i];
+            let slot = e.slot() as usize;
+            *memo = self.memos[slot];
+            let Some((d, t)) = self.facts[slot].last_passage else {
+                // Not reached: a rider is on the road only with a last passage.
+                continue;
+            };
+            let changed = self.changed_tick[slot];
+            let gap_to_ahead_ms = if i == 0 {
+                None
+            } else {
+                let ahead = self.entries[i - 1].slot();
+                let ahead_changed = self.changed_tick[ahead as usize];
+                if memo.ahead != ahead
+                    || memo.ahead_tick < changed
+                    || memo.ahead_tick < ahead_changed
+                {
+                    memo.ahead = ahead;
+                    memo.ahead_tick = self.tick;
+                    let a = ahead as usize;
+                    memo.ahead_gap = gap_behind_facts(&self.facts[a], &self.riders[a], d, t);
+                }
+                memo.ahead_gap
+            };
+            let gap_to_leader_ms = match leader {
+                Some(l) => {
+                    let leader_changed = self.changed_tick[l as usize];
+                    if memo.leader != l
+                        || memo.leader_tick < changed
+                        || memo.leader_tick < leader_changed
+                    {
+                        memo.leader = l;
+                        memo.leader_tick = self.tick;
+                        memo.leader_gap =
+                            gap_behind_near(&self.riders[l as usize], d, t, &mut leader_hint);
+                    }
+                    memo.leader_gap
+                }
+                None => None,
+            };
+            *pos = RoadPosition {
+                rider_id: e.rider_id(),
+                distance_m: d,
+                gap_to_ahead_ms,
+                gap_to_leader_ms,
+            };
         }
     }
 }
@@ -430,6 +519,8 @@ struct ApplyOutcome {
     impossible: u64,
     /// SOS fixes applied, in application order: (rider id, km of the rider's last passage).
     sos: Vec<(u32, f64)>,
+    /// The run's riders on the road this tick, in road order (the runs' lists are merged).
+    road: Vec<RoadEntry>,
 }
 
 impl ApplyOutcome {
@@ -438,6 +529,7 @@ impl ApplyOutcome {
         self.dirty.clear();
         self.impossible = 0;
         self.sos.clear();
+        self.road.clear();
     }
 }
 
@@ -461,6 +553,36 @@ struct RiderSlice<'a> {
     facts: &'a mut [RiderFacts],
     /// Their change stamps (tick of the last change to their applied fixes).
     changed_tick: &'a mut [u64],
+    /// Whether the organiser marked them abandoned (read for their status).
+    abandoned: &'a [bool],
+    /// Their status this tick, written once their fixes are applied.
+    statuses: &'a mut [RiderStatus],
+    /// Their distance projected to the watermark if they are on the road this tick (the road
+    /// order's sort key), written with the status.
+    road_distance: &'a mut [Option<f64>],
+    /// Their (tick, index) in the road; the run stamps the riders it took from last tick's
+    /// order with this tick.
+    road_index: &'a mut [(u64, u32)],
+}
+
+/// What a tick's runs need besides their riders, the same for every run.
+struct RunInputs<'a> {
+    /// The course with its R-tree.
+    index: &'a CourseIndex,
+    /// The race's matcher tuning.
+    matcher: &'a MatcherConfig,
+    /// Race-wide inputs of the riders' facts.
+    facts: FactInputs<'a>,
+    /// The tick's number (change stamps).
+    tick: u64,
+    /// Every rider's facts must be recomputed (a new race or an organiser command).
+    refresh_all: bool,
+    /// The race has started (statuses).
+    started: bool,
+    /// The watermark the statuses and the road order are taken at.
+    watermark: Millis,
+    /// Last tick's road order, the starting order of every run's road entries.
+    last_road: &'a [RoadEntry],
 }
 
 /// Cuts the slot-sorted `due` into at most `parts` runs of about equal length that never split
@@ -488,15 +610,12 @@ fn cut_at_riders(due: &[QueuedFix], parts: usize, cuts: &mut Vec<usize>) {
 }
 
 /// Applies one run of due fixes (sorted by slot, time, sequence) to its riders, refreshes the
-/// facts of the riders that changed while their data is in cache, and notes what the race
-/// merges afterwards in `out`.
+/// facts of the riders that changed while their data is in cache, notes what the race merges
+/// afterwards in `out`, then takes the status and road distance of every rider of its range.
 fn apply_run(
     due: &[QueuedFix],
     slice: RiderSlice<'_>,
-    index: &CourseIndex,
-    matcher: &MatcherConfig,
-    inputs: &FactInputs<'_>,
-    tick: u64,
+    inputs: &RunInputs<'_>,
     out: &mut ApplyOutcome,
 ) {
     let RiderSlice {
@@ -504,7 +623,12 @@ fn apply_run(
         riders,
         facts,
         changed_tick,
+        abandoned,
+        statuses,
+        road_distance,
+        road_index,
     } = slice;
+    let tick = inputs.tick;
     let mut k = 0;
     let mut warmed_to = 0;
     while k < due.len() {
@@ -525,7 +649,9 @@ fn apply_run(
         while let Some(q) = due.get(k).filter(|q| q.slot as usize == slot) {
             let record = q.record;
             k += 1;
-            if let Err(ApplyError::ImpossibleSpeed) = rider.apply(index, matcher, record) {
+            if let Err(ApplyError::ImpossibleSpeed) =
+                rider.apply(inputs.index, inputs.matcher, record)
+            {
                 out.impossible += 1;
                 continue;
             }
@@ -540,15 +666,92 @@ fn apply_run(
         }
         // The rider's facts, while the data they are read from is still in the cache.
         if changed_tick[local] == tick {
-            facts[local] = RiderFacts::of(rider, inputs);
+            facts[local] = RiderFacts::of(rider, &inputs.facts);
+        }
+    }
+    if inputs.refresh_all {
+        // After an organiser command every rider's facts are recomputed (riders whose fixes
+        // changed got theirs above).
+        for ((rider, facts), changed) in riders
+            .iter()
+            .zip(facts.iter_mut())
+            .zip(changed_tick.iter_mut())
+        {
+            *facts = RiderFacts::of(rider, &inputs.facts);
+            *changed = tick;
+        }
+    }
+    let start_ms = inputs.facts.start_ms;
+    for (((facts, &abandoned), status), road) in facts
+        .iter()
+        .zip(abandoned)
+        .zip(statuses.iter_mut())
+        .zip(road_distance.iter_mut())
+    {
+        *status = facts.status(abandoned, inputs.started, start_ms, inputs.watermark);
+        *road = match status {
+            RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse => {
+                facts.distance_projected(inputs.watermark)
+            }
+            _ => None,
+        };
+    }
+    // The range's riders on the road, in road order: those of last tick's order first, in that
+    // order (the order changes little between ticks, which the sort exploits), then the riders
+    // who joined the road.
+    let range = first_slot..first_slot + riders.len();
+    for e in inputs.last_road {
+        let slot = e.slot() as usize;
+        if range.contains(&slot)
+            && let Some(projected_m) = road_distance[slot - first_slot]
+        {
+            out.road
+                .push(RoadEntry::new(projected_m, e.rider_id(), slot as u32));
+            road_index[slot - first_slot] = (tick, 0);
+        }
+    }
+    for (local, projected) in road_distance.iter().enumerate() {
+        if let Some(projected_m) = *projected
+            && road_index[local].0 != tick
+        {
+            let slot = (first_slot + local) as u32;
+            out.road
+                .push(RoadEntry::new(projected_m, riders[local].info.id, slot));
+        }
+    }
+    sort_road(&mut out.road);
+}
+
+/// Merges the runs' road lists, each in road order, into one (`road`, emptied first): road
+/// entries are unique, so the result does not depend on how the riders were cut into runs.
+fn merge_road(outcomes: &mut [ApplyOutcome], road: &mut Vec<RoadEntry>) {
+    road.clear();
+    if let [one] = outcomes {
+        std::mem::swap(road, &mut one.road);
+        return;
+    }
+    let mut heads: BinaryHeap<Reverse<(RoadEntry, usize)>> = BinaryHeap::new();
+    let mut next = vec![0usize; outcomes.len()];
+    for (r, o) in outcomes.iter().enumerate() {
+        if let Some(&e) = o.road.first() {
+            heads.push(Reverse((e, r)));
+            next[r] = 1;
+        }
+    }
+    while let Some(Reverse((e, r))) = heads.pop() {
+        road.push(e);
+        if let Some(&e) = outcomes[r].road.get(next[r]) {
+            heads.push(Reverse((e, r)));
+            next[r] += 1;
         }
     }
 }
 
 impl Race {
-    /// Fewest due fixes per thread for a tick to apply them on more than one thread
-    /// (`RaceConfig::apply_threads`): below it, a thread's start costs more than it saves.
-    pub const MIN_DUE_PER_APPLY_THREAD: usize = 256;
+    /// Fewest due fixes (or road positions, or riders) per thread for a pass of a tick to run on
+    /// more than one thread (`RaceConfig::apply_threads`): below it, a thread's start costs more
+    /// than it saves.
+    pub const MIN_PER_THREAD: usize = 256;
 
     /// Builds a race from a validated config and its course.
     pub fn new(config: RaceConfig, index: CourseIndex, epoch: u64) -> Result<Race, RaceError> {
@@ -607,7 +810,7 @@ impl Race {
             recent_alerts: VecDeque::new(),
             tick_alerts: Vec::new(),
             groups: GroupTracker::default(),
-            views: BTreeMap::new(),
+            views: Vec::new(),
             group_views: Vec::new(),
             announced: vec![RiderAnnouncements::default(); n],
             cooldowns: BTreeMap::new(),
@@ -626,9 +829,10 @@ impl Race {
             queue_min_ms: Millis::MAX,
             changed_tick: vec![0; n],
             refresh_all: true,
-            min_due_per_apply_thread: Race::MIN_DUE_PER_APPLY_THREAD,
+            min_per_thread: Race::MIN_PER_THREAD,
             work: TickWork {
                 statuses: vec![RiderStatus::NotStarted; n],
+                road_distance: vec![None; n],
                 road_index: vec![(0, 0); n],
                 gaps: vec![GapMemo::default(); n],
                 group_of: vec![(0, 0); n],
@@ -794,8 +998,11 @@ impl Race {
         self.tick += 1;
         self.last_tick_ms = Some(now);
         let watermark = now - self.config.reorder_window_ms;
-        self.apply_due(now, watermark);
-        if !self.started && watermark >= self.config.start_ms {
+        // Whether the race starts with this tick is known before the fixes are applied (the
+        // statuses taken with them need it); it is announced after their SOS alerts.
+        let starts = !self.started && watermark >= self.config.start_ms;
+        self.apply_due(now, watermark, self.started || starts);
+        if starts {
             self.started = true;
             self.raise(
                 now,
@@ -806,10 +1013,8 @@ impl Race {
                 None,
             );
         }
-        self.refresh_facts();
-        self.update_statuses(watermark);
         self.update_finishers(now);
-        self.update_road(watermark);
+        self.update_road();
         let threshold_ms = (self.config.group_gap_s * 1000.0).round() as i64;
         let slots = &self.slots;
         self.groups.update_with(
@@ -895,7 +1100,7 @@ impl Race {
     /// per thread), each with its own slice of the per-rider arrays; the tick's thread and the
     /// threads it starts take the runs in turn, and the runs' outcomes are merged in slot order:
     /// the result is the single-threaded one.
-    fn apply_due(&mut self, now: Millis, watermark: Millis) {
+    fn apply_due(&mut self, now: Millis, watermark: Millis, started: bool) {
         self.take_due(watermark);
         let due = std::mem::take(&mut self.work.due);
         let mut outcomes = std::mem::take(&mut self.work.outcomes);
@@ -904,7 +1109,7 @@ impl Race {
             .config
             .apply_threads
             .get()
-            .min(due.len() / self.min_due_per_apply_thread.max(1))
+            .min(due.len() / self.min_per_thread.max(1))
             .max(1);
         // Several runs per thread, taken in turn by whichever thread is free: a thread that
         // starts late (the machine is busy) leaves its share to the others instead of holding
@@ -919,13 +1124,26 @@ impl Race {
         for o in &mut outcomes {
             o.clear();
         }
-        let inputs = fact_inputs(&self.config, &self.index);
+        let inputs = RunInputs {
+            index: &self.index,
+            matcher: &self.matcher,
+            facts: fact_inputs(&self.config, &self.index),
+            tick: self.tick,
+            refresh_all: self.refresh_all,
+            started,
+            watermark,
+            last_road: &self.work.road_entries,
+        };
         let mut runs = Vec::with_capacity(outcomes.len());
         let slots = self.riders.len();
-        let (mut riders, mut facts, mut changed) = (
+        let mut road_index = &mut self.work.road_index[..];
+        let (mut riders, mut facts, mut changed, mut abandoned, mut statuses, mut road) = (
             &mut self.riders[..],
             &mut self.facts[..],
             &mut self.changed_tick[..],
+            &self.abandoned[..],
+            &mut self.work.statuses[..],
+            &mut self.work.road_distance[..],
         );
         let mut first_slot = 0;
         for (w, out) in cuts.windows(2).zip(outcomes.iter_mut()) {
@@ -935,41 +1153,32 @@ impl Race {
             let (r, rest_r) = std::mem::take(&mut riders).split_at_mut(len);
             let (f, rest_f) = std::mem::take(&mut facts).split_at_mut(len);
             let (c, rest_c) = std::mem::take(&mut changed).split_at_mut(len);
-            (riders, facts, changed) = (rest_r, rest_f, rest_c);
-            runs.push(Mutex::new(Some(ApplyJob {
+            let (a, rest_a) = abandoned.split_at(len);
+            let (st, rest_st) = std::mem::take(&mut statuses).split_at_mut(len);
+            let (rd, rest_rd) = std::mem::take(&mut road).split_at_mut(len);
+            let (ri, rest_ri) = std::mem::take(&mut road_index).split_at_mut(len);
+            (riders, facts, changed, abandoned, statuses, road) =
+                (rest_r, rest_f, rest_c, rest_a, rest_st, rest_rd);
+            road_index = rest_ri;
+            runs.push(ApplyJob {
                 due: &due[w[0]..w[1]],
                 slice: RiderSlice {
                     first_slot,
                     riders: r,
                     facts: f,
                     changed_tick: c,
+                    abandoned: a,
+                    statuses: st,
+                    road_distance: rd,
+                    road_index: ri,
                 },
                 out,
-            })));
+            });
             first_slot = end_slot;
         }
-        let (index, matcher, tick) = (&self.index, &self.matcher, self.tick);
-        let next_run = AtomicUsize::new(0);
-        let work = || {
-            // Each run is claimed once (the counter), so its lock is never contended.
-            while let Some(run) = runs.get(next_run.fetch_add(1, Ordering::Relaxed)) {
-                let job = run.lock().unwrap_or_else(PoisonError::into_inner).take();
-                if let Some(ApplyJob { due, slice, out }) = job {
-                    apply_run(due, slice, index, matcher, &inputs, tick, out);
-                }
-            }
-        };
-        if threads == 1 {
-            work();
-        } else {
-            std::thread::scope(|scope| {
-                for _ in 1..threads {
-                    scope.spawn(work);
-                }
-                work();
-            });
-        }
-        drop(runs);
+        parallel::run_jobs(threads, runs, |ApplyJob { due, slice, out }| {
+            apply_run(due, slice, &inputs, out)
+        });
         self.work.due = due;
         self.work.cuts = cuts;
         // Merge in slot order: runs hold ascending, disjoint slot ranges.
@@ -997,34 +1206,8 @@ impl Race {
                 );
             }
         }
+        merge_road(&mut outcomes, &mut self.work.road_entries);
         self.work.outcomes = outcomes;
-    }
-
-    /// After an organiser command, recomputes every rider's facts (riders whose fixes changed
-    /// got theirs while their fixes were applied).
-    fn refresh_facts(&mut self) {
-        if !self.refresh_all {
-            return;
-        }
-        let inputs = fact_inputs(&self.config, &self.index);
-        for (slot, rider) in self.riders.iter().enumerate() {
-            self.facts[slot] = RiderFacts::of(rider, &inputs);
-            self.changed_tick[slot] = self.tick;
-        }
-    }
-
-    /// Every rider's status at the watermark, from the cached facts.
-    fn update_statuses(&mut self, watermark: Millis) {
-        let (started, start_ms) = (self.started, self.config.start_ms);
-        for ((status, facts), &abandoned) in self
-            .work
-            .statuses
-            .iter_mut()
-            .zip(&self.facts)
-            .zip(&self.abandoned)
-        {
-            *status = facts.status(abandoned, started, start_ms, watermark);
-        }
     }
 
     /// Appends an alert to the log unless its (kind, subject) key is in cooldown.
@@ -1068,94 +1251,69 @@ impl Race {
 
     /// Riders on the road (racing, stopped, off course), front first, with cycling time gaps.
     /// Riders report at different moments, so the order compares everyone at one reference time
-    /// (the watermark), projecting each rider from their last fix at their own speed.
-    fn update_road(&mut self, watermark: Millis) {
+    /// (the watermark), projecting each rider from their last fix at their own speed: the runs
+    /// of `apply_due` sorted their riders so, and merged them into `work.road_entries`. The
+    /// gaps are computed in parallel ranges of the road when it is long enough
+    /// (`RaceConfig::apply_threads`).
+    fn update_road(&mut self) {
         let tick = self.tick;
         let work = &mut self.work;
-        let on_road = |slot: usize| {
-            matches!(
-                work.statuses[slot],
-                RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse
-            )
-        };
-        // Last tick's order first (still on the road), then riders who joined the road.
-        let mut entries = std::mem::take(&mut work.road_entries);
-        let mut kept = 0;
-        for k in 0..entries.len() {
-            let slot = entries[k].slot() as usize;
-            if on_road(slot)
-                && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
-            {
-                entries[kept] = RoadEntry::new(projected_m, entries[k].rider_id(), slot as u32);
-                kept += 1;
-                work.road_index[slot] = (tick, 0);
-            }
-        }
-        entries.truncate(kept);
-        for slot in 0..self.riders.len() {
-            if work.road_index[slot].0 != tick
-                && on_road(slot)
-                && let Some(projected_m) = self.facts[slot].distance_projected(watermark)
-            {
-                entries.push(RoadEntry::new(
-                    projected_m,
-                    self.slots.id(slot),
-                    slot as u32,
-                ));
-            }
-        }
-        sort_road(&mut entries);
+        // The runs that applied the fixes sorted their riders on the road, and `apply_due`
+        // merged them.
+        let entries = std::mem::take(&mut work.road_entries);
+        let n = entries.len();
         let road = &mut work.road;
         road.clear();
-        let leader = entries.first().map(|e| e.slot());
-        // Riders come in road order, so each gap to the leader is read near the previous one.
-        let mut leader_hint = usize::MAX;
-        for (i, e) in entries.iter().enumerate() {
+        road.resize(
+            n,
+            RoadPosition {
+                rider_id: 0,
+                distance_m: 0.0,
+                gap_to_ahead_ms: None,
+                gap_to_leader_ms: None,
+            },
+        );
+        let memos = &mut work.road_memos;
+        memos.clear();
+        memos.resize(n, GapMemo::default());
+        let threads = self
+            .config
+            .apply_threads
+            .get()
+            .min(n / self.min_per_thread.max(1))
+            .max(1);
+        let parts = if threads > 1 {
+            threads * RUNS_PER_APPLY_THREAD
+        } else {
+            1
+        };
+        let bounds = &mut work.bounds;
+        parallel::even_bounds(n, parts, bounds);
+        let mut jobs = Vec::with_capacity(bounds.len() - 1);
+        let (mut road_rest, mut memo_rest) = (&mut road[..], &mut memos[..]);
+        for w in bounds.windows(2) {
+            let (r, rest_r) = std::mem::take(&mut road_rest).split_at_mut(w[1] - w[0]);
+            let (m, rest_m) = std::mem::take(&mut memo_rest).split_at_mut(w[1] - w[0]);
+            (road_rest, memo_rest) = (rest_r, rest_m);
+            jobs.push((w[0], r, m));
+        }
+        let gaps = RoadGaps {
+            entries: &entries,
+            memos: &work.gaps,
+            facts: &self.facts,
+            riders: &self.riders,
+            changed_tick: &self.changed_tick,
+            tick,
+        };
+        parallel::run_jobs(threads, jobs, |(first, road, memos)| {
+            gaps.compute(first, road, memos)
+        });
+        // Every rider on the road has a last passage (it is what their distance is projected
+        // from), so position i of the road is entry i.
+        for (i, (e, memo)) in entries.iter().zip(memos.iter()).enumerate() {
             let slot = e.slot() as usize;
-            let Some((d, t)) = self.facts[slot].last_passage else {
-                continue;
-            };
-            work.road_index[slot] = (tick, road.len() as u32);
-            let memo = &mut work.gaps[slot];
-            let changed = self.changed_tick[slot];
-            let gap_to_ahead_ms = if i == 0 {
-                None
-            } else {
-                let ahead = entries[i - 1].slot();
-                let ahead_changed = self.changed_tick[ahead as usize];
-                if memo.ahead != ahead
-                    || memo.ahead_tick < changed
-                    || memo.ahead_tick < ahead_changed
-                {
-                    memo.ahead = ahead;
-                    memo.ahead_tick = tick;
-                    let a = ahead as usize;
-                    memo.ahead_gap = gap_behind_facts(&self.facts[a], &self.riders[a], d, t);
-                }
-                memo.ahead_gap
-            };
-            let gap_to_leader_ms = match leader {
-                Some(l) => {
-                    let leader_changed = self.changed_tick[l as usize];
-                    if memo.leader != l
-                        || memo.leader_tick < changed
-                        || memo.leader_tick < leader_changed
-                    {
-                        memo.leader = l;
-                        memo.leader_tick = tick;
-                        memo.leader_gap =
-                            gap_behind_near(&self.riders[l as usize], d, t, &mut leader_hint);
-                    }
-                    memo.leader_gap
-                }
-                None => None,
-            };
-            road.push(RoadPosition {
-                rider_id: e.rider_id(),
-                distance_m: d,
-                gap_to_ahead_ms,
-                gap_to_leader_ms,
-            });
+            work.gaps[slot] = *memo;
+            work.road_index[slot] = (tick, i as u32);
         }
         work.road_entries = entries;
     }
@@ -1813,29 +1971,59 @@ impl Race {
         self.rank_riders();
         let first_finish = self.finish_order.first().map(|(_, w)| *w);
         let mut views = std::mem::take(&mut self.views);
-        let mut states = std::mem::take(&mut self.work.changed_views);
-        if views.len() == self.riders.len() {
-            // Every rider has a view (after the first tick): compare in place, in id order.
-            for (slot, old) in views.values_mut().enumerate() {
-                let view = self.view_of(slot, first_finish);
-                if *old != view {
-                    states.push(view.clone());
-                    *old = view;
-                }
+        // The delta gets an exactly sized list of the changed views, in id order.
+        let changed = if views.len() == self.riders.len() {
+            // Every rider has a view (after the first tick): compare in place, in slot ranges
+            // (in parallel when there are enough riders), each range noting its changed views
+            // in a buffer kept between ticks.
+            let mut changes = std::mem::take(&mut self.work.view_changes);
+            let mut bounds = std::mem::take(&mut self.work.bounds);
+            let threads = self
+                .config
+                .apply_threads
+                .get()
+                .min(views.len() / self.min_per_thread.max(1))
+                .max(1);
+            let parts = if threads > 1 {
+                threads * RUNS_PER_APPLY_THREAD
+            } else {
+                1
+            };
+            parallel::even_bounds(views.len(), parts, &mut bounds);
+            changes.resize_with(bounds.len() - 1, Vec::new);
+            let mut jobs = Vec::with_capacity(changes.len());
+            let mut rest = &mut views[..];
+            for (w, changed) in bounds.windows(2).zip(changes.iter_mut()) {
+                let (range, tail) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
+                rest = tail;
+                changed.clear();
+                jobs.push((w[0], range, changed));
             }
+            let race = &*self;
+            parallel::run_jobs(threads, jobs, |(first, range, changed)| {
+                for (k, old) in range.iter_mut().enumerate() {
+                    let view = race.view_of(first + k, first_finish);
+                    if *old != view {
+                        changed.push(view.clone());
+                        *old = view;
+                    }
+                }
+            });
+            let mut changed = Vec::with_capacity(changes.iter().map(Vec::len).sum());
+            for range in &mut changes {
+                changed.append(range);
+            }
+            self.work.view_changes = changes;
+            self.work.bounds = bounds;
+            changed
         } else {
             views.clear();
             for slot in 0..self.riders.len() {
-                let view = self.view_of(slot, first_finish);
-                states.push(view.clone());
-                views.insert(view.rider_id, view);
+                views.push(self.view_of(slot, first_finish));
             }
-        }
+            views.clone()
+        };
         self.views = views;
-        // The delta gets an exactly sized copy; the scratch keeps its capacity for next tick.
-        let mut changed = Vec::with_capacity(states.len());
-        changed.append(&mut states);
-        self.work.changed_views = states;
         let groups_changed = !self.group_views_current();
         if groups_changed {
             self.group_views = self
@@ -1917,7 +2105,7 @@ impl Race {
                     team: r.team.clone(),
                 })
                 .collect(),
-            states: self.views.values().cloned().collect(),
+            states: self.views.clone(),
             groups: self.group_views.clone(),
             recent_alerts: self.recent_alerts.iter().cloned().collect(),
         }
@@ -1987,8 +2175,9 @@ impl Race {
         &self.finish_order
     }
 
-    /// The current rider views (as last published).
-    pub fn views(&self) -> &BTreeMap<u32, RiderView> {
+    /// The current rider views (as last published), in rider id order; empty before the first
+    /// tick.
+    pub fn views(&self) -> &[RiderView] {
         &self.views
     }
 
