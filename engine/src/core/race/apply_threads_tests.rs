@@ -1,8 +1,9 @@
-//! Tests that applying a tick's due fixes on several threads (`RaceConfig::apply_threads`) gives
+//! Tests that running a tick's passes on several threads (`RaceConfig::apply_threads`) gives
 //! exactly the single-threaded race: every output, in order, and every query answer.
 //!
-//! Covers the run cutting and the merge of the runs' outcomes (changed riders, impossible-speed
-//! rejections, SOS alerts); the race logic itself is tested elsewhere.
+//! Covers the run cutting, the merge of the runs' outcomes (changed riders, impossible-speed
+//! rejections, SOS alerts, road order) and the time gaps and views taken in ranges; the race
+//! logic itself is tested elsewhere.
 
 use std::num::NonZeroUsize;
 
