@@ -1077,10 +1077,14 @@ impl Race {
                 sorted[*at as usize] = *q;
                 *at += 1;
             }
+            // Riders with more than one fix due are rare: find them in one linear pass.
             let mut from = 0;
             while from < sorted.len() {
                 let slot = sorted[from].slot;
-                let to = from + sorted[from..].partition_point(|q| q.slot == slot);
+                let mut to = from + 1;
+                while sorted.get(to).is_some_and(|q| q.slot == slot) {
+                    to += 1;
+                }
                 if to - from > 1 {
                     sorted[from..to].sort_unstable_by_key(QueuedFix::order_key);
                 }
