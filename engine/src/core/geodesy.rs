@@ -129,7 +129,7 @@ impl LocalFrame {
         ];
         let dot = |v: &[f64; 3]| v[0] * d[0] + v[1] * d[1] + v[2] * d[2];
         let (e, n, u) = (dot(&self.east), dot(&self.north), dot(&self.up));
-        let rho = e.hypot(n);
+        let rho = (e * e + n * n).sqrt();
         if rho < 1e-9 {
             return (e, n);
         }
