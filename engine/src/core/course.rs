@@ -115,7 +115,10 @@ impl Segment {
         } else {
             0.0
         };
-        (self.start_m + t * self.len_m, ((x - px) * (x - px) + (y - py) * (y - py)).sqrt())
+        (
+            self.start_m + t * self.len_m,
+            ((x - px) * (x - px) + (y - py) * (y - py)).sqrt(),
+        )
     }
 
     /// Bearing of the segment in degrees clockwise from north.
