@@ -1,9 +1,8 @@
-//! Tests that running a tick's passes on several threads (`RaceConfig::apply_threads`) gives
+//! Tests that applying a tick's due fixes on several threads (`RaceConfig::apply_threads`) gives
 //! exactly the single-threaded race: every output, in order, and every query answer.
 //!
-//! Covers the run cutting, the merge of the runs' outcomes (changed riders, impossible-speed
-//! rejections, SOS alerts, road order) and the time gaps and views taken in ranges; the race
-//! logic itself is tested elsewhere.
+//! Covers the run cutting and the merge of the runs' outcomes (changed riders, impossible-speed
+//! rejections, SOS alerts, the road order); the race logic itself is tested elsewhere.
 
 use std::num::NonZeroUsize;
 
@@ -51,7 +50,7 @@ fn run(threads: usize) -> Transcript {
     config.apply_threads = NonZeroUsize::new(threads).unwrap();
     let start = config.start_ms;
     let mut race = Race::new(config, sim.course().clone(), 1).unwrap();
-    race.min_per_thread = 1;
+    race.min_due_per_apply_thread = 1;
     let mut lines = Vec::new();
     let mut parallel_ticks = 0;
     let mut t = start - 30_000;

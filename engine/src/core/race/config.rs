@@ -179,10 +179,10 @@ pub struct RaceConfig {
     /// Alert thresholds.
     #[serde(default)]
     pub alerts: AlertThresholds,
-    /// Threads that run a tick's per-rider passes: applying the due fixes, the time gaps and
-    /// the riders' views (riders are independent in each; the output is the same for any
-    /// count). 1 runs everything on the tick's own thread. A pass uses more only when it has
-    /// enough work to share (see `Race::MIN_PER_THREAD`), so small races never start a thread.
+    /// Threads that apply a tick's due fixes, with the statuses and road order of their riders
+    /// (riders are independent there; the output is the same for any count). 1 applies them on
+    /// the tick's own thread. A tick uses more only when it has enough due fixes to share (see
+    /// `Race::MIN_DUE_PER_APPLY_THREAD`), so small races never start a thread.
     #[serde(default = "default_apply_threads")]
     pub apply_threads: NonZeroUsize,
 }

@@ -39,8 +39,7 @@ use super::{CourseError, CourseIndex, MatcherConfig, Millis};
 const RECENT_ALERTS: usize = 200;
 /// A rider within this distance of the end has finished, metres.
 const FINISH_TOLERANCE_M: f64 = 15.0;
-/// Runs a tick's due fixes (and its other parallel passes) are cut into per apply thread (see
-/// `Race::apply_due`).
+/// Runs a tick's due fixes are cut into per apply thread (see `Race::apply_due`).
 const RUNS_PER_APPLY_THREAD: usize = 4;
 /// Due fixes whose riders' state is loaded together before they are applied.
 const WARM_BATCH: usize = 16;
@@ -286,10 +285,10 @@ pub struct Race {
     /// Every rider's facts must be recomputed and re-checked at the next tick (a new race, or an
     /// organiser command changed the start, a checkpoint or a rider's standing).
     refresh_all: bool,
-    /// Fewest due fixes (or road positions, or riders) per thread for a parallel pass of a
-    /// tick: with fewer, the pass runs on the tick's thread (starting one costs tens of
-    /// microseconds). `Race::MIN_PER_THREAD`, lowered by tests to exercise the parallel paths.
-    min_per_thread: usize,
+    /// Fewest due fixes per apply thread: a tick with fewer than twice this many applies its
+    /// fixes on one thread (starting one costs tens of microseconds).
+    /// `Race::MIN_DUE_PER_APPLY_THREAD`, lowered by tests to exercise the parallel path.
+    min_due_per_apply_thread: usize,
     /// Per-tick working state, kept to reuse its buffers.
     work: TickWork,
 }
@@ -323,19 +322,14 @@ struct TickWork {
     road_index: Vec<(u64, u32)>,
     /// Memoised time gaps.
     gaps: Vec<GapMemo>,
-    /// This tick's gap memos by road position, before they go back to `gaps`.
-    road_memos: Vec<GapMemo>,
-    /// Bounds of the ranges a parallel pass over the road or the riders is cut into.
-    bounds: Vec<usize>,
     /// (tick, index in the tracker's groups) of riders in a group.
     group_of: Vec<(u64, u32)>,
     /// Rank of every rider this tick (0 = unranked).
     rank: Vec<u32>,
     /// (tick) of riders already placed in the ranking by finish or road order.
     placed: Vec<u64>,
-    /// Views that changed this tick, per range of the parallel comparison (kept for their
-    /// buffers).
-    view_changes: Vec<Vec<RiderView>>,
+    /// Views that changed this tick, before they move into the delta.
+    changed_views: Vec<RiderView>,
 }
 
 /// An accepted fix in the race's queue.
@@ -381,85 +375,6 @@ impl Default for GapMemo {
             leader: u32::MAX,
             leader_tick: 0,
             leader_gap: None,
-        }
-    }
-}
-
-/// What the time gaps of the road are computed from: this tick's road order and the riders'
-/// memoised gaps, facts and passage logs, all read-only, so that ranges of the road can be
-/// computed on different threads.
-struct RoadGaps<'a> {
-    /// The road, front first.
-    entries: &'a [RoadEntry],
-    /// Memoised gaps by slot, as of last tick.
-    memos: &'a [GapMemo],
-    /// Facts by slot.
-    facts: &'a [RiderFacts],
-    /// Riders by slot (passage logs).
-    riders: &'a [RiderTrack],
-    /// Change stamps by slot.
-    changed_tick: &'a [u64],
-    /// This tick's number.
-    tick: u64,
-}
-
-impl RoadGaps<'_> {
-    /// Gaps of road positions `first..first + road.len()`: each position's rider and distance
-    /// into `road`, and its updated memo into `memos` (a memo is recomputed only when its
-    /// rider, the rider ahead or the leader changed, or the rider ahead or the leader is
-    /// another one).
-    fn compute(&self, first: usize, road: &mut [RoadPosition], memos: &mut [GapMemo]) {
-        let leader = self.entries.first().map(|e| e.slot());
-        // Riders come in road order, so each gap to the leader is read near the previous one.
-        let mut leader_hint = usize::MAX;
-        for (k, (pos, memo)) in road.iter_mut().zip(memos.iter_mut()).enumerate() {
-            let i = first + k;
-            let e = self.entries[i];
-            let slot = e.slot() as usize;
-            *memo = self.memos[slot];
-            let Some((d, t)) = self.facts[slot].last_passage else {
-                // Not reached: a rider is on the road only with a last passage.
-                continue;
-            };
-            let changed = self.changed_tick[slot];
-            let gap_to_ahead_ms = if i == 0 {
-                None
-            } else {
-                let ahead = self.entries[i - 1].slot();
-                let ahead_changed = self.changed_tick[ahead as usize];
-                if memo.ahead != ahead
-                    || memo.ahead_tick < changed
-                    || memo.ahead_tick < ahead_changed
-                {
-                    memo.ahead = ahead;
-                    memo.ahead_tick = self.tick;
-                    let a = ahead as usize;
-                    memo.ahead_gap = gap_behind_facts(&self.facts[a], &self.riders[a], d, t);
-                }
-                memo.ahead_gap
-            };
-            let gap_to_leader_ms = match leader {
-                Some(l) => {
-                    let leader_changed = self.changed_tick[l as usize];
-                    if memo.leader != l
-                        || memo.leader_tick < changed
-                        || memo.leader_tick < leader_changed
-                    {
-                        memo.leader = l;
-                        memo.leader_tick = self.tick;
-                        memo.leader_gap =
-                            gap_behind_near(&self.riders[l as usize], d, t, &mut leader_hint);
-                    }
-                    memo.leader_gap
-                }
-                None => None,
-            };
-            *pos = RoadPosition {
-                rider_id: e.rider_id(),
-                distance_m: d,
-                gap_to_ahead_ms,
-                gap_to_leader_ms,
-            };
         }
     }
 }
@@ -748,10 +663,9 @@ fn merge_road(outcomes: &mut [ApplyOutcome], road: &mut Vec<RoadEntry>) {
 }
 
 impl Race {
-    /// Fewest due fixes (or road positions, or riders) per thread for a pass of a tick to run on
-    /// more than one thread (`RaceConfig::apply_threads`): below it, a thread's start costs more
-    /// than it saves.
-    pub const MIN_PER_THREAD: usize = 256;
+    /// Fewest due fixes per thread for a tick to apply them on more than one thread
+    /// (`RaceConfig::apply_threads`): below it, a thread's start costs more than it saves.
+    pub const MIN_DUE_PER_APPLY_THREAD: usize = 256;
 
     /// Builds a race from a validated config and its course.
     pub fn new(config: RaceConfig, index: CourseIndex, epoch: u64) -> Result<Race, RaceError> {
@@ -829,7 +743,7 @@ impl Race {
             queue_min_ms: Millis::MAX,
             changed_tick: vec![0; n],
             refresh_all: true,
-            min_per_thread: Race::MIN_PER_THREAD,
+            min_due_per_apply_thread: Race::MIN_DUE_PER_APPLY_THREAD,
             work: TickWork {
                 statuses: vec![RiderStatus::NotStarted; n],
                 road_distance: vec![None; n],
@@ -1113,7 +1027,7 @@ impl Race {
             .config
             .apply_threads
             .get()
-            .min(due.len() / self.min_per_thread.max(1))
+            .min(due.len() / self.min_due_per_apply_thread.max(1))
             .max(1);
         // Several runs per thread, taken in turn by whichever thread is free: a thread that
         // starts late (the machine is busy) leaves its share to the others instead of holding
@@ -1256,70 +1170,66 @@ impl Race {
     /// Riders on the road (racing, stopped, off course), front first, with cycling time gaps.
     /// Riders report at different moments, so the order compares everyone at one reference time
     /// (the watermark), projecting each rider from their last fix at their own speed: the runs
-    /// of `apply_due` sorted their riders so, and merged them into `work.road_entries`. The
-    /// gaps are computed in parallel ranges of the road when it is long enough
-    /// (`RaceConfig::apply_threads`).
+    /// of `apply_due` sorted their riders so, and merged them into `work.road_entries`.
     fn update_road(&mut self) {
         let tick = self.tick;
         let work = &mut self.work;
         // The runs that applied the fixes sorted their riders on the road, and `apply_due`
         // merged them.
-        let entries = std::mem::take(&mut work.road_entries);
-        let n = entries.len();
+        let entries = &work.road_entries;
         let road = &mut work.road;
         road.clear();
-        road.resize(
-            n,
-            RoadPosition {
-                rider_id: 0,
-                distance_m: 0.0,
-                gap_to_ahead_ms: None,
-                gap_to_leader_ms: None,
-            },
-        );
-        let memos = &mut work.road_memos;
-        memos.clear();
-        memos.resize(n, GapMemo::default());
-        let threads = self
-            .config
-            .apply_threads
-            .get()
-            .min(n / self.min_per_thread.max(1))
-            .max(1);
-        let parts = if threads > 1 {
-            threads * RUNS_PER_APPLY_THREAD
-        } else {
-            1
-        };
-        let bounds = &mut work.bounds;
-        parallel::even_bounds(n, parts, bounds);
-        let mut jobs = Vec::with_capacity(bounds.len() - 1);
-        let (mut road_rest, mut memo_rest) = (&mut road[..], &mut memos[..]);
-        for w in bounds.windows(2) {
-            let (r, rest_r) = std::mem::take(&mut road_rest).split_at_mut(w[1] - w[0]);
-            let (m, rest_m) = std::mem::take(&mut memo_rest).split_at_mut(w[1] - w[0]);
-            (road_rest, memo_rest) = (rest_r, rest_m);
-            jobs.push((w[0], r, m));
-        }
-        let gaps = RoadGaps {
-            entries: &entries,
-            memos: &work.gaps,
-            facts: &self.facts,
-            riders: &self.riders,
-            changed_tick: &self.changed_tick,
-            tick,
-        };
-        parallel::run_jobs(threads, jobs, |(first, road, memos)| {
-            gaps.compute(first, road, memos)
-        });
-        // Every rider on the road has a last passage (it is what their distance is projected
-        // from), so position i of the road is entry i.
-        for (i, (e, memo)) in entries.iter().zip(memos.iter()).enumerate() {
+        let leader = entries.first().map(|e| e.slot());
+        // Riders come in road order, so each gap to the leader is read near the previous one.
+        let mut leader_hint = usize::MAX;
+        for (i, e) in entries.iter().enumerate() {
             let slot = e.slot() as usize;
-            work.gaps[slot] = *memo;
-            work.road_index[slot] = (tick, i as u32);
+            let Some((d, t)) = self.facts[slot].last_passage else {
+                // Not reached: a rider is on the road only with a last passage.
+                continue;
+            };
+            work.road_index[slot] = (tick, road.len() as u32);
+            let memo = &mut work.gaps[slot];
+            let changed = self.changed_tick[slot];
+            let gap_to_ahead_ms = if i == 0 {
+                None
+            } else {
+                let ahead = entries[i - 1].slot();
+                let ahead_changed = self.changed_tick[ahead as usize];
+                if memo.ahead != ahead
+                    || memo.ahead_tick < changed
+                    || memo.ahead_tick < ahead_changed
+                {
+                    memo.ahead = ahead;
+                    memo.ahead_tick = tick;
+                    let a = ahead as usize;
+                    memo.ahead_gap = gap_behind_facts(&self.facts[a], &self.riders[a], d, t);
+                }
+                memo.ahead_gap
+            };
+            let gap_to_leader_ms = match leader {
+                Some(l) => {
+                    let leader_changed = self.changed_tick[l as usize];
+                    if memo.leader != l
+                        || memo.leader_tick < changed
+                        || memo.leader_tick < leader_changed
+                    {
+                        memo.leader = l;
+                        memo.leader_tick = tick;
+                        memo.leader_gap =
+                            gap_behind_near(&self.riders[l as usize], d, t, &mut leader_hint);
+                    }
+                    memo.leader_gap
+                }
+                None => None,
+            };
+            road.push(RoadPosition {
+                rider_id: e.rider_id(),
+                distance_m: d,
+                gap_to_ahead_ms,
+                gap_to_leader_ms,
+            });
         }
-        work.road_entries = entries;
     }
 
     /// Notes which group (by index) every rider on the road is in this tick.
@@ -1975,59 +1885,29 @@ impl Race {
         self.rank_riders();
         let first_finish = self.finish_order.first().map(|(_, w)| *w);
         let mut views = std::mem::take(&mut self.views);
-        // The delta gets an exactly sized list of the changed views, in id order.
-        let changed = if views.len() == self.riders.len() {
-            // Every rider has a view (after the first tick): compare in place, in slot ranges
-            // (in parallel when there are enough riders), each range noting its changed views
-            // in a buffer kept between ticks.
-            let mut changes = std::mem::take(&mut self.work.view_changes);
-            let mut bounds = std::mem::take(&mut self.work.bounds);
-            let threads = self
-                .config
-                .apply_threads
-                .get()
-                .min(views.len() / self.min_per_thread.max(1))
-                .max(1);
-            let parts = if threads > 1 {
-                threads * RUNS_PER_APPLY_THREAD
-            } else {
-                1
-            };
-            parallel::even_bounds(views.len(), parts, &mut bounds);
-            changes.resize_with(bounds.len() - 1, Vec::new);
-            let mut jobs = Vec::with_capacity(changes.len());
-            let mut rest = &mut views[..];
-            for (w, changed) in bounds.windows(2).zip(changes.iter_mut()) {
-                let (range, tail) = std::mem::take(&mut rest).split_at_mut(w[1] - w[0]);
-                rest = tail;
-                changed.clear();
-                jobs.push((w[0], range, changed));
-            }
-            let race = &*self;
-            parallel::run_jobs(threads, jobs, |(first, range, changed)| {
-                for (k, old) in range.iter_mut().enumerate() {
-                    let view = race.view_of(first + k, first_finish);
-                    if *old != view {
-                        changed.push(view.clone());
-                        *old = view;
-                    }
+        let mut states = std::mem::take(&mut self.work.changed_views);
+        if views.len() == self.riders.len() {
+            // Every rider has a view (after the first tick): compare in place, in id order.
+            for (slot, old) in views.iter_mut().enumerate() {
+                let view = self.view_of(slot, first_finish);
+                if *old != view {
+                    states.push(view.clone());
+                    *old = view;
                 }
-            });
-            let mut changed = Vec::with_capacity(changes.iter().map(Vec::len).sum());
-            for range in &mut changes {
-                changed.append(range);
             }
-            self.work.view_changes = changes;
-            self.work.bounds = bounds;
-            changed
         } else {
             views.clear();
             for slot in 0..self.riders.len() {
-                views.push(self.view_of(slot, first_finish));
+                let view = self.view_of(slot, first_finish);
+                states.push(view.clone());
+                views.push(view);
             }
-            views.clone()
-        };
+        }
         self.views = views;
+        // The delta gets an exactly sized copy; the scratch keeps its capacity for next tick.
+        let mut changed = Vec::with_capacity(states.len());
+        changed.append(&mut states);
+        self.work.changed_views = states;
         let groups_changed = !self.group_views_current();
         if groups_changed {
             self.group_views = self

@@ -1,6 +1,6 @@
-//! Fork-join for the parallel passes of one tick: a list of independent jobs, each owning
-//! disjoint slices of the race's per-rider arrays, run once each on the tick's thread and on
-//! scoped helper threads that claim them in turn. It keeps no threads or state between calls
+//! Fork-join for the parallel pass of one tick (the apply runs): a list of independent jobs,
+//! each owning disjoint slices of the race's per-rider arrays, run once each on the tick's
+//! thread and on scoped helper threads that claim them in turn. It keeps no threads or state between calls
 //! and knows nothing about riders; merging the jobs' outputs in order is the caller's business.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,20 +35,6 @@ pub(super) fn run_jobs<J: Send>(threads: usize, jobs: Vec<J>, run: impl Fn(J) + 
     });
 }
 
-/// Cuts `0..len` into at most `parts` contiguous ranges of about equal length, as bounds
-/// `0 = bounds[0] < … < bounds[last] = len` (`[0, 0]` when `len` is 0).
-pub(super) fn even_bounds(len: usize, parts: usize, bounds: &mut Vec<usize>) {
-    bounds.clear();
-    bounds.push(0);
-    let parts = parts.clamp(1, len.max(1));
-    for p in 1..=parts {
-        let end = len * p / parts;
-        if end > bounds[bounds.len() - 1] || p == parts {
-            bounds.push(end);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,27 +51,6 @@ mod tests {
                 counts.iter().all(|&c| c == 1),
                 "{threads} threads: {counts:?}"
             );
-        }
-    }
-
-    #[test]
-    fn even_bounds_cover_the_range_without_empty_parts() {
-        let mut bounds = Vec::new();
-        for len in [0, 1, 2, 7, 100, 5000] {
-            for parts in [1, 2, 3, 8, 200] {
-                even_bounds(len, parts, &mut bounds);
-                assert_eq!(bounds[0], 0);
-                assert_eq!(*bounds.last().unwrap(), len);
-                assert!(bounds.len() <= parts + 1);
-                if len > 0 {
-                    assert!(
-                        bounds.windows(2).all(|w| w[0] < w[1]),
-                        "{len} {parts} {bounds:?}"
-                    );
-                } else {
-                    assert_eq!(bounds, [0, 0]);
-                }
-            }
         }
     }
 }
