@@ -334,13 +334,13 @@ impl DeviceClient {
             ))
             // Fixes are tiny: no path-MTU probing (a few packets less per connection).
             .mtu_discovery_config(None)
-            // The engine opens no streams towards the device and sends it no datagrams (acks
-            // come on the device's own handshake stream). quinn's defaults (100 + 100 streams)
-            // make every connection pre-build 300 stream map entries, a visible share of a
-            // device's CPU in a storm of thousands; zero also tells the engine so.
+            // The engine opens no streams towards the device (acks come on the device's own
+            // handshake stream). quinn's defaults (100 + 100 streams) make every connection
+            // pre-build 300 stream map entries, a visible share of a device's CPU in a storm of
+            // thousands. (The datagram receive buffer stays: quinn refuses to send datagrams
+            // when it is off.)
             .max_concurrent_bidi_streams(0u32.into())
-            .max_concurrent_uni_streams(0u32.into())
-            .datagram_receive_buffer_size(None);
+            .max_concurrent_uni_streams(0u32.into());
         let mut tls = rustls_config(&config.pin)?;
         // One engine: its few newest tickets are all this device needs. The store lives in this
         // client's config, reused by every reconnect, so the device resumes its own session.
