@@ -68,6 +68,9 @@ struct Opts {
     /// Command (split on spaces) the server child is started under, e.g.
     /// `"valgrind --tool=callgrind"` to count its instructions.
     server_wrap: Option<String>,
+    /// Tokio worker threads of this process (`None` = one per CPU); 0 = a current-thread
+    /// runtime. The server child keeps the default.
+    device_threads: Option<usize>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -92,6 +95,7 @@ fn parse_opts() -> Result<Opts, String> {
         tls: "0rtt".into(),
         live_process: false,
         server_wrap: None,
+        device_threads: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -113,6 +117,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--server" => o.server = Some(val()?.parse().map_err(|e| format!("--server: {e}"))?),
             "--pin" => o.pin = Some(val()?),
             "--server-wrap" => o.server_wrap = Some(val()?),
+            "--device-threads" => o.device_threads = Some(num(val()?)? as usize),
             "--tls" => {
                 o.tls = val()?;
                 if !matches!(o.tls.as_str(), "0rtt" | "resume" | "full") {
@@ -140,10 +145,16 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match opts.device_threads {
+        Some(0) if opts.role != "server" => tokio::runtime::Builder::new_current_thread(),
+        Some(n) if opts.role != "server" => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
