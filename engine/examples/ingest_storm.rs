@@ -656,7 +656,8 @@ async fn device_task(
                     record_connect(&meas, i);
                 }
             }
-            r = acked.changed() => {
+            // Only the live cohort measures acks; a storm device would only be woken for nothing.
+            r = acked.changed(), if live => {
                 if r.is_err() { break; }
                 let a = *acked.borrow_and_update();
                 let now = Instant::now();
