@@ -59,7 +59,9 @@ pub struct ClientConfig {
     /// Only the oldest this many unacknowledged records are (re)sent as backlog until acks move
     /// on, so a rate-limited engine is not sent the whole backlog again at every resend.
     pub max_in_flight: usize,
-    /// How often the connection task looks for records to backfill.
+    /// How often the connection task looks for records to backfill while any fix is
+    /// unacknowledged (a push, an ack showing a gap or a resend deadline wakes it at once; with
+    /// nothing unacknowledged it sleeps until one of those).
     pub backfill_tick: Duration,
     /// Send live fixes as datagrams when connected (otherwise only through backfill).
     pub live_datagrams: bool,
@@ -331,7 +333,14 @@ impl DeviceClient {
                     .map_err(|e| ClientError::Config(format!("idle_timeout: {e}")))?,
             ))
             // Fixes are tiny: no path-MTU probing (a few packets less per connection).
-            .mtu_discovery_config(None);
+            .mtu_discovery_config(None)
+            // The engine opens no streams towards the device (acks come on the device's own
+            // handshake stream). quinn's defaults (100 + 100 streams) make every connection
+            // pre-build 300 stream map entries, a visible share of a device's CPU in a storm of
+            // thousands. (The datagram receive buffer stays: quinn refuses to send datagrams
+            // when it is off.)
+            .max_concurrent_bidi_streams(0u32.into())
+            .max_concurrent_uni_streams(0u32.into());
         let mut tls = rustls_config(&config.pin)?;
         // One engine: its few newest tickets are all this device needs. The store lives in this
         // client's config, reused by every reconnect, so the device resumes its own session.

@@ -326,12 +326,19 @@ async fn session(
     }
     let mut acks = tokio::spawn(read_acks(shared.clone(), recv));
     // Wakes for the next resend deadline too, so a lost datagram is resent after the resend
-    // timeout (which follows the ack round trip), not at the next backfill tick.
+    // timeout (which follows the ack round trip), not at the next backfill check.
     let mut next_due: Option<Instant> = None;
-    let mut tick = tokio::time::interval(cfg.backfill_tick);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The backfill check also runs every `backfill_tick` while anything is unacknowledged (records
+    // beyond the in-flight window or the per-pass limit are not in `next_due`). With an empty
+    // buffer it would find nothing: then only a push (`wake`), an ack or a deadline wakes the task,
+    // so thousands of idle devices cost no timer wake-ups.
+    let mut next_check: Option<Instant> = Some(Instant::now());
     let end = loop {
-        let deadline = next_due.map(tokio::time::Instant::from_std);
+        let deadline = match (next_due, next_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = shutdown.changed() => {
                 conn.close(VarInt::from_u32(0), b"client closed");
@@ -342,17 +349,22 @@ async fn session(
                 conn.close(VarInt::from_u32(1), b"ack stream ended");
                 break End::Lost { welcomed: true };
             }
-            _ = tick.tick() => {}
             () = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
                 if deadline.is_some() => {}
             () = shared.wake.notified() => {}
         }
-        let taken = shared.lock().buffer.take_due(
-            Instant::now(),
-            cfg.resend_policy(),
-            cfg.backfill_batch.max(1) * 8,
-            cfg.max_in_flight.max(1),
-        );
+        let now = Instant::now();
+        let taken = {
+            let mut st = shared.lock();
+            let taken = st.buffer.take_due(
+                now,
+                cfg.resend_policy(),
+                cfg.backfill_batch.max(1) * 8,
+                cfg.max_in_flight.max(1),
+            );
+            next_check = (!st.buffer.is_empty()).then(|| now + cfg.backfill_tick);
+            taken
+        };
         next_due = taken.next;
         let due = taken.records;
         if due.is_empty() {
