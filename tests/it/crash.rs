@@ -12,8 +12,8 @@ use flevum_engine::simulator::Simulation;
 use flevum_protocol::client::{CertPin, ClientConfig, DeviceClient};
 
 use crate::support::{
-    KillOnDrop, SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get,
-    missing_fixes, push_due, setup_server, start_server, wait_ready,
+    Proc, SERVERS, demo_peloton, flevum, free_tcp_port, free_udp_port, http_get, missing_fixes,
+    push_due, setup_server, start_server, wait_ready,
 };
 
 const RIDERS: u32 = 50;
@@ -28,7 +28,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
 
     let mut sim = demo_peloton(RIDERS, start_ms);
 
-    let mut server = KillOnDrop(start_server(&config));
+    let mut server = Proc(start_server(&config));
     wait_ready(http);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -68,7 +68,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
     // Devices keep recording while the server is down.
     stream_for(Instant::now() + Duration::from_secs(2), &mut sim);
 
-    let mut server = KillOnDrop(start_server(&config));
+    let mut server = Proc(start_server(&config));
     wait_ready(http);
     stream_for(Instant::now() + Duration::from_secs(2), &mut sim);
     runtime.block_on(async {
@@ -105,7 +105,7 @@ fn sigkill_while_fifty_devices_stream_loses_no_acknowledged_fix() {
         .stderr(Stdio::null())
         .spawn()
         .expect("flevum replay starts");
-    let mut replay = KillOnDrop(replay);
+    let mut replay = Proc(replay);
     wait_ready(http);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut moving = 0;

@@ -259,24 +259,6 @@ pub fn missing_fixes(
 /// The organiser token of the servers [`setup_server`] configures.
 pub const ADMIN_TOKEN: &str = "it-admin-token-0123456789";
 
-/// A child process that is killed (SIGKILL) when dropped, so a failing assertion does not leave
-/// a server running after the test.
-pub struct KillOnDrop(pub Child);
-
-impl KillOnDrop {
-    /// SIGKILL now and wait for the process to go.
-    pub fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Starts `flevum serve` on `config` (logs off).
 pub fn start_server(config: &Path) -> Child {
     flevum()

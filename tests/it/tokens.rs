@@ -3,8 +3,8 @@
 //! granted or issued) stay revoked.
 
 use crate::support::{
-    ADMIN_TOKEN, KillOnDrop, SERVERS, free_tcp_port, free_udp_port, http, setup_server,
-    start_server, wait_ready,
+    ADMIN_TOKEN, Proc, SERVERS, free_tcp_port, free_udp_port, http, setup_server, start_server,
+    wait_ready,
 };
 
 /// (riderId, deviceId) of every token the race accepts, sorted, from `GET …/tokens`.
@@ -55,7 +55,7 @@ fn issued_and_revoked_tokens_survive_a_sigkill() {
     let start_ms = flevum_engine::shard::wall_ms() + 3_600_000;
     // Riders 1..=4, each with a config-granted token for device dev-i.
     let (config, _pin) = setup_server(dir.path(), http_port, quic_port, start_ms, "tok", 4);
-    let mut server = KillOnDrop(start_server(&config));
+    let mut server = Proc(start_server(&config));
     wait_ready(http_port);
 
     for rider in [1, 2, 3, 2] {
@@ -81,7 +81,7 @@ fn issued_and_revoked_tokens_survive_a_sigkill() {
     assert_eq!(tokens(http_port), expected);
 
     server.kill();
-    let _server = KillOnDrop(start_server(&config));
+    let _server = Proc(start_server(&config));
     wait_ready(http_port);
     assert_eq!(tokens(http_port), expected, "after the restart");
 }
