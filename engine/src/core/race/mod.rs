@@ -15,8 +15,7 @@ pub mod rider;
 #[cfg(test)]
 mod apply_threads_tests;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroUsize;
 
 use flevum_protocol::{
@@ -639,27 +638,41 @@ fn apply_run(
 
 /// Merges the runs' road lists, each in road order, into one (`road`, emptied first): road
 /// entries are unique, so the result does not depend on how the riders were cut into runs.
+/// Lists are merged in pairs, round after round (each entry moves log2(runs) times): a two-way
+/// merge's loop is short and predictable, where a heap of the runs' heads mispredicted about
+/// every comparison (measured: the heap took about 150 µs of a 5,000-rider tick).
 fn merge_road(outcomes: &mut [ApplyOutcome], road: &mut Vec<RoadEntry>) {
     road.clear();
-    if let [one] = outcomes {
-        std::mem::swap(road, &mut one.road);
-        return;
-    }
-    let mut heads: BinaryHeap<Reverse<(RoadEntry, usize)>> = BinaryHeap::new();
-    let mut next = vec![0usize; outcomes.len()];
-    for (r, o) in outcomes.iter().enumerate() {
-        if let Some(&e) = o.road.first() {
-            heads.push(Reverse((e, r)));
-            next[r] = 1;
+    let mut step = 1;
+    while step < outcomes.len() {
+        for left in (0..outcomes.len() - step).step_by(2 * step) {
+            let (head, tail) = outcomes.split_at_mut(left + step);
+            let (a, b) = (&mut head[left].road, &mut tail[0].road);
+            merge_two(a, b, road);
+            // The merged list takes the left one's place; its old buffer is the next scratch.
+            std::mem::swap(a, road);
+            b.clear();
         }
+        step *= 2;
     }
-    while let Some(Reverse((e, r))) = heads.pop() {
-        road.push(e);
-        if let Some(&e) = outcomes[r].road.get(next[r]) {
-            heads.push(Reverse((e, r)));
-            next[r] += 1;
-        }
+    if let Some(first) = outcomes.first_mut() {
+        std::mem::swap(road, &mut first.road);
     }
+}
+
+/// Merges two lists of unique road entries, each in road order, into `out` (emptied first).
+fn merge_two(a: &[RoadEntry], b: &[RoadEntry], out: &mut Vec<RoadEntry>) {
+    out.clear();
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        let take_a = x < y;
+        out.push(if take_a { x } else { y });
+        i += usize::from(take_a);
+        j += usize::from(!take_a);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
 }
 
 impl Race {
