@@ -5,9 +5,9 @@
 //! `tick_1hz`: devices report every second, so each tick applies one new fix for every rider (the
 //! live case). `quiet`: a tick half a second later, when no fix has become due (nothing new).
 //! `tick_5s`: devices report every 5 s (a fifth of the riders move per tick; the earlier bench).
-//! `accept_1hz`: the cost per fix of accepting the fixes that `tick_1hz` applies (`handle_fix`,
-//! which also matches a fix that arrives in order): a second of the race costs one tick plus one
-//! accept per rider.
+//! `accept_1hz`: the cost per fix of accepting the fixes that `tick_1hz` applies (`handle_fix`:
+//! the checks, deduplication and queueing; matching waits for the tick that applies the fix): a
+//! second of the race costs one tick plus one accept per rider.
 //! The 5,000-rider ticks run with the race config's default apply threads; `tick_1hz_1thread` and
 //! `tick_5s_1thread` are the same ticks applied on one thread.
 //! Every bench cycles through the same ten minutes of race from a copy of the state at 20 min,
