@@ -113,19 +113,6 @@ impl TokenStore {
         true
     }
 
-    /// Every token of a race as (SHA-256 hex, grant), for persisting issued tokens without
-    /// their secrets.
-    pub fn hashes(&self, race_id: &str) -> Vec<(String, DeviceGrant)> {
-        let mut out: Vec<(String, DeviceGrant)> = self
-            .by_hash
-            .iter()
-            .filter(|e| e.value().race_id == race_id)
-            .map(|e| (hex(e.key()), e.value().clone()))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
     /// The grant of `token`, or `None` when it is unknown or revoked.
     pub fn authenticate(&self, token: &str) -> Option<DeviceGrant> {
         self.by_hash.get(&hash(token)).map(|g| g.value().clone())
@@ -248,7 +235,11 @@ mod tests {
         assert_eq!(store.authenticate(token), Some(grant("d1", 1)));
         assert!(!store.insert_hash("zz", grant("d2", 2)));
         assert!(!store.insert_hash(&"g".repeat(64), grant("d2", 2)));
-        assert_eq!(store.hashes("r1"), vec![(h, grant("d1", 1))]);
+        // Only the valid hash was registered, under its own grant.
+        let list = store.list("r1");
+        assert_eq!(list.len(), 1);
+        assert!(h.starts_with(&list[0].hash_prefix), "{h} {:?}", list[0]);
+        assert_eq!(list[0].grant, grant("d1", 1));
     }
 
     #[test]
