@@ -232,7 +232,8 @@ pub async fn alerts(
             idle_timeout: state.config.idle_timeout(),
         };
         return ws
-            .max_message_size(64 * 1024)
+            .max_message_size(crate::limits::FAN_MESSAGE_MAX_BYTES)
+            .max_frame_size(crate::limits::FAN_MESSAGE_MAX_BYTES)
             .read_buffer_size(4 * 1024)
             .write_buffer_size(16 * 1024)
             .on_upgrade(move |socket| {

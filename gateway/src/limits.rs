@@ -33,6 +33,11 @@ pub struct RateLimiter {
     buckets: DashMap<IpAddr, Bucket>,
 }
 
+/// Largest WebSocket message, and frame, a fan may send (fans send a few small commands).
+/// The frame limit matters most: tungstenite buffers a whole frame before it checks the
+/// message size, and its default frame limit is 16 MiB.
+pub const FAN_MESSAGE_MAX_BYTES: usize = 64 * 1024;
+
 /// Bucket count above which idle, full buckets are pruned.
 const PRUNE_ABOVE: usize = 100_000;
 

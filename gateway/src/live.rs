@@ -486,7 +486,8 @@ pub async fn live_ws(
     let span = tracing::info_span!("live_ws", race = %race, %ip);
     // Fans send a few small commands, so a small read buffer (tungstenite's default is 128 KiB
     // per connection) keeps an idle fan's memory low; writes are flushed once per tick.
-    ws.max_message_size(64 * 1024)
+    ws.max_message_size(crate::limits::FAN_MESSAGE_MAX_BYTES)
+        .max_frame_size(crate::limits::FAN_MESSAGE_MAX_BYTES)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| {

@@ -290,3 +290,39 @@ async fn alerts_sse_resumes_from_last_event_id() {
     assert!(got.contains("id: 2") && got.contains("event: alert"));
     assert!(got.contains("\"type\":\"sos\""));
 }
+
+/// A fan that announces a frame larger than a fan message may be is cut off at the frame's
+/// header, before the gateway buffers its payload (tungstenite checks the message size only
+/// once a whole frame is in).
+#[tokio::test]
+async fn an_oversized_fan_frame_is_refused_at_its_header() {
+    let (state, _engine, hub) = state_with(config());
+    hub.publish_snapshot(snapshot("ronde", 1, 0, vec![]));
+    let served = serve(state).await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/races/ronde/live", served.addr))
+            .await
+            .unwrap();
+    assert!(matches!(next_frame(&mut ws).await, FanFrame::Snapshot(_)));
+    // A masked binary frame announcing 8 MiB, of which only the first kilobyte ever comes.
+    let announced: u64 = 8 << 20;
+    let mut raw = vec![0x82, 0x80 | 127];
+    raw.extend_from_slice(&announced.to_be_bytes());
+    raw.extend_from_slice(&[1, 2, 3, 4]);
+    raw.extend_from_slice(&[0u8; 1024]);
+    match ws.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&raw).await.unwrap(),
+        _ => unreachable!("plain ws:// URL"),
+    }
+    // The gateway ends the connection at once instead of waiting for the other 8 MiB.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the gateway kept waiting for the oversized frame");
+}
