@@ -324,5 +324,8 @@ async fn an_oversized_fan_frame_is_refused_at_its_header() {
         }
     })
     .await;
-    assert!(ended.is_ok(), "the gateway kept waiting for the oversized frame");
+    assert!(
+        ended.is_ok(),
+        "the gateway kept waiting for the oversized frame"
+    );
 }

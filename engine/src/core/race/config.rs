@@ -354,19 +354,66 @@ impl RaceConfig {
                 format!("{} is not in 1..=64", self.apply_threads),
             );
         }
-        let a = &self.alerts;
-        if a.gap_thresholds_s.iter().any(|g| g.is_nan() || *g <= 0.0) {
+        // 2000-01-01 to 2200-01-01: later arithmetic on race times stays far from overflow.
+        if !(946_684_800_000..=7_258_118_400_000).contains(&self.start_ms) {
             err(
-                "alerts.gap_thresholds_s",
-                "thresholds must be positive".into(),
+                "start_ms",
+                format!("{} is not a time between 2000 and 2200", self.start_ms),
             );
         }
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !(positive(a.cooldown_s) || a.cooldown_s == 0.0)
-            || !positive(a.stopped_after_s)
-            || !positive(a.breakaway_min_gap_s)
-        {
-            err("alerts", "durations and gaps must be positive".into());
+        if self.publish_delay_s > 3_600 {
+            err(
+                "publish_delay_s",
+                format!("{} is not in 0..=3600 s", self.publish_delay_s),
+            );
+        }
+        let a = &self.alerts;
+        // Every threshold is a finite number in a range that keeps the alert arithmetic (in
+        // integer milliseconds) far from overflow; `open` says whether 0 is allowed.
+        let mut in_range = |field: &str, v: f64, open: bool, max: f64, unit: &str| {
+            let low_ok = if open { v > 0.0 } else { v >= 0.0 };
+            if !(v.is_finite() && low_ok && v <= max) {
+                let low = if open { "above 0" } else { "0 or more" };
+                err(
+                    &format!("alerts.{field}"),
+                    format!("{v:?} is not {low} and at most {max} {unit}"),
+                );
+            }
+        };
+        in_range(
+            "breakaway_min_gap_s",
+            a.breakaway_min_gap_s,
+            true,
+            3_600.0,
+            "s",
+        );
+        in_range(
+            "breakaway_confirm_s",
+            a.breakaway_confirm_s,
+            false,
+            3_600.0,
+            "s",
+        );
+        for (i, g) in a.gap_thresholds_s.iter().enumerate() {
+            in_range(&format!("gap_thresholds_s[{i}]"), *g, true, 86_400.0, "s");
+        }
+        in_range("stopped_speed_mps", a.stopped_speed_mps, false, 50.0, "m/s");
+        in_range("stopped_after_s", a.stopped_after_s, true, 3_600.0, "s");
+        in_range("crash_radius_m", a.crash_radius_m, true, 10_000.0, "m");
+        in_range("crash_window_s", a.crash_window_s, false, 3_600.0, "s");
+        in_range(
+            "signal_lost_intervals",
+            a.signal_lost_intervals,
+            true,
+            1_000.0,
+            "",
+        );
+        in_range("cooldown_s", a.cooldown_s, false, 86_400.0, "s");
+        if a.low_battery_pct > 100 {
+            err(
+                "alerts.low_battery_pct",
+                format!("{} is not in 0..=100 %", a.low_battery_pct),
+            );
         }
         if errors.is_empty() {
             Ok(())
@@ -400,6 +447,11 @@ mod tests {
             vec![rider(1, "1", "a"), rider(1, "1", "a")],
         );
         c.group_gap_s = 0.0;
+        c.publish_delay_s = 100_000;
+        // Values that would overflow the alerts' millisecond arithmetic.
+        c.alerts.gap_thresholds_s = vec![60.0, f64::INFINITY];
+        c.alerts.crash_window_s = -1e300;
+        c.alerts.low_battery_pct = 250;
         let errors = c.validate().unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
@@ -409,8 +461,18 @@ mod tests {
                 "riders[1].id",
                 "riders[1].bib",
                 "riders[1].device_id",
-                "group_gap_s"
+                "group_gap_s",
+                "start_ms",
+                "publish_delay_s",
+                "alerts.gap_thresholds_s[1]",
+                "alerts.crash_window_s",
+                "alerts.low_battery_pct",
             ]
+        );
+        assert!(
+            errors[8].message.contains("-1e300"),
+            "{}",
+            errors[8].message
         );
     }
 
