@@ -14,7 +14,7 @@ use flevum_bus::jetstream::JetStreamConfig;
 use flevum_bus::{Bus, BusConfig, ControlHandler, NatsEngineBus};
 use flevum_engine::ingest::{IngestConfig, IngestServer, IngestSink, TlsConfig, TokenStore};
 use flevum_engine::journal::JournalConfig;
-use flevum_engine::shard::{FramePublisher, ShardConfig};
+use flevum_engine::shard::{FramePublisher, ShardConfig, wall_ms};
 use flevum_gateway::engine_control::{AdminError, AdminRequest, EngineControl, SubmitError};
 use flevum_protocol::{Alert, Delta, PositionRecord, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{JournalBackendKind, ServerConfig};
-use crate::host::{Control, EngineHost, until_shutdown};
+use crate::host::{Control, EngineHost, until_shutdown, validated};
 use crate::race_owner::{LeaseOpener, Owners, RoutingControl, RoutingSink, keep_race};
 
 /// A shard publisher that hands frames to a bus.
@@ -174,8 +174,16 @@ impl ControlHandler for ControlBridge {
                     let handle = c
                         .race(&race)
                         .ok_or_else(|| format!("race {race} is not owned by this engine"))?;
+                    // The forwarding engine checked them, but the bus is another input:
+                    // nothing unchecked reaches the journal.
+                    let (valid, refused) = validated(req.records, wall_ms(), &c.record_limits());
+                    if valid.is_empty()
+                        && let Some(why) = refused
+                    {
+                        return Err(format!("invalid positions: {why}"));
+                    }
                     handle
-                        .submit(rider, req.records)
+                        .submit(rider, valid)
                         .await
                         .map_err(|e| e.to_string())?;
                     to_json(handle.durable_seq(rider))
@@ -372,4 +380,71 @@ pub async fn engine(cfg: ServerConfig, bus: BusConfig) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), nats.flush()).await;
     control.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flevum_engine::core::Course;
+    use flevum_engine::core::RaceConfig;
+    use flevum_engine::core::race::config::RiderConfig;
+    use flevum_gateway::hub::LiveHub;
+
+    /// Positions another engine forwards over the bus are checked like any others: an invalid
+    /// batch is refused with its reason, a valid one is journaled and acknowledged.
+    #[tokio::test]
+    async fn forwarded_positions_are_validated_before_they_are_journaled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_stop, stop_rx) = watch::channel(false);
+        let shard = ShardConfig {
+            journal: JournalConfig {
+                dir: dir.path().join("journal"),
+                fsync: false,
+                ..JournalConfig::default()
+            },
+            ..ShardConfig::default()
+        };
+        let host = Arc::new(EngineHost::new(
+            shard,
+            dir.path().to_path_buf(),
+            LiveHub::new(Default::default()),
+            Arc::new(TokenStore::new()),
+            stop_rx,
+        ));
+        let rider = RiderConfig {
+            id: 7,
+            bib: "7".into(),
+            name: "Seven".into(),
+            team: String::new(),
+            device_id: "dev-7".into(),
+            device_token_sha256: None,
+        };
+        let now = wall_ms();
+        let config = RaceConfig::new("bus", "Bus", now - 60_000, vec![rider]);
+        let course = Course::from_points(
+            "line",
+            &[(52.0, 5.0, None), (52.0, 5.1, None), (52.0, 5.2, None)],
+        )
+        .expect("course");
+        host.open(config, course).expect("race opens");
+        let bridge = ControlBridge(Control(host));
+        let ingest = |records: Vec<PositionRecord>| serde_json::json!({ "race": "bus", "rider": 7, "records": records });
+        let fix = |seq: u32, lat: f64| {
+            PositionRecord::from_degrees(seq, now - 1_000, lat, 5.05, None, None, None, Some(5.0))
+        };
+
+        let refused = bridge
+            .handle("ingest".into(), ingest(vec![fix(1, 95.0)]))
+            .await
+            .expect_err("a latitude of 95° is refused");
+        assert!(refused.contains("invalid positions"), "{refused}");
+
+        // The answer is the rider's contiguous durable sequence: 1 means seq 1 (valid) was
+        // journaled and seq 2 (invalid) was not.
+        let durable = bridge
+            .handle("ingest".into(), ingest(vec![fix(2, 95.0), fix(1, 52.0)]))
+            .await
+            .expect("the valid record of a mixed batch is accepted");
+        assert_eq!(durable, serde_json::json!(1));
+    }
 }

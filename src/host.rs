@@ -277,6 +277,11 @@ impl EngineHost {
     }
 
     /// The handle of an open race.
+    /// Validation limits for positions that arrive other than over this engine's QUIC ingest.
+    pub fn record_limits(&self) -> RecordLimits {
+        self.limits
+    }
+
     pub fn race(&self, race_id: &str) -> Option<RaceHandle> {
         self.races.get(race_id).map(|r| r.handle.clone())
     }
@@ -804,17 +809,7 @@ impl EngineControl for Control {
             let (Some(grant), Some(handle)) = (grant, handle) else {
                 return Err(SubmitError::Unauthorized);
             };
-            let now = wall_ms();
-            let mut valid = Vec::with_capacity(records.len());
-            let mut first_error = None;
-            for r in records {
-                match r.validate(now, &limits) {
-                    Ok(()) => valid.push(r),
-                    Err(e) => {
-                        first_error.get_or_insert(e.to_string());
-                    }
-                }
-            }
+            let (valid, first_error) = validated(records, wall_ms(), &limits);
             if valid.is_empty()
                 && let Some(e) = first_error
             {
@@ -861,6 +856,26 @@ impl EngineControl for Control {
         let ready = self.ready.load(Ordering::Acquire);
         Box::pin(async move { ready })
     }
+}
+
+/// The records of a batch that pass validation at `now` (kept in order), and the first
+/// refused record's reason: positions from HTTP and from other engines go through it.
+pub fn validated(
+    records: Vec<PositionRecord>,
+    now: i64,
+    limits: &RecordLimits,
+) -> (Vec<PositionRecord>, Option<String>) {
+    let mut valid = Vec::with_capacity(records.len());
+    let mut first_error = None;
+    for r in records {
+        match r.validate(now, limits) {
+            Ok(()) => valid.push(r),
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    (valid, first_error)
 }
 
 /// The gateway's view of the host (`EngineControl` futures own a reference to it).
