@@ -388,17 +388,16 @@ mod tests {
     use flevum_engine::core::Course;
     use flevum_engine::core::RaceConfig;
     use flevum_engine::core::race::config::RiderConfig;
+    use flevum_gateway::engine_control::EngineControl;
     use flevum_gateway::hub::LiveHub;
 
-    /// Positions another engine forwards over the bus are checked like any others: an invalid
-    /// batch is refused with its reason, a valid one is journaled and acknowledged.
-    #[tokio::test]
-    async fn forwarded_positions_are_validated_before_they_are_journaled() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (_stop, stop_rx) = watch::channel(false);
+    /// An engine host with no race, keeping its journal and uploads in `dir`, and the sender
+    /// whose drop stops its shards (keep it for the test's length).
+    fn host_in(dir: &std::path::Path) -> (Arc<EngineHost>, watch::Sender<bool>) {
+        let (stop, stop_rx) = watch::channel(false);
         let shard = ShardConfig {
             journal: JournalConfig {
-                dir: dir.path().join("journal"),
+                dir: dir.join("journal"),
                 fsync: false,
                 ..JournalConfig::default()
             },
@@ -406,11 +405,20 @@ mod tests {
         };
         let host = Arc::new(EngineHost::new(
             shard,
-            dir.path().to_path_buf(),
+            dir.to_path_buf(),
             LiveHub::new(Default::default()),
             Arc::new(TokenStore::new()),
             stop_rx,
         ));
+        (host, stop)
+    }
+
+    /// Positions another engine forwards over the bus are checked like any others: an invalid
+    /// batch is refused with its reason, a valid one is journaled and acknowledged.
+    #[tokio::test]
+    async fn forwarded_positions_are_validated_before_they_are_journaled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (host, _stop) = host_in(dir.path());
         let rider = RiderConfig {
             id: 7,
             bib: "7".into(),
@@ -446,5 +454,48 @@ mod tests {
             .await
             .expect("the valid record of a mixed batch is accepted");
         assert_eq!(durable, serde_json::json!(1));
+    }
+
+    /// A race the organiser uploads but that does not open (a checkpoint beyond the finish)
+    /// is refused as invalid and leaves no files behind: a restart would stop on them.
+    #[tokio::test]
+    async fn a_refused_upload_leaves_nothing_for_the_next_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (host, _stop) = host_in(dir.path());
+        let gpx = r#"<?xml version="1.0"?><gpx version="1.1" creator="test"><trk><trkseg>
+            <trkpt lat="52.0" lon="5.0"/><trkpt lat="52.0" lon="5.01"/><trkpt lat="52.0" lon="5.02"/>
+            </trkseg></trk></gpx>"#;
+        let toml = |checkpoint_km: f64| {
+            format!(
+                "id = \"up\"\nname = \"Upload\"\nsport = \"road_cycling\"\n\
+                 start_ms = 1800000000000\ncourse = \"up.gpx\"\n\
+                 [[checkpoints]]\nname = \"Far\"\nkm = {checkpoint_km}\n\
+                 [[riders]]\nid = 1\nbib = \"1\"\nname = \"A\"\ndevice_id = \"dev-1\"\n"
+            )
+        };
+        let create = |config_toml: String| AdminRequest::CreateRace {
+            config_toml,
+            gpx: gpx.into(),
+        };
+        let uploads = dir.path().join("uploads");
+        let files = || std::fs::read_dir(&uploads).map_or(0, |d| d.count());
+
+        let refused = Control(host.clone())
+            .admin(None, create(toml(500.0)))
+            .await
+            .expect_err("a checkpoint 500 km into a 1.4 km course");
+        assert!(matches!(refused, AdminError::Invalid(_)), "{refused:?}");
+        assert_eq!(
+            files(),
+            0,
+            "the refused upload was left in {}",
+            uploads.display()
+        );
+
+        Control(host)
+            .admin(None, create(toml(1.0)))
+            .await
+            .expect("the corrected race opens");
+        assert_eq!(files(), 2, "its config and course are kept for a restart");
     }
 }

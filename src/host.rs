@@ -498,27 +498,47 @@ impl EngineHost {
             return Err(AdminError::Conflict(format!("race {} exists", config.id)));
         }
         let course = Course::from_gpx_str(gpx).map_err(|e| AdminError::Invalid(e.to_string()))?;
-        // Kept beside the journal so that a restart reopens the race.
+        // Kept beside the journal so that a restart reopens the race; taken back if the race
+        // does not open, or every later start would fail on it.
+        let gpx_path = self.uploads_dir.join(format!("{}.gpx", config.id));
+        let toml_path = self.uploads_dir.join(format!("{}.toml", config.id));
         let save = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.uploads_dir)?;
-            std::fs::write(self.uploads_dir.join(format!("{}.gpx", config.id)), gpx)?;
-            std::fs::write(
-                self.uploads_dir.join(format!("{}.toml", config.id)),
-                config_toml,
-            )
+            std::fs::write(&gpx_path, gpx)?;
+            std::fs::write(&toml_path, config_toml)
+        };
+        let forget = || {
+            for path in [&gpx_path, &toml_path] {
+                if let Err(e) = std::fs::remove_file(path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove a refused upload");
+                }
+            }
         };
         let id = config.id.clone();
         if let Some(opener) = self.race_opener.get() {
             // Another engine may run a race of this id (races are shared through JetStream).
             opener.check(&id)?;
             save().map_err(|e| AdminError::Internal(format!("saving the race: {e}")))?;
-            opener.open(config, course).await?;
+            if let Err(e) = opener.open(config, course).await {
+                forget();
+                return Err(e);
+            }
             return Ok(json!({ "id": id }));
         }
         save().map_err(|e| AdminError::Internal(format!("saving the race: {e}")))?;
-        self.open(config, course)
-            .map_err(|e| AdminError::Internal(e.to_string()))?;
-        Ok(json!({ "id": id }))
+        match self.open(config, course) {
+            Ok(_) => Ok(json!({ "id": id })),
+            Err(e) => {
+                forget();
+                Err(match e {
+                    // The config and the course disagree (a checkpoint beyond the finish).
+                    ShardError::Race(e) => AdminError::Invalid(e.to_string()),
+                    e => AdminError::Internal(e.to_string()),
+                })
+            }
+        }
     }
 
     /// Opens races created through the organiser API with `opener` instead of the local file
