@@ -26,6 +26,7 @@ use tracing::Instrument;
 use crate::api::check_viewer;
 use crate::error::ApiError;
 use crate::hub::AlertSubscription;
+use crate::limits::ConnectionGuard;
 use crate::live::{CLOSE_BYTE_BUDGET, CLOSE_GOING_AWAY, LiveEnd, admission, refuse};
 use crate::metrics as m;
 use crate::state::GatewayState;
@@ -273,7 +274,16 @@ pub async fn alerts(
                 .last_alert_seq(&race)
                 .map(|seq| seq.saturating_sub(SSE_CONTEXT_ALERTS))
         });
-        return sse(&state, &race, since, filter).into_response();
+        // An SSE stream is as long-lived as a WebSocket: it takes a slot under the same caps.
+        let Some(guard) = state.connections.acquire(ip) else {
+            return ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "connection cap reached",
+            )
+            .into_response();
+        };
+        return sse(&state, &race, since, filter, guard).into_response();
     }
     let limit = state.config.alerts_page_limit;
     let list: Vec<Alert> = state
@@ -290,12 +300,13 @@ pub async fn alerts(
 const SSE_CONTEXT_ALERTS: u64 = 20;
 
 /// The SSE stream: backlog after `since`, then live alerts; ends when the client lags (it
-/// reconnects with `Last-Event-ID` and resumes from the ring).
+/// reconnects with `Last-Event-ID` and resumes from the ring). It holds `slot` until it ends.
 fn sse(
     state: &GatewayState,
     race: &str,
     since: Option<u64>,
     filter: AlertFilter,
+    slot: ConnectionGuard,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>> + use<>> {
     let sub = state.hub.subscribe_alerts(race, since);
     let filter = Arc::new(filter);
@@ -307,14 +318,14 @@ fn sse(
     let shutdown = state.shutdown.clone();
     let backlog_stream = futures_util::stream::iter(backlog.into_iter().map(|a| Ok(event_of(&a))));
     let live = futures_util::stream::unfold(
-        (sub.rx, filter, shutdown, SubscriberGauge::new()),
-        |(mut rx, filter, mut shutdown, gauge)| async move {
+        (sub.rx, filter, shutdown, (SubscriberGauge::new(), slot)),
+        |(mut rx, filter, mut shutdown, held)| async move {
             loop {
                 tokio::select! {
                     _ = shutdown.changed() => return None,
                     ev = rx.recv() => match ev {
                         Ok(a) if filter.matches(&a) => {
-                            return Some((Ok(event_of(&a)), (rx, filter, shutdown, gauge)));
+                            return Some((Ok(event_of(&a)), (rx, filter, shutdown, held)));
                         }
                         Ok(_) => {}
                         Err(_) => return None,

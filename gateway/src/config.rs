@@ -30,9 +30,10 @@ pub struct GatewayConfig {
     pub requests_per_minute_per_ip: u32,
     /// Burst size of the per-IP token bucket.
     pub rate_burst: u32,
-    /// Concurrent WebSocket connections allowed in total (live and alerts).
+    /// Concurrent long-lived connections allowed in total: live and alerts WebSockets and SSE
+    /// alert streams.
     pub max_websockets: usize,
-    /// Concurrent WebSocket connections allowed per client IP.
+    /// Concurrent long-lived connections (as `max_websockets`) allowed per client IP.
     pub websockets_per_ip: u32,
     /// Bytes that may queue for one live client before it is closed with 4008.
     pub client_byte_budget: usize,

@@ -1,7 +1,7 @@
-//! Per-IP rate limiting (token buckets) and the WebSocket connection caps.
+//! Per-IP rate limiting (token buckets) and the caps on long-lived fan connections.
 //!
 //! Owns the bucket table (a `DashMap` keyed by client IP) and the RAII guards that count open
-//! WebSockets in total and per IP. Does not know about routes: the middleware in `router`
+//! WebSockets and SSE alert streams in total and per IP. Does not know about routes: the middleware in `router`
 //! applies the limiter to every request.
 
 use std::net::IpAddr;
@@ -75,7 +75,7 @@ impl RateLimiter {
     }
 }
 
-/// Open-WebSocket counters.
+/// Counters of the long-lived fan connections: WebSockets and SSE alert streams.
 #[derive(Debug)]
 pub struct ConnectionLimits {
     /// Cap in total.
@@ -88,7 +88,7 @@ pub struct ConnectionLimits {
     per_ip: DashMap<IpAddr, usize>,
 }
 
-/// Holds one WebSocket slot; dropping it frees the slot.
+/// Holds one connection slot (a WebSocket or an SSE stream); dropping it frees the slot.
 #[derive(Debug)]
 pub struct ConnectionGuard {
     /// The counters to decrement.

@@ -48,10 +48,13 @@ pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(HTTP_REQUESTS, "HTTP requests served");
     describe_counter!(RATE_LIMITED, "Requests refused by the per-IP rate limiter");
-    describe_gauge!(WS_CONNECTIONS, "Live WebSocket connections open");
+    describe_gauge!(
+        WS_CONNECTIONS,
+        "Long-lived fan connections open (WebSockets and SSE alert streams)"
+    );
     describe_counter!(
         WS_REFUSED,
-        "WebSocket upgrades refused at the connection cap"
+        "WebSocket upgrades and SSE streams refused at the connection cap"
     );
     describe_counter!(WS_RESYNCS, "Snapshots sent to lagging clients");
     describe_counter!(

@@ -329,3 +329,45 @@ async fn an_oversized_fan_frame_is_refused_at_its_header() {
         "the gateway kept waiting for the oversized frame"
     );
 }
+
+/// SSE alert streams take a slot under the same connection caps as WebSockets, and give it
+/// back when the client goes.
+#[tokio::test]
+async fn sse_alert_streams_count_against_the_connection_cap() {
+    let (state, _engine, hub) = state_with(GatewayConfig {
+        max_websockets: 1,
+        ..config()
+    });
+    hub.publish_snapshot(snapshot("ronde", 1, 0, vec![]));
+    let served = serve(state).await;
+    let open_sse = || async {
+        let mut tcp = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+        tcp.write_all(
+            b"GET /v1/races/ronde/alerts HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        (tcp, String::from_utf8_lossy(&buf[..n]).to_string())
+    };
+    let (first, head) = open_sse().await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (_second, head) = open_sse().await;
+    assert!(head.starts_with("HTTP/1.1 503"), "over the cap: {head}");
+    assert!(head.contains("too_many_connections"), "{head}");
+    drop(first);
+    // The slot comes back once the gateway sees the first stream closed.
+    let mut reopened = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if open_sse().await.1.starts_with("HTTP/1.1 200") {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "the slot was not given back");
+}
