@@ -681,6 +681,10 @@ async fn submit_loop(
         };
         let mut accepted = Vec::with_capacity(item.records.len());
         let mut saw_duplicate = false;
+        // Sequences already taken from this batch: a scan of `accepted` for the usual batch
+        // of a few records, a set for a large one (a 64 KiB batch holds about 2,000).
+        let many = item.records.len() > 32;
+        let mut taken = std::collections::HashSet::new();
         for r in item.records {
             match tracker.status(r.seq) {
                 SeqStatus::Duplicate => {
@@ -697,7 +701,12 @@ async fn submit_loop(
                 }
                 SeqStatus::New => {}
             }
-            if accepted.iter().any(|a: &PositionRecord| a.seq == r.seq) {
+            let repeated = if many {
+                !taken.insert(r.seq)
+            } else {
+                accepted.iter().any(|a: &PositionRecord| a.seq == r.seq)
+            };
+            if repeated {
                 saw_duplicate = true;
                 continue;
             }

@@ -16,6 +16,13 @@ pub enum SeqStatus {
     OutOfWindow,
 }
 
+/// Most sequences a device may have handled above a gap. A device that keeps leaving holes (or
+/// sends gapped invalid records, which are handled at once) is then refused anything new
+/// above the ack until it fills them, so its tracker's memory stays small; nothing is lost,
+/// the device keeps what is not acknowledged. A phone backfilling a long dropout while it
+/// reports live needs a few hundred.
+pub const MAX_PENDING_ABOVE_GAP: usize = 4096;
+
 /// Tracks handled sequence numbers of one device and the contiguous ack.
 #[derive(Debug, Clone)]
 pub struct SeqTracker {
@@ -53,6 +60,8 @@ impl SeqTracker {
             SeqStatus::OutOfWindow
         } else if seq <= self.contiguous || self.above.contains(&seq) {
             SeqStatus::Duplicate
+        } else if seq > self.contiguous + 1 && self.above.len() >= MAX_PENDING_ABOVE_GAP {
+            SeqStatus::OutOfWindow
         } else {
             SeqStatus::New
         }
@@ -133,6 +142,23 @@ mod tests {
         assert_eq!(t.mark(7), SeqStatus::New);
         assert_eq!(t.mark(7), SeqStatus::Duplicate);
         assert_eq!(t.acked(), 5);
+    }
+
+    #[test]
+    fn too_many_handled_above_a_gap_refuses_more_until_it_is_filled() {
+        let mut t = SeqTracker::new(0, 1 << 20);
+        // Every other sequence, never the first: the gaps never close.
+        for k in 0..MAX_PENDING_ABOVE_GAP as u32 {
+            assert_eq!(t.mark(2 + 2 * k), SeqStatus::New);
+        }
+        assert_eq!(t.gaps_pending(), MAX_PENDING_ABOVE_GAP);
+        let next = 2 + 2 * MAX_PENDING_ABOVE_GAP as u32;
+        assert_eq!(t.mark(next), SeqStatus::OutOfWindow);
+        assert_eq!(t.gaps_pending(), MAX_PENDING_ABOVE_GAP, "nothing was added");
+        // The sequence right after the ack is always taken, and filling a hole frees room.
+        assert_eq!(t.mark(1), SeqStatus::New);
+        assert_eq!(t.acked(), 2);
+        assert_eq!(t.mark(next), SeqStatus::New);
     }
 
     #[test]

@@ -462,6 +462,40 @@ async fn corrupt_record_in_a_batch_loses_none_of_the_good_ones() {
     server.stop().await;
 }
 
+/// A large batch that repeats its records (a client resending into the same batch) stores
+/// each once; a repeated invalid record is skipped once and counted as handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_batch_with_repeats_stores_each_record_once() {
+    let tokens = Arc::new(TokenStore::new());
+    let token = tokens.issue(grant("dev-r", 5));
+    let sink = Arc::new(FakeSink::default());
+    let server = start(test_config(), tokens, sink.clone());
+
+    let (_ep, conn) = raw_connect(&server).await;
+    let (_send, mut recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+    assert!(matches!(answer, DeviceMessage::Welcome(_)));
+
+    // 1..=60, then all of them again in reverse, with seq 30 invalid both times.
+    let mut records: Vec<PositionRecord> = (1..=60).chain((1..=60).rev()).map(rec).collect();
+    for r in records.iter_mut().filter(|r| r.seq == 30) {
+        r.lat_e7 = 1_234_567_890;
+    }
+    let mut uni = conn.open_uni().await.unwrap();
+    uni.write_all(&encode_message(&DeviceMessage::Batch(PositionBatch {
+        version: PROTOCOL_VERSION,
+        records,
+    })))
+    .await
+    .unwrap();
+    uni.finish().unwrap();
+
+    wait_ack(&mut recv, 60).await;
+    let want: Vec<u32> = (1..=60).filter(|&s| s != 30).collect();
+    assert_eq!(sink.seqs("dev-r"), want);
+    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn offline_buffer_is_backfilled_exactly_once_after_server_restart() {
     let dir = tempfile::tempdir().unwrap();
