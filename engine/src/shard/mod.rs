@@ -356,14 +356,33 @@ impl RaceRecovery {
     }
 }
 
+/// Longest time between two journal entries whose ticks a replay runs one by one: a week (1.2 M
+/// quiet ticks at 500 ms). A live race has no such gap; a damaged or forged journal may (an
+/// entry dated decades away would tick for hours), so a longer gap is jumped to its last tick,
+/// and the alerts its skipped ticks would have raised are not in the replayed history.
+const MAX_REPLAY_GAP_MS: Millis = 7 * 24 * 3_600_000;
+
 /// Replays the ticks the live shard would have run before `t`, so time-based state (statuses,
 /// groups, alerts) is rebuilt in the same order as it was lived.
 fn replay_ticks(race: &mut Race, next_tick: &mut Option<Millis>, t: Millis, tick_ms: Millis) {
-    let mut next = next_tick.unwrap_or(t - t.rem_euclid(tick_ms) + tick_ms);
+    let last_before = t - t.rem_euclid(tick_ms);
+    let mut next = next_tick.unwrap_or(last_before.saturating_add(tick_ms));
+    if t.saturating_sub(next) > MAX_REPLAY_GAP_MS {
+        warn!(
+            from_ms = next,
+            to_ms = t,
+            "journal entries far apart: the ticks between them are skipped"
+        );
+        next = last_before;
+    }
     while next <= t {
         race.handle_tick(next);
         while race.poll_output().is_some() {}
-        next += tick_ms;
+        match next.checked_add(tick_ms) {
+            Some(n) => next = n,
+            // At the end of time: nothing comes after this tick.
+            None => break,
+        }
     }
     *next_tick = Some(next);
 }
@@ -574,5 +593,48 @@ impl RaceHandle {
     /// Journal statistics (entries, fsyncs, last commit latency) for readiness and metrics.
     pub fn journal_stats(&self) -> crate::journal::JournalStats {
         self.journal.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::race::config::RiderConfig;
+    use crate::core::{Course, RaceConfig};
+
+    fn race() -> Race {
+        let rider = RiderConfig {
+            id: 1,
+            bib: "1".into(),
+            name: "A".into(),
+            team: String::new(),
+            device_id: "dev-1".into(),
+            device_token_sha256: None,
+        };
+        let config = RaceConfig::new("gap", "Gap", 1_800_000_000_000, vec![rider]);
+        let course =
+            Course::from_points("line", &[(52.0, 5.0, None), (52.0, 5.1, None)]).expect("course");
+        Race::new(config, CourseIndex::new(course), 1).expect("race")
+    }
+
+    #[test]
+    fn replay_runs_every_tick_of_a_normal_gap() {
+        let mut race = race();
+        let mut next = None;
+        replay_ticks(&mut race, &mut next, 1_800_000_000_000, 500);
+        replay_ticks(&mut race, &mut next, 1_800_000_060_000, 500);
+        assert_eq!(race.snapshot().tick, 120, "a minute of 500 ms ticks");
+    }
+
+    #[test]
+    fn replay_jumps_a_gap_no_live_race_has_and_stops_at_the_end_of_time() {
+        let mut race = race();
+        let mut next = None;
+        replay_ticks(&mut race, &mut next, 1_800_000_000_000, 500);
+        // A forged entry thirty years later: one tick, not two billion.
+        replay_ticks(&mut race, &mut next, 2_746_000_000_000, 500);
+        assert_eq!(race.snapshot().tick, 1);
+        replay_ticks(&mut race, &mut next, Millis::MAX, 500);
+        assert_eq!(race.snapshot().tick, 2);
     }
 }
