@@ -57,12 +57,13 @@ pub async fn replay(cfg: ServerConfig, race_id: &str, speed: f64) -> anyhow::Res
     };
     let first = entries.iter().map(time_of).min().unwrap_or(config.start_ms);
     let last = entries.iter().map(time_of).max().unwrap_or(first);
-    let origin_ms = first.min(config.start_ms) - 10_000;
+    // Saturating: a damaged journal's absurd time must not panic the command.
+    let origin_ms = first.min(config.start_ms).saturating_sub(10_000);
     eprintln!(
         "flevum: replaying {race_id}: {} entries over {:.0} min of race time at {speed}× (about {:.1} min)",
         stats.entries,
-        (last - origin_ms) as f64 / 60_000.0,
-        (last - origin_ms) as f64 / 60_000.0 / speed
+        last.saturating_sub(origin_ms) as f64 / 60_000.0,
+        last.saturating_sub(origin_ms) as f64 / 60_000.0 / speed
     );
 
     let prometheus = flevum_gateway::install_prometheus().context("metrics recorder")?;
