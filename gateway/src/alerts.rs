@@ -216,12 +216,7 @@ pub async fn alerts(
     let filter = AlertFilter::from_query(&q);
     if let Ok(ws) = ws {
         let Some(guard) = state.connections.acquire(ip) else {
-            return ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_connections",
-                "WebSocket connection cap reached",
-            )
-            .into_response();
+            return ApiError::too_many_connections().into_response();
         };
         if let Err((code, reason)) = admission(&state, &race, &headers, q.viewer.as_deref()).await {
             return refuse(ws, code, reason);
@@ -276,12 +271,7 @@ pub async fn alerts(
         });
         // An SSE stream is as long-lived as a WebSocket: it takes a slot under the same caps.
         let Some(guard) = state.connections.acquire(ip) else {
-            return ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_connections",
-                "connection cap reached",
-            )
-            .into_response();
+            return ApiError::too_many_connections().into_response();
         };
         return sse(&state, &race, since, filter, guard).into_response();
     }

@@ -61,6 +61,15 @@ impl ApiError {
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
+
+    /// 503 when a long-lived connection (WebSocket or SSE stream) finds its cap reached.
+    pub fn too_many_connections() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "connection cap reached",
+        )
+    }
 }
 
 impl IntoResponse for ApiError {

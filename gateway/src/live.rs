@@ -465,12 +465,7 @@ pub async fn live_ws(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some(guard) = state.connections.acquire(ip) else {
-        return ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
-            "WebSocket connection cap reached",
-        )
-        .into_response();
+        return ApiError::too_many_connections().into_response();
     };
     if let Err((code, reason)) = admission(&state, &race, &headers, q.viewer.as_deref()).await {
         return refuse(ws, code, reason);

@@ -260,6 +260,18 @@ async fn wait_connected_within(client: &DeviceClient, limit: Duration) {
 }
 
 /// Reads acks until `target` is acknowledged (or panics after 10 s).
+/// Sends `records` as one batch on a stream of their own, as a device's backlog goes.
+async fn send_batch(conn: &quinn::Connection, records: Vec<PositionRecord>) {
+    let mut uni = conn.open_uni().await.unwrap();
+    uni.write_all(&encode_message(&DeviceMessage::Batch(PositionBatch {
+        version: PROTOCOL_VERSION,
+        records,
+    })))
+    .await
+    .unwrap();
+    uni.finish().unwrap();
+}
+
 async fn wait_ack(recv: &mut quinn::RecvStream, target: u32) {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -442,14 +454,7 @@ async fn corrupt_record_in_a_batch_loses_none_of_the_good_ones() {
     let mut records: Vec<PositionRecord> = (1..=10).map(rec).collect();
     records[4].lat_e7 = 1_234_567_890; // seq 5: latitude beyond 90°
     records[7].time_ms = now_ms() + 3_600_000; // seq 8: an hour in the future
-    let mut uni = conn.open_uni().await.unwrap();
-    uni.write_all(&encode_message(&DeviceMessage::Batch(PositionBatch {
-        version: PROTOCOL_VERSION,
-        records,
-    })))
-    .await
-    .unwrap();
-    uni.finish().unwrap();
+    send_batch(&conn, records).await;
 
     // A datagram with one bad record among good ones.
     let mut dg = vec![rec(11), rec(12), rec(13)];
@@ -480,14 +485,7 @@ async fn a_large_batch_with_repeats_stores_each_record_once() {
     for r in records.iter_mut().filter(|r| r.seq == 30) {
         r.lat_e7 = 1_234_567_890;
     }
-    let mut uni = conn.open_uni().await.unwrap();
-    uni.write_all(&encode_message(&DeviceMessage::Batch(PositionBatch {
-        version: PROTOCOL_VERSION,
-        records,
-    })))
-    .await
-    .unwrap();
-    uni.finish().unwrap();
+    send_batch(&conn, records).await;
 
     wait_ack(&mut recv, 60).await;
     let want: Vec<u32> = (1..=60).filter(|&s| s != 30).collect();
