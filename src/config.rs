@@ -64,6 +64,9 @@ pub struct GatewaySettings {
     pub listen: SocketAddr,
     /// Bearer token for organiser endpoints (override with `FLEVUM_ADMIN_TOKEN`).
     pub admin_token: String,
+    /// Key that signs the viewer links of private races (override with
+    /// `FLEVUM_SHARE_SECRET`); empty = a random one per run, so links end with the run.
+    pub share_secret: String,
     /// Allowed CORS origins (`*` for any).
     pub cors_origins: Vec<String>,
     /// Largest accepted request body in bytes.
@@ -170,6 +173,7 @@ impl Default for ServerConfig {
             gateway: GatewaySettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 admin_token: String::new(),
+                share_secret: String::new(),
                 cors_origins: vec!["*".to_string()],
                 max_body_bytes: 8 * 1024 * 1024,
                 requests_per_minute_per_ip: 1200,
@@ -466,6 +470,7 @@ impl ServerConfig {
                 &[
                     "listen",
                     "admin_token",
+                    "share_secret",
                     "cors_origins",
                     "max_body_bytes",
                     "requests_per_minute_per_ip",
@@ -477,6 +482,7 @@ impl ServerConfig {
             let c = &mut cfg.gateway;
             r.addr(t, s, "listen", &mut c.listen);
             r.string(t, s, "admin_token", &mut c.admin_token);
+            r.string(t, s, "share_secret", &mut c.share_secret);
             r.strings(t, s, "cors_origins", &mut c.cors_origins);
             if let Some(v) = r.int(t, s, "max_body_bytes", 1024, 512 * 1024 * 1024) {
                 c.max_body_bytes = v as usize;
@@ -497,6 +503,12 @@ impl ServerConfig {
                 r.issue(
                     "gateway.admin_token",
                     "too short: use at least 16 characters (or leave empty to generate one at start)",
+                );
+            }
+            if !c.share_secret.is_empty() && c.share_secret.len() < 16 {
+                r.issue(
+                    "gateway.share_secret",
+                    "too short: use at least 16 characters (or leave empty for a random one per run)",
                 );
             }
         }
@@ -607,7 +619,7 @@ impl ServerConfig {
         Ok(cfg)
     }
 
-    /// Applies overrides: `FLEVUM_ADMIN_TOKEN`, `FLEVUM_GATEWAY_LISTEN`, `FLEVUM_INGEST_LISTEN`,
+    /// Applies overrides: `FLEVUM_ADMIN_TOKEN`, `FLEVUM_SHARE_SECRET`, `FLEVUM_GATEWAY_LISTEN`, `FLEVUM_INGEST_LISTEN`,
     /// `FLEVUM_JOURNAL_DIR`, `FLEVUM_LOG` (filter), `FLEVUM_LOG_FORMAT`.
     pub fn apply_env(
         &mut self,
@@ -616,6 +628,9 @@ impl ServerConfig {
         let mut issues = Vec::new();
         if let Some(v) = get("FLEVUM_ADMIN_TOKEN") {
             self.gateway.admin_token = v;
+        }
+        if let Some(v) = get("FLEVUM_SHARE_SECRET") {
+            self.gateway.share_secret = v;
         }
         for (var, slot) in [
             ("FLEVUM_GATEWAY_LISTEN", &mut self.gateway.listen),
@@ -696,10 +711,11 @@ mod tests {
     }
 
     #[test]
-    fn three_mistakes_are_all_reported() {
+    fn four_mistakes_are_all_reported() {
         let text = r#"
             [gateway]
             listen = "not-an-address"
+            share_secret = "short"
             [engine]
             tick_ms = 0
             [journal]
@@ -709,7 +725,12 @@ mod tests {
         let keys: Vec<_> = issues.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["gateway.listen", "engine.tick_ms", "journal.fsynk"],
+            [
+                "gateway.listen",
+                "gateway.share_secret",
+                "engine.tick_ms",
+                "journal.fsynk"
+            ],
             "{issues:?}"
         );
     }

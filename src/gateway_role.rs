@@ -206,8 +206,15 @@ pub fn gateway_config(cfg: &ServerConfig) -> anyhow::Result<GatewayConfig> {
         admin_token = crate::serve::random_token();
         eprintln!("flevum: organiser admin token for this run: {admin_token}");
     }
+    // Without a configured key, viewer links are signed with one made for this run.
+    let share_secret = if cfg.gateway.share_secret.is_empty() {
+        crate::serve::random_token()
+    } else {
+        cfg.gateway.share_secret.clone()
+    };
     let gateway_config = GatewayConfig {
         admin_tokens: vec![admin_token],
+        share_secret: Some(share_secret),
         tile_url: cfg.gateway.tile_url.clone().filter(|u| !u.is_empty()),
         cors_origins: cfg.gateway.cors_origins.clone(),
         max_body_bytes: cfg.gateway.max_body_bytes,

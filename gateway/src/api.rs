@@ -97,10 +97,19 @@ pub async fn public_config(State(state): State<GatewayState>) -> Json<PublicConf
     })
 }
 
-/// All races.
+/// The public races; with the organiser's bearer token, every race. A private race is reached
+/// through its viewer link, so listing it would only tell strangers it exists.
 #[utoipa::path(get, path = "/v1/races", responses((status = 200, body = [RaceSummary])))]
-pub async fn races(State(state): State<GatewayState>) -> Json<Vec<RaceSummary>> {
-    Json(state.engine.races().await)
+pub async fn races(
+    State(state): State<GatewayState>,
+    headers: HeaderMap,
+) -> Json<Vec<RaceSummary>> {
+    let organiser = bearer(&headers).is_some_and(|t| state.admin_tokens.check(t));
+    let mut races = state.engine.races().await;
+    if !organiser {
+        races.retain(|r| r.visibility == crate::engine_control::Visibility::Public);
+    }
+    Json(races)
 }
 
 /// One race with course, profile, checkpoints and riders.
@@ -402,6 +411,65 @@ pub async fn admin_issue_token(
         },
     )
     .await
+}
+
+/// Body of `POST /v1/admin/races/{race}/viewer-links` (may be empty).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ViewerLinkBody {
+    /// How long the link opens the race, seconds (default 7 days, at most 366 days).
+    #[serde(default)]
+    pub valid_for_s: Option<u64>,
+}
+
+/// Longest a viewer link may stay valid, seconds.
+const VIEWER_LINK_MAX_S: u64 = 366 * 86_400;
+
+/// Mint a viewer link for a race: a signed token that opens a private race's page, feeds and
+/// queries until it expires (public races need none). Links are not stored: they end with
+/// their expiry or when the gateway's share secret changes.
+#[utoipa::path(post, path = "/v1/admin/races/{race}/viewer-links", params(("race" = String, Path)),
+    request_body = ViewerLinkBody,
+    responses((status = 200, body = Object), (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)),
+    security(("admin" = [])))]
+pub async fn admin_viewer_link(
+    State(state): State<GatewayState>,
+    Path(race): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    require_race(&state, &race).await?;
+    let b: ViewerLinkBody = if body.is_empty() {
+        ViewerLinkBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
+    };
+    let valid_for_s = b.valid_for_s.unwrap_or(7 * 86_400);
+    if !(60..=VIEWER_LINK_MAX_S).contains(&valid_for_s) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("valid_for_s must be in 60..={VIEWER_LINK_MAX_S}"),
+        ));
+    }
+    let Some(secret) = &state.config.share_secret else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "no_share_secret",
+            "this gateway has no share secret to sign viewer links with",
+        ));
+    };
+    let expires_s = now_s() + valid_for_s;
+    let token = crate::auth::sign_share_token(secret, &race, expires_s);
+    metrics::counter!(m::ADMIN_REQUESTS, "outcome" => "ok").increment(1);
+    Ok(Json(serde_json::json!({
+        "race": race,
+        "token": token,
+        "expires_s": expires_s,
+        "page": format!("/races/{race}?viewer={token}"),
+    })))
 }
 
 /// Revoke a device's tokens.

@@ -34,11 +34,12 @@ impl Modify for AdminSecurity {
         api::public_config, api::races, api::race_detail, api::standings, api::groups,
         api::splits, api::rider_track, api::admin_create, api::admin_race,
         api::admin_list_tokens, api::admin_issue_token, api::admin_revoke_token,
+        api::admin_viewer_link,
         api::healthz, api::readyz, api::metrics_text, ingest::osmand, ingest::owntracks,
     ),
     components(schemas(
         RaceSummary, RaceDetail, Standing, SplitRow, TrackPoint, AdminRequest, Visibility,
-        RaceStatus, ErrorBody, api::PublicConfig, api::IssueTokenBody,
+        RaceStatus, ErrorBody, api::PublicConfig, api::IssueTokenBody, api::ViewerLinkBody,
     )),
     modifiers(&AdminSecurity),
 )]

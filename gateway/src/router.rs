@@ -136,6 +136,10 @@ pub fn router(state: GatewayState) -> Router {
             get(api::admin_list_tokens).post(api::admin_issue_token),
         )
         .route(
+            "/v1/admin/races/{race}/viewer-links",
+            post(api::admin_viewer_link),
+        )
+        .route(
             "/v1/admin/races/{race}/tokens/{device_id}",
             axum::routing::delete(api::admin_revoke_token),
         )

@@ -31,11 +31,23 @@ async fn health_ready_config_races_openapi_metrics() {
         serde_json::json!({"tileUrl": "https://tiles.example/{z}/{x}/{y}.png", "tileAttribution": "© example"})
     );
 
+    // Strangers see the public races only; the organiser sees the private one too.
     let (s, b) = get(&state, "/v1/races").await;
     assert_eq!(s, StatusCode::OK);
     let races = json(&b);
+    assert_eq!(races.as_array().unwrap().len(), 1, "{races}");
     assert_eq!(races[0]["id"], "ronde");
     assert_eq!(races[0]["startMs"], 1_700_000_000_000i64);
+    let (s, _, b) = call(
+        &state,
+        Request::get("/v1/races")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let races = json(&b);
     assert_eq!(races[1]["visibility"], "private");
     assert_eq!(races[1]["status"], "live");
 
@@ -445,4 +457,58 @@ async fn every_response_carries_a_request_id() {
         .unwrap();
     let (_, headers, _) = call(&state, req).await;
     assert_eq!(headers.get("x-request-id").unwrap(), "abc-123");
+}
+
+/// The organiser mints viewer links for a private race; a link opens the race until it
+/// expires, and nothing else mints one.
+#[tokio::test]
+async fn organiser_viewer_links_open_a_private_race() {
+    let (state, _engine, _hub) = state_with(config());
+    let link = "/v1/admin/races/secret/viewer-links";
+    let (s, _, _) = call(&state, admin_post(link, None, "")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = call(
+        &state,
+        admin_post(link, Some(ADMIN), r#"{"valid_for_s":10}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "under a minute");
+    let (s, _, _) = call(
+        &state,
+        admin_post("/v1/admin/races/nope/viewer-links", Some(ADMIN), ""),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        get(&state, "/v1/races/secret/standings").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, _, b) = call(
+        &state,
+        admin_post(link, Some(ADMIN), r#"{"valid_for_s":3600}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let body = json(&b);
+    let token = body["token"].as_str().unwrap().to_string();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires_s = body["expires_s"].as_u64().unwrap();
+    assert!((now_s + 3590..=now_s + 3610).contains(&expires_s), "{body}");
+    assert_eq!(
+        body["page"].as_str().unwrap(),
+        format!("/races/secret?viewer={token}")
+    );
+    assert_eq!(
+        get(
+            &state,
+            &format!("/v1/races/secret/standings?viewer={token}")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
 }
