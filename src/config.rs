@@ -65,7 +65,8 @@ pub struct GatewaySettings {
     /// Bearer token for organiser endpoints (override with `FLEVUM_ADMIN_TOKEN`).
     pub admin_token: String,
     /// Key that signs the viewer links of private races (override with
-    /// `FLEVUM_SHARE_SECRET`); empty = a random one per run, so links end with the run.
+    /// `FLEVUM_SHARE_SECRET`); empty = a random one per run and gateway process, so links end
+    /// with the run and do not open the race on another gateway.
     pub share_secret: String,
     /// Allowed CORS origins (`*` for any).
     pub cors_origins: Vec<String>,
