@@ -68,6 +68,9 @@ pub struct GatewaySettings {
     /// `FLEVUM_SHARE_SECRET`); empty = a random one per run and gateway process, so links end
     /// with the run and do not open the race on another gateway.
     pub share_secret: String,
+    /// Bearer token `/metrics` requires (override with `FLEVUM_METRICS_TOKEN`); empty = open,
+    /// for a scraper on a trusted network (the metrics name every race, private ones too).
+    pub metrics_token: String,
     /// Allowed CORS origins (`*` for any).
     pub cors_origins: Vec<String>,
     /// Largest accepted request body in bytes.
@@ -175,6 +178,7 @@ impl Default for ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 admin_token: String::new(),
                 share_secret: String::new(),
+                metrics_token: String::new(),
                 cors_origins: vec!["*".to_string()],
                 max_body_bytes: 8 * 1024 * 1024,
                 requests_per_minute_per_ip: 1200,
@@ -472,6 +476,7 @@ impl ServerConfig {
                     "listen",
                     "admin_token",
                     "share_secret",
+                    "metrics_token",
                     "cors_origins",
                     "max_body_bytes",
                     "requests_per_minute_per_ip",
@@ -484,6 +489,7 @@ impl ServerConfig {
             r.addr(t, s, "listen", &mut c.listen);
             r.string(t, s, "admin_token", &mut c.admin_token);
             r.string(t, s, "share_secret", &mut c.share_secret);
+            r.string(t, s, "metrics_token", &mut c.metrics_token);
             r.strings(t, s, "cors_origins", &mut c.cors_origins);
             if let Some(v) = r.int(t, s, "max_body_bytes", 1024, 512 * 1024 * 1024) {
                 c.max_body_bytes = v as usize;
@@ -510,6 +516,12 @@ impl ServerConfig {
                 r.issue(
                     "gateway.share_secret",
                     "too short: use at least 16 characters (or leave empty for a random one per run)",
+                );
+            }
+            if !c.metrics_token.is_empty() && c.metrics_token.len() < 16 {
+                r.issue(
+                    "gateway.metrics_token",
+                    "too short: use at least 16 characters (or leave empty for an open endpoint)",
                 );
             }
         }
@@ -620,7 +632,8 @@ impl ServerConfig {
         Ok(cfg)
     }
 
-    /// Applies overrides: `FLEVUM_ADMIN_TOKEN`, `FLEVUM_SHARE_SECRET`, `FLEVUM_GATEWAY_LISTEN`, `FLEVUM_INGEST_LISTEN`,
+    /// Applies overrides: `FLEVUM_ADMIN_TOKEN`, `FLEVUM_SHARE_SECRET`, `FLEVUM_METRICS_TOKEN`,
+    /// `FLEVUM_GATEWAY_LISTEN`, `FLEVUM_INGEST_LISTEN`,
     /// `FLEVUM_JOURNAL_DIR`, `FLEVUM_LOG` (filter), `FLEVUM_LOG_FORMAT`.
     pub fn apply_env(
         &mut self,
@@ -632,6 +645,9 @@ impl ServerConfig {
         }
         if let Some(v) = get("FLEVUM_SHARE_SECRET") {
             self.gateway.share_secret = v;
+        }
+        if let Some(v) = get("FLEVUM_METRICS_TOKEN") {
+            self.gateway.metrics_token = v;
         }
         for (var, slot) in [
             ("FLEVUM_GATEWAY_LISTEN", &mut self.gateway.listen),

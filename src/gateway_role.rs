@@ -215,6 +215,7 @@ pub fn gateway_config(cfg: &ServerConfig) -> anyhow::Result<GatewayConfig> {
     let gateway_config = GatewayConfig {
         admin_tokens: vec![admin_token],
         share_secret: Some(share_secret),
+        metrics_token: Some(cfg.gateway.metrics_token.clone()).filter(|t| !t.is_empty()),
         tile_url: cfg.gateway.tile_url.clone().filter(|u| !u.is_empty()),
         cors_origins: cfg.gateway.cors_origins.clone(),
         max_body_bytes: cfg.gateway.max_body_bytes,

@@ -503,9 +503,16 @@ pub async fn readyz(State(state): State<GatewayState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
-pub async fn metrics_text(State(state): State<GatewayState>) -> Response {
+/// Prometheus text exposition (with the metrics bearer token when one is configured).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text"),
+    (status = 401, body = crate::error::ErrorBody)))]
+pub async fn metrics_text(State(state): State<GatewayState>, headers: HeaderMap) -> Response {
+    if let Some(want) = &state.config.metrics_token {
+        let given = bearer(&headers).unwrap_or_default();
+        if !crate::auth::constant_time_eq(given.as_bytes(), want.as_bytes()) {
+            return ApiError::unauthorized("metrics bearer token required").into_response();
+        }
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

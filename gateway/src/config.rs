@@ -18,6 +18,9 @@ pub struct GatewayConfig {
     pub admin_tokens: Vec<String>,
     /// Secret for HMAC-SHA256 viewer share tokens `race_id.expiry.sig`; None disables them.
     pub share_secret: Option<String>,
+    /// Bearer token `GET /metrics` requires (the metrics name every race, private ones too);
+    /// None leaves it open, for a scraper on a trusted network.
+    pub metrics_token: Option<String>,
     /// Raster tile URL template for the live map, returned by `GET /v1/config`.
     pub tile_url: Option<String>,
     /// Attribution text for the tiles.
@@ -54,6 +57,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             admin_tokens: Vec::new(),
             share_secret: None,
+            metrics_token: None,
             tile_url: None,
             tile_attribution: None,
             cors_origins: vec!["*".to_string()],
@@ -100,6 +104,9 @@ impl GatewayConfig {
         }
         if self.share_secret.as_deref().is_some_and(|s| s.len() < 16) {
             err("share_secret", "must be at least 16 characters");
+        }
+        if self.metrics_token.as_deref().is_some_and(|s| s.len() < 16) {
+            err("metrics_token", "must be at least 16 characters");
         }
         if let Some(url) = &self.tile_url
             && !(url.starts_with("https://") || url.starts_with("http://"))

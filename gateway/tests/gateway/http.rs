@@ -512,3 +512,29 @@ async fn organiser_viewer_links_open_a_private_race() {
         StatusCode::OK
     );
 }
+
+/// With a metrics token configured, `/metrics` (which names every race, private ones too)
+/// answers only to it; without one it stays open for a scraper on a trusted network.
+#[tokio::test]
+async fn metrics_answer_only_to_their_token_when_one_is_set() {
+    const METRICS: &str = "metrics-token-0123456789";
+    let (open, _engine, _hub) = state_with(config());
+    assert_eq!(get(&open, "/metrics").await.0, StatusCode::OK);
+
+    let (closed, _engine, _hub) = state_with(GatewayConfig {
+        metrics_token: Some(METRICS.into()),
+        ..config()
+    });
+    let scrape = |token: &str| {
+        Request::get("/metrics")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(get(&closed, "/metrics").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&closed, scrape(ADMIN)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(call(&closed, scrape(METRICS)).await.0, StatusCode::OK);
+}
