@@ -297,3 +297,68 @@ fn tracks_leave_out_fixes_inside_privacy_zones() {
     assert_eq!(track.len(), 61 - 31);
     assert!(race.track(99).is_none());
 }
+
+/// An off-course alert leaves out the rider's distance from the course when the rider is
+/// inside a privacy zone (with the course km it would tell where the rider is), and gives it
+/// elsewhere.
+#[test]
+fn off_course_alerts_inside_privacy_zones_leave_out_the_distance() {
+    let (index, mut config) = two_riders();
+    // A zone about 470 m east of the course at km 2 (a rider's home, say).
+    config
+        .privacy_zones
+        .push(flevum_engine::core::race::PrivacyZone {
+            lat: 45.0 + 2.0 * 0.008_993,
+            lon: 7.006,
+            radius_m: 300.0,
+        });
+    let mut race = Race::new(config, index, 1).unwrap();
+    let t0 = 1_750_000_000_000;
+    // Rider 1 leaves the course eastwards at km 5 (no zone there), rider 2 at km 2, into the
+    // zone; both ride 200 s along the course first and then stay 470 m east for two minutes.
+    for (rider, km) in [(1u32, 5.0), (2, 2.0)] {
+        let mut seq = 0;
+        for s in 0..=320i64 {
+            seq += 1;
+            let along = (s.min(200) as f64 / 200.0) * km;
+            let east = if s <= 200 {
+                0.0
+            } else {
+                (s - 200).min(20) as f64 * 0.0003
+            };
+            let record = PositionRecord::from_degrees(
+                seq,
+                t0 + s * 1000,
+                45.0 + along * 0.008_993,
+                7.0 + east,
+                None,
+                None,
+                None,
+                Some(5.0),
+            );
+            race.handle_fix(t0 + s * 1000, rider, &record).unwrap();
+        }
+    }
+    let mut off = Vec::new();
+    for s in (0..=330).step_by(1) {
+        race.handle_tick(t0 + s * 1000);
+        while let Some(out) = race.poll_output() {
+            if let RaceOutput::Alert(a) = out
+                && let AlertKind::OffCourse { offset_m } = a.kind
+            {
+                off.push((a.riders[0], offset_m));
+            }
+        }
+    }
+    let of = |rider: u32| off.iter().find(|(r, _)| *r == rider).map(|(_, o)| *o);
+    let outside = of(1).expect("rider 1 is announced off course");
+    assert!(
+        outside.is_some_and(|m| m > 200.0),
+        "outside a zone the distance is given: {outside:?}"
+    );
+    assert_eq!(
+        of(2),
+        Some(None),
+        "inside the zone rider 2 is announced without a distance"
+    );
+}
