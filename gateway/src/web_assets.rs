@@ -29,8 +29,8 @@ pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
             dist!("assets/index-B0qjBXTF.css"),
             "text/css; charset=utf-8",
         ),
-        "index-oD_Hj_Xa.js" => (
-            dist!("assets/index-oD_Hj_Xa.js"),
+        "index-DRNgPSCZ.js" => (
+            dist!("assets/index-DRNgPSCZ.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return None,

@@ -399,10 +399,7 @@ fn validate_rider(r: &RiderView) -> Result<(), RecordError> {
 
 fn validate_alert(a: &Alert) -> Result<(), RecordError> {
     check("courseKm", a.course_km, -1e4, 1e5)?;
-    if let crate::frames::AlertKind::OffCourse {
-        offset_m: Some(offset_m),
-    } = a.kind
-    {
+    if let crate::frames::AlertKind::OffCourse { offset_m } = a.kind {
         check("offsetM", offset_m, 0.0, 1e8)?;
     }
     Ok(())

@@ -257,9 +257,8 @@ pub enum AlertKind {
     },
     /// A rider left the course.
     OffCourse {
-        /// Distance from the course in metres; absent when the rider is inside one of the
-        /// organiser's privacy zones (with the course km it would tell where).
-        offset_m: Option<f64>,
+        /// Distance from the course in metres.
+        offset_m: f64,
     },
     /// A rider returned to the course.
     BackOnCourse,

@@ -40,11 +40,8 @@ export function alertText(a: Alert, who: (id: number) => string): string {
       return `Possible crash: ${r}`;
     case 'dropped_from_group':
       return `${r} dropped from the group`;
-    case 'off_course': {
-      // No distance inside an organiser's privacy zone.
-      const m = num(k, 'offset_m');
-      return `${r} off course${m !== undefined ? ` (${Math.round(m)} m)` : ''}`;
-    }
+    case 'off_course':
+      return `${r} off course (${Math.round(num(k, 'offset_m') ?? 0)} m)`;
     case 'back_on_course':
       return `${r} back on course`;
     case 'signal_lost':

@@ -9,12 +9,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const src = join(dirname(fileURLToPath(import.meta.url)), '..', 'src');
-let format, storeMod, tracks, alerts;
+let format, storeMod, tracks;
 
 before(async () => {
   const out = mkdtempSync(join(tmpdir(), 'flevum-unit-'));
   await build({
-    entryPoints: ['format.ts', 'store.ts', 'tracks.ts', 'alerts.ts'].map((f) => join(src, f)),
+    entryPoints: ['format.ts', 'store.ts', 'tracks.ts'].map((f) => join(src, f)),
     outdir: out,
     bundle: true,
     format: 'esm',
@@ -24,15 +24,6 @@ before(async () => {
   format = await import(pathToFileURL(join(out, 'format.js')).href);
   storeMod = await import(pathToFileURL(join(out, 'store.js')).href);
   tracks = await import(pathToFileURL(join(out, 'tracks.js')).href);
-  alerts = await import(pathToFileURL(join(out, 'alerts.js')).href);
-});
-
-test('an off-course alert gives the distance only when the engine sends one', () => {
-  const off = (kind) => ({ seq: 1, epoch: 1, timeMs: 0, raceTimeMs: 0, courseKm: 2, riders: [7], severity: 'notable', kind });
-  const who = (id) => `#${id}`;
-  assert.equal(alerts.alertText(off({ type: 'off_course', offset_m: 472.9 }), who), '#7 off course (473 m)');
-  // Inside a privacy zone the engine leaves it out.
-  assert.equal(alerts.alertText(off({ type: 'off_course', offset_m: null }), who), '#7 off course');
 });
 
 test('formatGap', () => {

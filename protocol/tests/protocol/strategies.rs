@@ -204,8 +204,7 @@ fn alert_kind() -> impl Strategy<Value = AlertKind> {
         Just(AlertKind::RiderStopped),
         Just(AlertKind::PossibleCrash),
         any::<u32>().prop_map(|group_id| AlertKind::DroppedFromGroup { group_id }),
-        proptest::option::of(0.0f64..10_000.0)
-            .prop_map(|offset_m| AlertKind::OffCourse { offset_m }),
+        (0.0f64..10_000.0).prop_map(|offset_m| AlertKind::OffCourse { offset_m }),
         Just(AlertKind::BackOnCourse),
         Just(AlertKind::SignalLost),
         Just(AlertKind::SignalRegained),

@@ -105,9 +105,6 @@ pub(super) struct RiderFacts {
     pub tail_len: usize,
     /// Distance of the last fix from the course, metres (for the off-course alert).
     pub lateral_m: f64,
-    /// The last fix lies off the course inside a privacy zone: the course point stands in for
-    /// it, and the off-course alert leaves out its distance from the course.
-    pub in_privacy_zone: bool,
 }
 
 /// Race-wide inputs of [`RiderFacts::of`].
@@ -177,7 +174,6 @@ impl RiderFacts {
         let distance_m = last_passage.map_or(0.0, |(d, _)| d);
         // The last fix's matched segment is where the course lookups start.
         let near = last.map_or(0, |f| f.matched.segment);
-        let mut in_privacy_zone = false;
         let (lat, lon) = match last {
             Some(f) if f.matched.matched && !f.matched.off_course => {
                 position_near(course, distance_m, near)
@@ -185,7 +181,6 @@ impl RiderFacts {
             // Off the course the raw position is shown, unless it lies in a privacy zone: then
             // the last point on the course stands in for it.
             Some(f) if in_zones(inputs.privacy_zones, f.record.lat_deg(), f.record.lon_deg()) => {
-                in_privacy_zone = true;
                 position_near(course, distance_m, near)
             }
             Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
@@ -204,7 +199,6 @@ impl RiderFacts {
             speed_mps: speed,
             off_course: last.is_some_and(|f| f.matched.off_course),
             lateral_m: last.map_or(0.0, |f| f.matched.lateral_m),
-            in_privacy_zone,
             battery_pct: last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
             finish_time,
             lost_after_ms,

@@ -1322,8 +1322,7 @@ impl Race {
             let id = self.slots.id(slot);
             let facts = &self.facts[slot];
             let km = facts.last_passage.map_or(0.0, |p| p.0 / 1000.0);
-            // Inside a privacy zone the distance from the course, with the km, would say where.
-            let lateral = (!facts.in_privacy_zone).then_some(facts.lateral_m);
+            let lateral = facts.lateral_m;
             let battery = facts.battery_pct;
             let last_time = facts.last_time.unwrap_or(watermark);
             if previous != Some(status) {
