@@ -310,9 +310,6 @@ struct TickWork {
     outcomes: Vec<ApplyOutcome>,
     /// Status of every rider this tick.
     statuses: Vec<RiderStatus>,
-    /// Distance of every rider on the road this tick, projected to the watermark (None: not on
-    /// the road), the road order's sort key.
-    road_distance: Vec<Option<f64>>,
     /// Riders on the road while being sorted; its order is also the next tick's starting order.
     road_entries: Vec<RoadEntry>,
     /// Riders on the road, front first, with gaps.
@@ -471,9 +468,6 @@ struct RiderSlice<'a> {
     abandoned: &'a [bool],
     /// Their status this tick, written once their fixes are applied.
     statuses: &'a mut [RiderStatus],
-    /// Their distance projected to the watermark if they are on the road this tick (the road
-    /// order's sort key), written with the status.
-    road_distance: &'a mut [Option<f64>],
     /// Their (tick, index) in the road; the run stamps the riders it took from last tick's
     /// order with this tick.
     road_index: &'a mut [(u64, u32)],
@@ -539,7 +533,6 @@ fn apply_run(
         changed_tick,
         abandoned,
         statuses,
-        road_distance,
         road_index,
     } = slice;
     let tick = inputs.tick;
@@ -596,20 +589,17 @@ fn apply_run(
         }
     }
     let start_ms = inputs.facts.start_ms;
-    for (((facts, &abandoned), status), road) in facts
-        .iter()
-        .zip(abandoned)
-        .zip(statuses.iter_mut())
-        .zip(road_distance.iter_mut())
-    {
+    for ((facts, &abandoned), status) in facts.iter().zip(abandoned).zip(statuses.iter_mut()) {
         *status = facts.status(abandoned, inputs.started, start_ms, inputs.watermark);
-        *road = match status {
-            RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse => {
-                facts.distance_projected(inputs.watermark)
-            }
-            _ => None,
-        };
     }
+    // A rider's place on the road: the distance projected to the watermark (the road order's
+    // sort key), for riders racing, stopped or off course.
+    let on_road = |local: usize| match statuses[local] {
+        RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse => {
+            facts[local].distance_projected(inputs.watermark)
+        }
+        _ => None,
+    };
     // The range's riders on the road, in road order: those of last tick's order first, in that
     // order (the order changes little between ticks, which the sort exploits), then the riders
     // who joined the road.
@@ -617,16 +607,16 @@ fn apply_run(
     for e in inputs.last_road {
         let slot = e.slot() as usize;
         if range.contains(&slot)
-            && let Some(projected_m) = road_distance[slot - first_slot]
+            && let Some(projected_m) = on_road(slot - first_slot)
         {
             out.road
                 .push(RoadEntry::new(projected_m, e.rider_id(), slot as u32));
             road_index[slot - first_slot] = (tick, 0);
         }
     }
-    for (local, projected) in road_distance.iter().enumerate() {
-        if let Some(projected_m) = *projected
-            && road_index[local].0 != tick
+    for local in 0..riders.len() {
+        if road_index[local].0 != tick
+            && let Some(projected_m) = on_road(local)
         {
             let slot = (first_slot + local) as u32;
             out.road
@@ -759,7 +749,6 @@ impl Race {
             min_due_per_apply_thread: Race::MIN_DUE_PER_APPLY_THREAD,
             work: TickWork {
                 statuses: vec![RiderStatus::NotStarted; n],
-                road_distance: vec![None; n],
                 road_index: vec![(0, 0); n],
                 gaps: vec![GapMemo::default(); n],
                 group_of: vec![(0, 0); n],
@@ -1068,13 +1057,12 @@ impl Race {
         let mut runs = Vec::with_capacity(outcomes.len());
         let slots = self.riders.len();
         let mut road_index = &mut self.work.road_index[..];
-        let (mut riders, mut facts, mut changed, mut abandoned, mut statuses, mut road) = (
+        let (mut riders, mut facts, mut changed, mut abandoned, mut statuses) = (
             &mut self.riders[..],
             &mut self.facts[..],
             &mut self.changed_tick[..],
             &self.abandoned[..],
             &mut self.work.statuses[..],
-            &mut self.work.road_distance[..],
         );
         let mut first_slot = 0;
         for (w, out) in cuts.windows(2).zip(outcomes.iter_mut()) {
@@ -1086,10 +1074,9 @@ impl Race {
             let (c, rest_c) = std::mem::take(&mut changed).split_at_mut(len);
             let (a, rest_a) = abandoned.split_at(len);
             let (st, rest_st) = std::mem::take(&mut statuses).split_at_mut(len);
-            let (rd, rest_rd) = std::mem::take(&mut road).split_at_mut(len);
             let (ri, rest_ri) = std::mem::take(&mut road_index).split_at_mut(len);
-            (riders, facts, changed, abandoned, statuses, road) =
-                (rest_r, rest_f, rest_c, rest_a, rest_st, rest_rd);
+            (riders, facts, changed, abandoned, statuses) =
+                (rest_r, rest_f, rest_c, rest_a, rest_st);
             road_index = rest_ri;
             runs.push(ApplyJob {
                 due: &due[w[0]..w[1]],
@@ -1100,7 +1087,6 @@ impl Race {
                     changed_tick: c,
                     abandoned: a,
                     statuses: st,
-                    road_distance: rd,
                     road_index: ri,
                 },
                 out,
