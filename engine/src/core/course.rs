@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::geodesy::{LocalFrame, geodesic_distance_m};
+use super::geodesy::{LocalFrame, geodesic_distance_m, planar_len};
 
 /// Longest plausible gap between two consecutive course points, metres. A larger jump is a broken
 /// file (e.g. a stray point at 0,0), not a course.
@@ -115,10 +115,7 @@ impl Segment {
         } else {
             0.0
         };
-        (
-            self.start_m + t * self.len_m,
-            ((x - px) * (x - px) + (y - py) * (y - py)).sqrt(),
-        )
+        (self.start_m + t * self.len_m, planar_len(x - px, y - py))
     }
 
     /// Bearing of the segment in degrees clockwise from north.

@@ -9,6 +9,7 @@
 use std::sync::OnceLock;
 
 use super::course::Segment;
+use super::geodesy::planar_len;
 use super::{CourseIndex, Millis};
 use flevum_protocol::PositionRecord;
 
@@ -324,7 +325,7 @@ impl MatchState {
             .filter(|_| fix.speed_mps.is_none_or(|s| s > 1.5))
             .or_else(|| {
                 let (t0, x0, y0) = self.prev_fix?;
-                let moved = ((x - x0) * (x - x0) + (y - y0) * (y - y0)).sqrt();
+                let moved = planar_len(x - x0, y - y0);
                 (moved > 8.0 && fix.time_ms - t0 <= 30_000)
                     .then(|| (x - x0).atan2(y - y0).to_degrees().rem_euclid(360.0))
             });
