@@ -38,14 +38,7 @@ async fn health_ready_config_races_openapi_metrics() {
     assert_eq!(races.as_array().unwrap().len(), 1, "{races}");
     assert_eq!(races[0]["id"], "ronde");
     assert_eq!(races[0]["startMs"], 1_700_000_000_000i64);
-    let (s, _, b) = call(
-        &state,
-        Request::get("/v1/races")
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (s, _, b) = call(&state, bearer_get("/v1/races", ADMIN)).await;
     assert_eq!(s, StatusCode::OK);
     let races = json(&b);
     assert_eq!(races[1]["visibility"], "private");
@@ -167,13 +160,18 @@ async fn private_race_needs_viewer_token() {
     );
     let (s, _, _) = call(
         &state,
-        Request::get("/v1/races/secret/standings")
-            .header("authorization", format!("Bearer {ENGINE_VIEWER}"))
-            .body(Body::empty())
-            .unwrap(),
+        bearer_get("/v1/races/secret/standings", ENGINE_VIEWER),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// A GET carrying `token` as its bearer token.
+fn bearer_get(uri: &str, token: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 fn admin_post(uri: &str, token: Option<&str>, body: &str) -> Request<Body> {
@@ -525,12 +523,7 @@ async fn metrics_answer_only_to_their_token_when_one_is_set() {
         metrics_token: Some(METRICS.into()),
         ..config()
     });
-    let scrape = |token: &str| {
-        Request::get("/metrics")
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap()
-    };
+    let scrape = |token: &str| bearer_get("/metrics", token);
     assert_eq!(get(&closed, "/metrics").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
         call(&closed, scrape(ADMIN)).await.0,

@@ -1,7 +1,7 @@
 //! Fork-join for the parallel pass of one tick (the apply runs): a list of independent jobs,
 //! each owning disjoint slices of the race's per-rider arrays, run once each on the tick's
-//! thread and on scoped helper threads that claim them in turn. It keeps no threads or state between calls
-//! and knows nothing about riders; merging the jobs' outputs in order is the caller's business.
+//! thread and on scoped helper threads that claim them in turn. It keeps no threads or state
+//! between calls and knows nothing about riders; merging the jobs' outputs is the caller's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
