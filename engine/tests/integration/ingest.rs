@@ -260,6 +260,39 @@ async fn wait_connected_within(client: &DeviceClient, limit: Duration) {
 }
 
 /// Reads acks until `target` is acknowledged (or panics after 10 s).
+/// A server with an in-memory sink and one device welcomed on a raw QUIC connection (no
+/// device client), to send it hand-made batches and datagrams.
+struct RawDevice {
+    server: Running,
+    sink: Arc<FakeSink>,
+    /// Kept open for the connection's life.
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    /// Kept open: closing it ends the device's session.
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl RawDevice {
+    async fn welcomed(device: &str, rider: u32) -> RawDevice {
+        let tokens = Arc::new(TokenStore::new());
+        let token = tokens.issue(grant(device, rider));
+        let sink = Arc::new(FakeSink::default());
+        let server = start(test_config(), tokens, sink.clone());
+        let (endpoint, conn) = raw_connect(&server).await;
+        let (send, recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
+        assert!(matches!(answer, DeviceMessage::Welcome(_)));
+        RawDevice {
+            server,
+            sink,
+            _endpoint: endpoint,
+            conn,
+            _send: send,
+            recv,
+        }
+    }
+}
+
 /// Sends `records` as one batch on a stream of their own, as a device's backlog goes.
 async fn send_batch(conn: &quinn::Connection, records: Vec<PositionRecord>) {
     let mut uni = conn.open_uni().await.unwrap();
@@ -442,56 +475,45 @@ async fn revoking_a_token_closes_its_open_connection_and_accepts_nothing_more() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrupt_record_in_a_batch_loses_none_of_the_good_ones() {
-    let tokens = Arc::new(TokenStore::new());
-    let token = tokens.issue(grant("dev-c", 4));
-    let sink = Arc::new(FakeSink::default());
-    let server = start(test_config(), tokens, sink.clone());
-
-    let (_ep, conn) = raw_connect(&server).await;
-    let (_send, mut recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
-    assert!(matches!(answer, DeviceMessage::Welcome(_)));
+    let mut dev = RawDevice::welcomed("dev-c", 4).await;
 
     let mut records: Vec<PositionRecord> = (1..=10).map(rec).collect();
     records[4].lat_e7 = 1_234_567_890; // seq 5: latitude beyond 90°
     records[7].time_ms = now_ms() + 3_600_000; // seq 8: an hour in the future
-    send_batch(&conn, records).await;
+    send_batch(&dev.conn, records).await;
 
     // A datagram with one bad record among good ones.
     let mut dg = vec![rec(11), rec(12), rec(13)];
     dg[1].battery_pct = 180;
-    conn.send_datagram(encode_datagram(&dg).into()).unwrap();
+    dev.conn.send_datagram(encode_datagram(&dg).into()).unwrap();
 
     // Invalid records count as handled: the ack covers them, so the device stops resending.
-    wait_ack(&mut recv, 13).await;
-    assert_eq!(sink.seqs("dev-c"), vec![1, 2, 3, 4, 6, 7, 9, 10, 11, 13]);
-    server.stop().await;
+    wait_ack(&mut dev.recv, 13).await;
+    assert_eq!(
+        dev.sink.seqs("dev-c"),
+        vec![1, 2, 3, 4, 6, 7, 9, 10, 11, 13]
+    );
+    dev.server.stop().await;
 }
 
 /// A large batch that repeats its records (a client resending into the same batch) stores
 /// each once; a repeated invalid record is skipped once and counted as handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_large_batch_with_repeats_stores_each_record_once() {
-    let tokens = Arc::new(TokenStore::new());
-    let token = tokens.issue(grant("dev-r", 5));
-    let sink = Arc::new(FakeSink::default());
-    let server = start(test_config(), tokens, sink.clone());
-
-    let (_ep, conn) = raw_connect(&server).await;
-    let (_send, mut recv, answer) = raw_handshake(&conn, hello(&token, PROTOCOL_VERSION)).await;
-    assert!(matches!(answer, DeviceMessage::Welcome(_)));
+    let mut dev = RawDevice::welcomed("dev-r", 5).await;
 
     // 1..=60, then all of them again in reverse, with seq 30 invalid both times.
     let mut records: Vec<PositionRecord> = (1..=60).chain((1..=60).rev()).map(rec).collect();
     for r in records.iter_mut().filter(|r| r.seq == 30) {
         r.lat_e7 = 1_234_567_890;
     }
-    send_batch(&conn, records).await;
+    send_batch(&dev.conn, records).await;
 
-    wait_ack(&mut recv, 60).await;
+    wait_ack(&mut dev.recv, 60).await;
     let want: Vec<u32> = (1..=60).filter(|&s| s != 30).collect();
-    assert_eq!(sink.seqs("dev-r"), want);
-    assert_eq!(sink.duplicates.load(Ordering::SeqCst), 0);
-    server.stop().await;
+    assert_eq!(dev.sink.seqs("dev-r"), want);
+    assert_eq!(dev.sink.duplicates.load(Ordering::SeqCst), 0);
+    dev.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
