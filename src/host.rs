@@ -22,7 +22,8 @@ use flevum_gateway::engine_control::{
     SplitRow, Standing, SubmitError, TrackPoint, Visibility,
 };
 use flevum_protocol::{
-    Alert, Delta, GroupView, PositionRecord, RecordLimits, RiderInfo, RiderStatus, Snapshot,
+    Alert, Delta, GroupView, PositionRecord, RecordLimits, RiderInfo, RiderStatus, RiderView,
+    Snapshot,
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -612,23 +613,49 @@ fn publish_delay_ms(handle: &RaceHandle) -> i64 {
     i64::from(handle.config().publish_delay_s) * 1000
 }
 
+/// Whether every rider of a non-empty field has finished or abandoned.
+fn all_done(views: &[RiderView]) -> bool {
+    !views.is_empty()
+        && views
+            .iter()
+            .all(|v| matches!(v.status, RiderStatus::Finished | RiderStatus::Abandoned))
+}
+
 /// Scheduled before the start, finished once closed or every rider is done, else live.
-async fn status_of(handle: &RaceHandle) -> RaceStatus {
-    let start = handle.config().start_ms;
+///
+/// Behind a publish delay the status is the one the delayed feed shows: judged at `now - delay`,
+/// with the riders' statuses of the published snapshot. Judged live, the race list would say
+/// "finished" while the delayed map still shows the sprint.
+async fn status_of(handle: &RaceHandle, publisher: &dyn FramePublisher) -> RaceStatus {
+    let delay_ms = publish_delay_ms(handle);
+    let visible_until = handle.now_ms() - delay_ms;
     let state = handle
         .query(|r| {
-            let done = !r.views().is_empty()
-                && r.views()
-                    .iter()
-                    .all(|v| matches!(v.status, RiderStatus::Finished | RiderStatus::Abandoned));
-            (r.is_started(), r.is_closed() || done)
+            (
+                r.is_started(),
+                r.config().start_ms,
+                r.closed_at(),
+                all_done(r.views()),
+            )
         })
         .await;
-    match state {
-        Ok((_, true)) => RaceStatus::Finished,
-        Ok((true, false)) => RaceStatus::Live,
-        _ if wall_ms() >= start => RaceStatus::Live,
-        _ => RaceStatus::Scheduled,
+    // Without an answer (the shard is stopping), the configured start decides.
+    let (started, start_ms, closed_at, done_live) =
+        state.unwrap_or((false, handle.config().start_ms, None, false));
+    let done = if delay_ms > 0 {
+        closed_at.is_some_and(|t| t <= visible_until)
+            || publisher
+                .published_snapshot(handle.race_id())
+                .is_some_and(|s| all_done(&s.states))
+    } else {
+        closed_at.is_some() || done_live
+    };
+    if done {
+        RaceStatus::Finished
+    } else if (started && delay_ms == 0) || start_ms <= visible_until {
+        RaceStatus::Live
+    } else {
+        RaceStatus::Scheduled
     }
 }
 
@@ -639,7 +666,7 @@ impl EngineControl for Control {
         Box::pin(async move {
             let mut out = Vec::with_capacity(handles.len());
             for h in handles {
-                let status = status_of(&h).await;
+                let status = status_of(&h, me.publisher.as_ref()).await;
                 if let Some(r) = me.races.get(h.race_id()) {
                     out.push(me.summary(&r, status));
                 }
@@ -654,9 +681,10 @@ impl EngineControl for Control {
             .races
             .get(&race)
             .map(|r| (r.handle.clone(), r.detail.clone()));
+        let publisher = self.publisher.clone();
         Box::pin(async move {
             let (handle, mut detail) = found?;
-            detail.status = status_of(&handle).await;
+            detail.status = status_of(&handle, publisher.as_ref()).await;
             // Checkpoints may have been moved by the organiser since the race opened.
             if let Ok(cps) = handle
                 .query(|r| r.course().course().checkpoint_infos())

@@ -216,6 +216,26 @@ fn duplicates_future_and_impossible_fixes_are_rejected_and_counted() {
 }
 
 #[test]
+fn finish_closes_the_race_at_the_commands_time_and_refuses_later_fixes() {
+    let (index, config) = two_riders();
+    let mut race = Race::new(config, index, 1).unwrap();
+    let now = 1_750_000_010_000;
+    race.handle_fix(now, 1, &fix(1, 0, 0.0)).unwrap();
+    assert_eq!(race.closed_at(), None);
+    race.handle_admin(now + 1000, AdminCommand::Finish).unwrap();
+    // The time is what a delayed public feed compares with its own moment.
+    assert_eq!(race.closed_at(), Some(now + 1000));
+    assert!(race.is_closed());
+    assert!(race.handle_admin(now + 2000, AdminCommand::Finish).is_err());
+    assert_eq!(
+        race.closed_at(),
+        Some(now + 1000),
+        "a second finish moves nothing"
+    );
+    assert!(race.handle_fix(now + 2000, 1, &fix(2, 1, 0.01)).is_err());
+}
+
+#[test]
 fn a_late_backfill_recomputes_passages_and_splits() {
     let (index, mut config) = two_riders();
     config

@@ -222,8 +222,9 @@ pub struct Race {
     abandoned: Vec<bool>,
     /// The race start has been announced.
     started: bool,
-    /// The race is closed to new fixes.
-    closed: bool,
+    /// When the organiser closed the race to new fixes (`Finish`), by its command's time: a
+    /// delayed public feed must not call the race finished before its viewers see that moment.
+    closed_at: Option<Millis>,
     /// Tick counter.
     tick: u64,
     /// Time of the last tick.
@@ -717,7 +718,7 @@ impl Race {
             devices,
             abandoned: vec![false; n],
             started: false,
-            closed: false,
+            closed_at: None,
             tick: 0,
             last_tick_ms: None,
             tick_interval_ms: DEFAULT_TICK_MS,
@@ -777,7 +778,12 @@ impl Race {
 
     /// Whether the organiser closed the race (`Finish`): later fixes are refused.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.closed_at.is_some()
+    }
+
+    /// When the organiser closed the race (`Finish`), if they did.
+    pub fn closed_at(&self) -> Option<Millis> {
+        self.closed_at
     }
 
     /// The race config.
@@ -822,7 +828,7 @@ impl Race {
         rider_id: u32,
         record: &PositionRecord,
     ) -> Result<FixAccepted, FixRejection> {
-        if self.closed {
+        if self.closed_at.is_some() {
             return Err(self.reject(FixRejection::RaceClosed));
         }
         let skew = 30_000;
@@ -856,10 +862,10 @@ impl Race {
                 self.config.start_ms = now;
             }
             AdminCommand::Finish => {
-                if self.closed {
+                if self.closed_at.is_some() {
                     return Err(AdminError::Closed);
                 }
-                self.closed = true;
+                self.closed_at = Some(now);
             }
             AdminCommand::Abandon { rider_id } | AdminCommand::Reinstate { rider_id }
                 if self.slots.get(rider_id).is_none() =>
