@@ -720,11 +720,21 @@ impl std::fmt::Display for OfflineRun {
             course.ascent_m(),
             cfg.riders.len()
         )?;
+        let rejected: Vec<String> = self
+            .race
+            .rejections()
+            .iter()
+            .map(|(why, n)| format!("{n} {}", why.as_str().replace('_', " ")))
+            .collect();
         writeln!(
             f,
-            "{} fixes fed to the engine; rejected: {:?}",
+            "{} fixes fed to the engine; rejected: {}",
             self.fixes,
-            self.race.rejections()
+            if rejected.is_empty() {
+                "none".to_string()
+            } else {
+                rejected.join(", ")
+            }
         )?;
         writeln!(f, "\nResult")?;
         for (i, (id, t)) in self.race.finish_order().iter().take(10).enumerate() {
@@ -749,26 +759,61 @@ impl std::fmt::Display for OfflineRun {
             .iter()
             .filter(|a| a.severity >= Severity::Notable)
         {
+            let who = || {
+                a.riders
+                    .iter()
+                    .map(|&id| name(id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let ids = || format!("{:?}", a.riders);
+            // A time gap: seconds under a minute, else minutes and seconds.
+            let gap = |ms: i64| {
+                let s = (ms + 500).div_euclid(1000);
+                if s < 60 {
+                    format!("{s} s")
+                } else {
+                    format!("{}:{:02}", s / 60, s % 60)
+                }
+            };
             let what = match &a.kind {
-                AlertKind::BreakawayFormed { gap_ms, .. } => format!(
-                    "breakaway formed, {:.0} s clear: {:?}",
-                    *gap_ms as f64 / 1000.0,
-                    a.riders
-                ),
+                AlertKind::RaceStarted => "race started".to_string(),
+                AlertKind::BreakawayFormed { gap_ms, .. } => {
+                    format!("breakaway formed, {} clear: {}", gap(*gap_ms), ids())
+                }
+                AlertKind::BreakawayCaught { .. } => format!("breakaway caught: {}", ids()),
+                AlertKind::GroupSplit { .. } => format!("group split, ahead: {}", ids()),
                 AlertKind::GapChanged {
-                    gap_ms, growing, ..
+                    threshold_ms,
+                    gap_ms,
+                    growing,
+                    ..
                 } => format!(
-                    "breakaway gap {} {:.0} s",
-                    if *growing { "grows past" } else { "falls to" },
-                    *gap_ms as f64 / 1000.0
+                    "breakaway gap {} {} ({} now)",
+                    if *growing { "passes" } else { "falls below" },
+                    gap(*threshold_ms),
+                    gap(*gap_ms)
                 ),
+                AlertKind::LeaderChanged { .. } => format!("new leader: {}", who()),
+                AlertKind::RiderStopped => format!("stopped: {}", who()),
                 AlertKind::PossibleCrash => {
-                    format!("POSSIBLE CRASH: riders {:?} stopped together", a.riders)
+                    format!("POSSIBLE CRASH: riders {} stopped together", ids())
                 }
-                AlertKind::Finisher { position, .. } => {
-                    format!("finisher #{position}: {}", name(a.riders[0]))
+                AlertKind::DroppedFromGroup { .. } => format!("dropped: {}", who()),
+                AlertKind::OffCourse { offset_m } => {
+                    format!("off course, {offset_m:.0} m from it: {}", who())
                 }
-                other => format!("{other:?} {:?}", a.riders),
+                AlertKind::BackOnCourse => format!("back on course: {}", who()),
+                AlertKind::SignalLost => format!("signal lost: {}", who()),
+                AlertKind::SignalRegained => format!("signal back: {}", who()),
+                AlertKind::LowBattery { battery_pct } => {
+                    format!("battery at {battery_pct} %: {}", who())
+                }
+                AlertKind::CheckpointLeader { checkpoint } => {
+                    format!("{checkpoint}: first over, {}", who())
+                }
+                AlertKind::Finisher { position, .. } => format!("finisher #{position}: {}", who()),
+                AlertKind::Sos => format!("SOS from {}", who()),
             };
             writeln!(
                 f,
@@ -780,8 +825,13 @@ impl std::fmt::Display for OfflineRun {
         let roles = self.sim.roles();
         writeln!(
             f,
-            "\nScripted: breakaway {:?}, crash {:?}, off course {:?}, dropouts {:?}",
-            roles.breakaway, roles.crashed, roles.off_course, roles.dropouts
+            "\nScripted: breakaway {:?}, crash {:?}, off course {}, dropouts {:?}",
+            roles.breakaway,
+            roles.crashed,
+            roles
+                .off_course
+                .map_or("none".to_string(), |id| format!("[{id}]")),
+            roles.dropouts
         )?;
         writeln!(
             f,

@@ -51,7 +51,22 @@ fn golden_ragbrai_race_tells_the_story_and_is_deterministic() {
     let run = golden_run(index.clone(), 1);
     let roles = run.sim.roles().clone();
     let alerts = run.alerts();
-    eprintln!("{run}");
+    let summary = run.to_string();
+    eprintln!("{summary}");
+    // The summary `flevum simulate` prints reads as prose: names and times, not Rust structs.
+    let story = &summary[summary.find("Story").expect("a story")..];
+    for line in [
+        "race started",
+        "breakaway formed",
+        "POSSIBLE CRASH",
+        "finisher #1",
+    ] {
+        assert!(story.contains(line), "no {line:?} in the story:\n{story}");
+    }
+    assert!(
+        !story.contains('{') && !story.contains("Some("),
+        "a debug-printed alert in the story:\n{story}"
+    );
 
     // The breakaway: one formed alert naming the scripted attackers.
     let formed: Vec<_> = alerts
