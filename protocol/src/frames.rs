@@ -255,7 +255,9 @@ pub enum AlertKind {
         /// The group left behind.
         group_id: u32,
     },
-    /// A rider left the course.
+    /// A rider left the course. Not raised while the rider is inside one of the organiser's
+    /// privacy zones (the offset would locate the private place): it comes when they leave the
+    /// zone still off course, and not at all if they return to the course inside it.
     OffCourse {
         /// Distance from the course in metres.
         offset_m: f64,

@@ -299,6 +299,98 @@ fn a_late_backfill_recomputes_passages_and_splits() {
     assert!((moved - (t0 + 300_000)).abs() <= 1000, "{}", moved - t0);
 }
 
+/// A fix `east_m` east of the course at `km` (the course runs due north along 7°E).
+fn fix_east(seq: u32, t_s: i64, km: f64, east_m: f64) -> PositionRecord {
+    let mut r = fix(seq, t_s, km);
+    // At 45°N a degree of longitude is about 78.7 km.
+    r.lon_e7 = ((7.0 + east_m / 78_715.0) * 1e7).round() as i32;
+    r
+}
+
+/// The off-course and back-on-course alerts of rider `id`, with their offsets (`None` for back).
+fn course_alerts(outputs: &[RaceOutput], id: u32) -> Vec<Option<f64>> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RaceOutput::Alert(a) if a.riders == [id] => match a.kind {
+                AlertKind::OffCourse { offset_m } => Some(Some(offset_m)),
+                AlertKind::BackOnCourse => Some(None),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn off_course_inside_a_privacy_zone_is_announced_only_once_outside_it() {
+    // Both riders ride north on the course for 1 km, then 200 m east of it, parallel, through a
+    // zone (a team hotel beside the course) from km 1 to 2. Then rider 1 rides on, 1.2 km east
+    // (out of the zone), while rider 2 returns to the course inside the zone.
+    let path = |rider: u32, s: i64| -> (f64, f64) {
+        let km = s as f64 * 0.01;
+        match (rider, s) {
+            (_, 0..=100) => (km, 0.0),
+            (_, 101..=200) => (km, 200.0),
+            (1, _) => (km, 1200.0),
+            _ => (km, 0.0),
+        }
+    };
+    let run = |zone: bool| -> Vec<RaceOutput> {
+        let (index, mut config) = two_riders();
+        if zone {
+            config
+                .privacy_zones
+                .push(flevum_engine::core::race::PrivacyZone {
+                    lat: 45.0 + 1.5 * 0.008_993,
+                    lon: 7.0 + 200.0 / 78_715.0,
+                    radius_m: 700.0,
+                });
+        }
+        let mut race = Race::new(config, index, 1).unwrap();
+        let mut outputs = Vec::new();
+        for s in 0..=300 {
+            for rider in [1, 2] {
+                let (km, east) = path(rider, s);
+                race.handle_fix(
+                    1_750_000_000_000 + s * 1000,
+                    rider,
+                    &fix_east(s as u32 + 1, s, km, east),
+                )
+                .unwrap();
+            }
+            race.handle_tick(1_750_000_000_000 + s * 1000 + 3000);
+            while let Some(o) = race.poll_output() {
+                outputs.push(o);
+            }
+        }
+        outputs
+    };
+
+    // Without the zone both riders are announced off course about 200 m out, rider 2 back.
+    let open = run(false);
+    let first = course_alerts(&open, 1);
+    assert!(
+        matches!(first[..], [Some(m), ..] if (150.0..250.0).contains(&m)),
+        "{first:?}"
+    );
+    assert!(
+        matches!(course_alerts(&open, 2)[..], [Some(m), None] if (150.0..250.0).contains(&m)),
+        "{:?}",
+        course_alerts(&open, 2)
+    );
+
+    // With it, rider 1 is announced only outside the zone, with the offset measured there,
+    // and rider 2, who came back inside the zone, not at all.
+    let private = run(true);
+    let first = course_alerts(&private, 1);
+    assert!(
+        !first.is_empty() && first.iter().all(|m| m.is_some_and(|m| m > 900.0)),
+        "{first:?}"
+    );
+    assert_eq!(course_alerts(&private, 2), vec![]);
+}
+
 #[test]
 fn tracks_leave_out_fixes_inside_privacy_zones() {
     let (index, mut config) = two_riders();

@@ -105,6 +105,10 @@ pub(super) struct RiderFacts {
     pub tail_len: usize,
     /// Distance of the last fix from the course, metres (for the off-course alert).
     pub lateral_m: f64,
+    /// The last fix lies off the course inside a privacy zone: its raw position is replaced by
+    /// the course point, and nothing measured from it (the off-course alert's offset) is
+    /// published.
+    pub in_privacy_zone: bool,
 }
 
 /// Race-wide inputs of [`RiderFacts::of`].
@@ -174,17 +178,17 @@ impl RiderFacts {
         let distance_m = last_passage.map_or(0.0, |(d, _)| d);
         // The last fix's matched segment is where the course lookups start.
         let near = last.map_or(0, |f| f.matched.segment);
-        let (lat, lon) = match last {
+        let ((lat, lon), in_privacy_zone) = match last {
             Some(f) if f.matched.matched && !f.matched.off_course => {
-                position_near(course, distance_m, near)
+                (position_near(course, distance_m, near), false)
             }
             // Off the course the raw position is shown, unless it lies in a privacy zone: then
             // the last point on the course stands in for it.
             Some(f) if in_zones(inputs.privacy_zones, f.record.lat_deg(), f.record.lon_deg()) => {
-                position_near(course, distance_m, near)
+                (position_near(course, distance_m, near), true)
             }
-            Some(f) => (f.record.lat_deg(), f.record.lon_deg()),
-            None => course.position_at(0.0),
+            Some(f) => ((f.record.lat_deg(), f.record.lon_deg()), false),
+            None => (course.position_at(0.0), false),
         };
         let remaining = length - distance_m;
         let mut tail = [(0.0, 0); 8];
@@ -199,6 +203,7 @@ impl RiderFacts {
             speed_mps: speed,
             off_course: last.is_some_and(|f| f.matched.off_course),
             lateral_m: last.map_or(0.0, |f| f.matched.lateral_m),
+            in_privacy_zone,
             battery_pct: last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
             finish_time,
             lost_after_ms,

@@ -199,6 +199,10 @@ struct RiderAnnouncements {
     dropped_from: Option<(u32, Millis)>,
     /// The group the rider was in last tick, with its size.
     group: Option<(u32, usize)>,
+    /// The rider went off course inside a privacy zone: the off-course alert waits until they
+    /// leave the zone still off course (its offset would tell how far the zone's private place
+    /// lies from the course), and a return to the course inside the zone announces nothing.
+    off_course_held: bool,
 }
 
 /// The live state of one race.
@@ -1315,12 +1319,16 @@ impl Race {
             let facts = &self.facts[slot];
             let km = facts.last_passage.map_or(0.0, |p| p.0 / 1000.0);
             let lateral = facts.lateral_m;
+            let hidden = facts.in_privacy_zone;
             let battery = facts.battery_pct;
             let last_time = facts.last_time.unwrap_or(watermark);
             if previous != Some(status) {
                 let was = previous.unwrap_or(RiderStatus::NotStarted);
                 let subject = u64::from(id);
                 match (was, status) {
+                    (_, RiderStatus::OffCourse) if hidden => {
+                        self.announced[slot].off_course_held = true;
+                    }
                     (_, RiderStatus::OffCourse) => {
                         self.raise(
                             now,
@@ -1331,6 +1339,9 @@ impl Race {
                             Some(("off_course", subject)),
                         );
                     }
+                    // Back without having been announced off course.
+                    (RiderStatus::OffCourse, RiderStatus::Racing)
+                        if self.announced[slot].off_course_held => {}
                     (RiderStatus::OffCourse, RiderStatus::Racing) => {
                         self.raise(
                             now,
@@ -1368,7 +1379,23 @@ impl Race {
                 } else {
                     self.announced[slot].stop_announced = false;
                 }
+                if status != RiderStatus::OffCourse {
+                    self.announced[slot].off_course_held = false;
+                }
                 self.announced[slot].status = Some(status);
+            } else if status == RiderStatus::OffCourse
+                && !hidden
+                && std::mem::take(&mut self.announced[slot].off_course_held)
+            {
+                // Left the privacy zone still off course: announced now, measured out here.
+                self.raise(
+                    now,
+                    AlertKind::OffCourse { offset_m: lateral },
+                    vec![id],
+                    km,
+                    Severity::Notable,
+                    Some(("off_course", u64::from(id))),
+                );
             }
             if let Some(b) = battery {
                 let low = b <= self.config.alerts.low_battery_pct;
