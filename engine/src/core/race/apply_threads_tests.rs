@@ -8,7 +8,8 @@ use std::num::NonZeroUsize;
 
 use flevum_protocol::RecordFlags;
 
-use super::{QueuedFix, Race, RaceOutput, cut_at_riders};
+use super::apply::cut_at_riders;
+use super::{QueuedFix, Race, RaceOutput};
 use crate::core::{Course, CourseIndex};
 use crate::simulator::{SimConfig, Simulation};
 
