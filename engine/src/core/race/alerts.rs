@@ -109,23 +109,16 @@ impl Race {
             let hidden = facts.in_privacy_zone;
             let battery = facts.battery_pct;
             let last_time = facts.last_time.unwrap_or(watermark);
+            let subject = u64::from(id);
+            // Off course inside a privacy zone, the alert waits until the rider is out of it.
+            let mut off_course = false;
             if previous != Some(status) {
                 let was = previous.unwrap_or(RiderStatus::NotStarted);
-                let subject = u64::from(id);
                 match (was, status) {
                     (_, RiderStatus::OffCourse) if hidden => {
                         self.announced[slot].off_course_held = true;
                     }
-                    (_, RiderStatus::OffCourse) => {
-                        self.raise(
-                            now,
-                            AlertKind::OffCourse { offset_m: lateral },
-                            vec![id],
-                            km,
-                            Severity::Notable,
-                            Some(("off_course", subject)),
-                        );
-                    }
+                    (_, RiderStatus::OffCourse) => off_course = true,
                     // Back without having been announced off course.
                     (RiderStatus::OffCourse, RiderStatus::Racing)
                         if self.announced[slot].off_course_held => {}
@@ -175,13 +168,16 @@ impl Race {
                 && std::mem::take(&mut self.announced[slot].off_course_held)
             {
                 // Left the privacy zone still off course: announced now, measured out here.
+                off_course = true;
+            }
+            if off_course {
                 self.raise(
                     now,
                     AlertKind::OffCourse { offset_m: lateral },
                     vec![id],
                     km,
                     Severity::Notable,
-                    Some(("off_course", u64::from(id))),
+                    Some(("off_course", subject)),
                 );
             }
             if let Some(b) = battery {
