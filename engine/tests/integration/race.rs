@@ -392,6 +392,44 @@ fn off_course_inside_a_privacy_zone_is_announced_only_once_outside_it() {
 }
 
 #[test]
+fn a_race_that_does_not_publish_batteries_shows_none_and_raises_no_battery_alert() {
+    let run = |publish_battery: bool| {
+        let (index, mut config) = two_riders();
+        config.publish_battery = publish_battery;
+        let mut race = Race::new(config, index, 1).unwrap();
+        let mut low_battery_alerts = 0;
+        for s in 0..30 {
+            let mut record = fix(s as u32 + 1, s, s as f64 * 0.01);
+            record.battery_pct = 9;
+            race.handle_fix(1_750_000_000_000 + s * 1000, 1, &record)
+                .unwrap();
+            race.handle_tick(1_750_000_000_000 + s * 1000 + 3000);
+            while let Some(o) = race.poll_output() {
+                if let RaceOutput::Alert(a) = o
+                    && matches!(a.kind, AlertKind::LowBattery { .. })
+                {
+                    low_battery_alerts += 1;
+                }
+            }
+        }
+        let battery = race
+            .views()
+            .iter()
+            .find(|v| v.rider_id == 1)
+            .unwrap()
+            .battery_pct;
+        let in_snapshot = race
+            .snapshot()
+            .states
+            .iter()
+            .any(|v| v.battery_pct.is_some());
+        (battery, in_snapshot, low_battery_alerts)
+    };
+    assert_eq!(run(true), (Some(9), true, 1));
+    assert_eq!(run(false), (None, false, 0));
+}
+
+#[test]
 fn tracks_leave_out_fixes_inside_privacy_zones() {
     let (index, mut config) = two_riders();
     // A zone around the first 300 m of the course (a rider's home at the start, say).

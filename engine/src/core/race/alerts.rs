@@ -107,7 +107,7 @@ impl Race {
             let km = facts.last_passage.map_or(0.0, |p| p.0 / 1000.0);
             let lateral = facts.lateral_m;
             let hidden = facts.in_privacy_zone;
-            let battery = facts.battery_pct;
+            let battery = facts.battery_pct.filter(|_| self.config.publish_battery);
             let last_time = facts.last_time.unwrap_or(watermark);
             let subject = u64::from(id);
             // Off course inside a privacy zone, the alert waits until the rider is out of it.

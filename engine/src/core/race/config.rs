@@ -166,6 +166,11 @@ pub struct RaceConfig {
     /// Circles in which positions are never published.
     #[serde(default)]
     pub privacy_zones: Vec<PrivacyZone>,
+    /// Whether fans and commentators see each device's battery level (in the riders' states and
+    /// as low-battery alerts). Off when the devices are the riders' own phones and the organiser
+    /// does not want their battery published.
+    #[serde(default = "default_publish_battery")]
+    pub publish_battery: bool,
     /// Who may watch.
     #[serde(default = "default_visibility")]
     pub visibility: Visibility,
@@ -189,6 +194,9 @@ pub struct RaceConfig {
 
 fn default_group_gap_s() -> f64 {
     1.0
+}
+fn default_publish_battery() -> bool {
+    true
 }
 fn default_visibility() -> Visibility {
     Visibility::Public
@@ -230,6 +238,7 @@ impl RaceConfig {
             group_gap_s: default_group_gap_s(),
             publish_delay_s: 0,
             privacy_zones: Vec::new(),
+            publish_battery: default_publish_battery(),
             visibility: Visibility::Public,
             report_interval_ms: default_report_interval_ms(),
             reorder_window_ms: default_reorder_window_ms(),

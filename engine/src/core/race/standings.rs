@@ -182,7 +182,7 @@ impl Race {
             } else {
                 None
             },
-            battery_pct: facts.battery_pct,
+            battery_pct: facts.battery_pct.filter(|_| self.config.publish_battery),
         }
     }
 
