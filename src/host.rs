@@ -76,6 +76,9 @@ impl FramePublisher for HubPublisher {
     fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
         self.0.snapshot(race_id)
     }
+    fn keeps_published(&self) -> bool {
+        true
+    }
 }
 
 /// An open race and what the API serves about it without asking the shard.
@@ -613,6 +616,48 @@ fn publish_delay_ms(handle: &RaceHandle) -> i64 {
     i64::from(handle.config().publish_delay_s) * 1000
 }
 
+/// What of each rider's record a race's public may see: everything up to now, or, behind a
+/// publish delay, up to the last fix of each rider that the delayed feed has shown (its
+/// published snapshot's `lastFixMs`). Judging by fix times alone would show at once the fixes of
+/// a device whose clock runs behind by more than the delay; that is all an engine whose frames
+/// go to a bus can do, as it keeps no published state.
+struct Visible {
+    /// Fixes and passages after this time are not shown (now - delay).
+    until_ms: i64,
+    /// Behind a delay: each rider's last fix time as published (riders missing: nothing yet).
+    shown: Option<HashMap<u32, i64>>,
+}
+
+impl Visible {
+    fn of(handle: &RaceHandle, publisher: &dyn FramePublisher) -> Visible {
+        let delay_ms = publish_delay_ms(handle);
+        let shown = (delay_ms > 0 && publisher.keeps_published()).then(|| {
+            publisher
+                .published_snapshot(handle.race_id())
+                .map(|s| {
+                    s.states
+                        .iter()
+                        .map(|v| (v.rider_id, v.last_fix_ms))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        Visible {
+            until_ms: handle.now_ms() - delay_ms,
+            shown,
+        }
+    }
+
+    /// Whether rider `rider`'s fix or passage at `time_ms` may be shown.
+    fn allows(&self, rider: u32, time_ms: i64) -> bool {
+        time_ms <= self.until_ms
+            && self
+                .shown
+                .as_ref()
+                .is_none_or(|shown| shown.get(&rider).is_some_and(|&last| time_ms <= last))
+    }
+}
+
 /// Whether every rider of a non-empty field has finished or abandoned.
 fn all_done(views: &[RiderView]) -> bool {
     !views.is_empty()
@@ -781,6 +826,7 @@ impl EngineControl for Control {
 
     fn splits(&self, race: String) -> BoxFuture<Option<Vec<SplitRow>>> {
         let handle = self.race(&race);
+        let publisher = self.publisher.clone();
         Box::pin(async move {
             let handle = handle?;
             let start = handle.config().start_ms;
@@ -797,14 +843,14 @@ impl EngineControl for Control {
                 })
                 .await
                 .ok()?;
-            let visible_until = handle.now_ms() - publish_delay_ms(&handle);
+            let visible = Visible::of(&handle, publisher.as_ref());
             let mut rows = Vec::new();
             for (i, (name, distance_m)) in checkpoints.iter().enumerate() {
                 let mut passed: Vec<(i64, u32)> = splits
                     .iter()
                     .filter_map(|s| Some((s.passages.get(i).copied().flatten()?, s.rider_id)))
                     .collect();
-                passed.retain(|(t, _)| *t <= visible_until);
+                passed.retain(|&(t, rider)| visible.allows(rider, t));
                 passed.sort_unstable();
                 let first = passed.first().map(|p| p.0);
                 for (pos, (t, rider_id)) in passed.iter().enumerate() {
@@ -825,14 +871,15 @@ impl EngineControl for Control {
 
     fn rider_track(&self, race: String, rider: u32) -> BoxFuture<Option<Vec<TrackPoint>>> {
         let handle = self.race(&race);
+        let publisher = self.publisher.clone();
         Box::pin(async move {
             let handle = handle?;
-            let visible_until = handle.now_ms() - publish_delay_ms(&handle);
             let samples = handle.query(move |r| r.track(rider)).await.ok()??;
+            let visible = Visible::of(&handle, publisher.as_ref());
             Some(
                 samples
                     .into_iter()
-                    .filter(|s| s.time_ms <= visible_until)
+                    .filter(|s| visible.allows(rider, s.time_ms))
                     .map(|s| TrackPoint {
                         time_ms: s.time_ms,
                         lat: s.lat,

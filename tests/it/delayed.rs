@@ -1,10 +1,15 @@
 //! A race behind a publish delay tells the public what its delayed feed shows: the organiser's
 //! `finish` does not make the race list or the race page say "finished" until the delay has
-//! passed, while an undelayed race says it at once.
+//! passed, and a rider's track holds only the fixes the delayed feed has shown, whatever their
+//! time stamps say; an undelayed race shows both at once.
+
+use std::time::{Duration, Instant};
+
+use flevum_engine::ingest::TokenStore;
 
 use crate::support::{
     ADMIN_TOKEN, Proc, SERVERS, free_tcp_port, free_udp_port, http, http_get, race_toml,
-    setup_server, start_server, wait_ready,
+    setup_server, start_server, track_times, wait_ready,
 };
 
 /// The race's `status` on `GET /v1/races/{race}`.
@@ -79,5 +84,51 @@ fn a_delayed_race_is_not_called_finished_before_its_feed_shows_the_finish() {
             ("delayed".to_string(), "live".to_string()),
             ("direct".to_string(), "finished".to_string()),
         ]
+    );
+}
+
+#[test]
+fn a_delayed_track_shows_no_fix_the_delayed_feed_has_not_shown() {
+    let _one_at_a_time = SERVERS.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
+    let now = flevum_engine::shard::wall_ms();
+    let start_ms = now - 3 * 3_600_000;
+    let (config, _pin) = setup_server(dir.path(), http_port, quic_port, start_ms, "direct", 1);
+    // The same race an hour behind, its rider on another device and token.
+    let delayed = race_toml("delayed", "Delayed race", start_ms, 1000, 1)
+        .replacen("\n", "\npublish_delay_s = 3600\n", 1)
+        .replace("dev-1", "late-dev-1")
+        .replace(
+            &TokenStore::sha256_hex("token-1"),
+            &TokenStore::sha256_hex("late-token-1"),
+        );
+    std::fs::write(dir.path().join("races/delayed.toml"), delayed).unwrap();
+    let _server = Proc(start_server(&config));
+    wait_ready(http_port);
+
+    // A device whose clock runs two hours behind: its fix of now says "two hours ago", older
+    // than the delay. Sent to both races through the OsmAnd ingest, at the course's start.
+    let stamped = now - 2 * 3_600_000;
+    for token in ["token-1", "late-token-1"] {
+        let path = format!("/v1/ingest/osmand?id={token}&lat=52.52&lon=5.43&timestamp={stamped}");
+        let (code, body) = http(http_port, "POST", &path, None, None).expect("the ingest answers");
+        assert_eq!(code, 200, "{token}: {body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while track_times(http_port, "direct", 1).unwrap_or_default() != vec![stamped] {
+        assert!(
+            Instant::now() < deadline,
+            "the undelayed race never showed the fix"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both shards tick every 200 ms behind the same 2 s reorder window: a second more and the
+    // delayed race has applied it too. Its feed shows it only in an hour.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        track_times(http_port, "delayed", 1),
+        Some(vec![]),
+        "the delayed track showed a fix its feed has not"
     );
 }

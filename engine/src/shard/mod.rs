@@ -34,6 +34,12 @@ pub trait FramePublisher: Send + Sync + 'static {
     fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
         None
     }
+    /// Whether [`FramePublisher::published_snapshot`] answers at all: `None` from a publisher
+    /// that keeps the published state means "nothing published yet", from one that keeps none
+    /// it means "not known here".
+    fn keeps_published(&self) -> bool {
+        false
+    }
 }
 
 /// How a shard runs.
