@@ -39,6 +39,12 @@ impl FramePublisher for BusPublisher {
     fn alert(&self, race_id: &str, alert: Alert) {
         self.0.publish_alert(race_id, alert);
     }
+    fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
+        self.0.published_snapshot(race_id)
+    }
+    fn keeps_published(&self) -> bool {
+        self.0.keeps_published()
+    }
 }
 
 /// `submit_positions` over the bus.

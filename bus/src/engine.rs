@@ -160,6 +160,16 @@ impl NatsEngineBus {
 }
 
 impl Bus for NatsEngineBus {
+    fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
+        lock(&self.inner.races)
+            .get(race_id)
+            .map(|r| r.merger.snapshot().clone())
+    }
+
+    fn keeps_published(&self) -> bool {
+        true
+    }
+
     fn publish_snapshot(&self, snapshot: Snapshot) {
         let race_id = snapshot.race_id.clone();
         if let Err(e) = subjects::check_race_id(&race_id) {

@@ -45,6 +45,16 @@ pub trait Bus: Send + Sync + 'static {
     fn publish_delta(&self, delta: Delta);
     /// One alert of a race, for the commentators' feed.
     fn publish_alert(&self, race_id: &str, alert: Alert);
+    /// The race's state as published so far (behind its publish delay: what its fans see), if
+    /// this bus keeps it.
+    fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
+        None
+    }
+    /// Whether this bus keeps the published state, so that `None` from
+    /// [`Bus::published_snapshot`] means "nothing published yet".
+    fn keeps_published(&self) -> bool {
+        false
+    }
 }
 
 /// The gateway side of the bus: what received frames are fed into (the gateway's live hub).

@@ -63,6 +63,13 @@ async fn two_gateways_see_the_same_frames() {
         .collect();
     assert_eq!(a.got(), expected);
     assert_eq!(b.got(), expected);
+    // The engine keeps the state it published (the API of a delayed race answers from it).
+    assert!(engine.keeps_published());
+    let published = engine.published_snapshot("r").expect("published");
+    assert_eq!((published.epoch, published.tick), (7, 20));
+    assert_eq!(published.states.len(), 1);
+    assert_eq!(published.states[0].distance_m, 200.0);
+    assert!(engine.published_snapshot("other").is_none());
 }
 
 #[tokio::test]
