@@ -619,8 +619,8 @@ fn publish_delay_ms(handle: &RaceHandle) -> i64 {
 /// What of each rider's record a race's public may see: everything up to now, or, behind a
 /// publish delay, up to the last fix of each rider that the delayed feed has shown (its
 /// published snapshot's `lastFixMs`). Judging by fix times alone would show at once the fixes of
-/// a device whose clock runs behind by more than the delay; that is all an engine whose frames
-/// go to a bus can do, as it keeps no published state.
+/// a device whose clock runs behind by more than the delay; that is all that is left where the
+/// publisher keeps no published state (`FramePublisher::keeps_published`).
 struct Visible {
     /// Fixes and passages after this time are not shown (now - delay).
     until_ms: i64,
