@@ -76,6 +76,9 @@ impl FramePublisher for HubPublisher {
     fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
         self.0.snapshot(race_id)
     }
+    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
+        self.0.rider(race_id, rider_id)
+    }
     fn keeps_published(&self) -> bool {
         true
     }
@@ -629,23 +632,40 @@ struct Visible {
 }
 
 impl Visible {
+    /// For every rider of the race (splits, finish times).
     fn of(handle: &RaceHandle, publisher: &dyn FramePublisher) -> Visible {
-        let delay_ms = publish_delay_ms(handle);
-        let shown = (delay_ms > 0 && publisher.keeps_published()).then(|| {
-            publisher
-                .published_snapshot(handle.race_id())
-                .map(|s| {
-                    s.states
-                        .iter()
-                        .map(|v| (v.rider_id, v.last_fix_ms))
-                        .collect()
-                })
+        Visible::with(handle, publisher, |p| {
+            p.published_snapshot(handle.race_id())
+                .map(|s| Visible::shown_in(&s.states))
                 .unwrap_or_default()
-        });
+        })
+    }
+
+    /// For one rider (a track): reads that rider's published state only.
+    fn for_rider(handle: &RaceHandle, publisher: &dyn FramePublisher, rider: u32) -> Visible {
+        Visible::with(handle, publisher, |p| {
+            p.published_rider(handle.race_id(), rider)
+                .map(|v| HashMap::from([(v.rider_id, v.last_fix_ms)]))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Behind a delay, with the published last fixes that `shown` reads from the publisher.
+    fn with(
+        handle: &RaceHandle,
+        publisher: &dyn FramePublisher,
+        shown: impl FnOnce(&dyn FramePublisher) -> HashMap<u32, i64>,
+    ) -> Visible {
+        let delay_ms = publish_delay_ms(handle);
         Visible {
             until_ms: handle.now_ms() - delay_ms,
-            shown,
+            shown: (delay_ms > 0 && publisher.keeps_published()).then(|| shown(publisher)),
         }
+    }
+
+    /// Each rider's last fix time in published states.
+    fn shown_in(states: &[RiderView]) -> HashMap<u32, i64> {
+        states.iter().map(|v| (v.rider_id, v.last_fix_ms)).collect()
     }
 
     /// Whether rider `rider`'s fix or passage at `time_ms` may be shown.
@@ -780,10 +800,11 @@ impl EngineControl for Control {
                     .map(|s| s.states)
                     .unwrap_or_default();
             }
-            let now = handle.now_ms();
+            // Finish times as far as the feed has shown each rider (not by their time stamps).
+            let visible = Visible::with(&handle, publisher.as_ref(), |_| Visible::shown_in(&views));
             let finishes: BTreeMap<u32, i64> = finishes
                 .into_iter()
-                .filter(|(_, t)| *t <= now - delay_ms)
+                .filter(|&(id, t)| visible.allows(id, t))
                 .collect();
             let mut rows: Vec<Standing> = views
                 .into_iter()
@@ -875,7 +896,7 @@ impl EngineControl for Control {
         Box::pin(async move {
             let handle = handle?;
             let samples = handle.query(move |r| r.track(rider)).await.ok()??;
-            let visible = Visible::of(&handle, publisher.as_ref());
+            let visible = Visible::for_rider(&handle, publisher.as_ref(), rider);
             Some(
                 samples
                     .into_iter()

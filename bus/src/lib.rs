@@ -22,7 +22,7 @@ mod nats_tests;
 
 use std::sync::Arc;
 
-use flevum_protocol::{Alert, Delta, Snapshot};
+use flevum_protocol::{Alert, Delta, RiderView, Snapshot};
 
 /// The NATS client this bus is built on, for the binary's JetStream adapter (one copy).
 pub use async_nats;
@@ -49,6 +49,13 @@ pub trait Bus: Send + Sync + 'static {
     /// this bus keeps it.
     fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
         None
+    }
+    /// One rider's state as published so far, without copying the whole field.
+    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
+        self.published_snapshot(race_id)?
+            .states
+            .into_iter()
+            .find(|v| v.rider_id == rider_id)
     }
     /// Whether this bus keeps the published state, so that `None` from
     /// [`Bus::published_snapshot`] means "nothing published yet".

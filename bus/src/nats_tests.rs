@@ -70,6 +70,11 @@ async fn two_gateways_see_the_same_frames() {
     assert_eq!(published.states.len(), 1);
     assert_eq!(published.states[0].distance_m, 200.0);
     assert!(engine.published_snapshot("other").is_none());
+    assert_eq!(
+        engine.published_rider("r", 1).map(|v| v.distance_m),
+        Some(200.0)
+    );
+    assert!(engine.published_rider("r", 2).is_none());
 }
 
 #[tokio::test]

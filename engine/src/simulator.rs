@@ -708,8 +708,12 @@ impl std::fmt::Display for OfflineRun {
                 })
         };
         let clock = |ms: i64| {
-            let s = ms / 1000;
-            format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+            let (sign, s) = if ms < 0 {
+                ("-", -ms / 1000)
+            } else {
+                ("", ms / 1000)
+            };
+            format!("{sign}{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
         };
         writeln!(
             f,

@@ -56,11 +56,27 @@ fn a_delayed_race_is_not_called_finished_before_its_feed_shows_the_finish() {
         1,
     );
     std::fs::write(dir.path().join("races/delayed.toml"), delayed).unwrap();
+    // Started half an hour ago, an hour behind: its feed still shows the race before the start.
+    let recent = race_toml(
+        "recent",
+        "Recent race",
+        flevum_engine::shard::wall_ms() - 1_800_000,
+        1000,
+        1,
+    )
+    .replacen("\n", "\npublish_delay_s = 3600\n", 1)
+    .replace("dev-1", "recent-dev-1")
+    .replace(
+        &TokenStore::sha256_hex("token-1"),
+        &TokenStore::sha256_hex("recent-token-1"),
+    );
+    std::fs::write(dir.path().join("races/recent.toml"), recent).unwrap();
     let _server = Proc(start_server(&config));
     wait_ready(http_port);
 
     assert_eq!(status(http_port, "direct"), "live");
     assert_eq!(status(http_port, "delayed"), "live");
+    assert_eq!(status(http_port, "recent"), "scheduled");
     for race in ["direct", "delayed"] {
         let (code, body) = http(
             http_port,
@@ -83,21 +99,22 @@ fn a_delayed_race_is_not_called_finished_before_its_feed_shows_the_finish() {
         vec![
             ("delayed".to_string(), "live".to_string()),
             ("direct".to_string(), "finished".to_string()),
+            ("recent".to_string(), "scheduled".to_string()),
         ]
     );
 }
 
 #[test]
-fn a_delayed_track_shows_no_fix_the_delayed_feed_has_not_shown() {
+fn a_delayed_track_shows_a_fix_only_once_the_delayed_feed_has() {
     let _one_at_a_time = SERVERS.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let (http_port, quic_port) = (free_tcp_port(), free_udp_port());
     let now = flevum_engine::shard::wall_ms();
     let start_ms = now - 3 * 3_600_000;
     let (config, _pin) = setup_server(dir.path(), http_port, quic_port, start_ms, "direct", 1);
-    // The same race an hour behind, its rider on another device and token.
+    // The same race 10 s behind, its rider on another device and token.
     let delayed = race_toml("delayed", "Delayed race", start_ms, 1000, 1)
-        .replacen("\n", "\npublish_delay_s = 3600\n", 1)
+        .replacen("\n", "\npublish_delay_s = 10\n", 1)
         .replace("dev-1", "late-dev-1")
         .replace(
             &TokenStore::sha256_hex("token-1"),
@@ -107,15 +124,16 @@ fn a_delayed_track_shows_no_fix_the_delayed_feed_has_not_shown() {
     let _server = Proc(start_server(&config));
     wait_ready(http_port);
 
-    // A device whose clock runs two hours behind: its fix of now says "two hours ago", older
+    // A device whose clock runs two hours behind: its fix of now says "two hours ago", far older
     // than the delay. Sent to both races through the OsmAnd ingest, at the course's start.
-    let stamped = now - 2 * 3_600_000;
+    let stamped = flevum_engine::shard::wall_ms() - 2 * 3_600_000;
     for token in ["token-1", "late-token-1"] {
         let path = format!("/v1/ingest/osmand?id={token}&lat=52.52&lon=5.43&timestamp={stamped}");
         let (code, body) = http(http_port, "POST", &path, None, None).expect("the ingest answers");
         assert_eq!(code, 200, "{token}: {body}");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let sent = Instant::now();
+    let deadline = sent + Duration::from_secs(20);
     while track_times(http_port, "direct", 1).unwrap_or_default() != vec![stamped] {
         assert!(
             Instant::now() < deadline,
@@ -124,11 +142,29 @@ fn a_delayed_track_shows_no_fix_the_delayed_feed_has_not_shown() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Both shards tick every 200 ms behind the same 2 s reorder window: a second more and the
-    // delayed race has applied it too. Its feed shows it only in an hour.
+    // delayed race has applied it too, but its feed shows it only 10 s later.
     std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        sent.elapsed() < Duration::from_secs(9),
+        "too slow to tell the delay apart"
+    );
     assert_eq!(
         track_times(http_port, "delayed", 1),
         Some(vec![]),
         "the delayed track showed a fix its feed has not"
+    );
+    // Once the delayed feed has shown it, the track has it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while track_times(http_port, "delayed", 1).unwrap_or_default() != vec![stamped] {
+        assert!(
+            Instant::now() < deadline,
+            "the delayed track never showed the fix"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        sent.elapsed() >= Duration::from_secs(10),
+        "shown {:?} after it was sent, before the 10 s delay",
+        sent.elapsed()
     );
 }

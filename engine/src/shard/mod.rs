@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use flevum_protocol::{Alert, Delta, PositionRecord, Snapshot};
+use flevum_protocol::{Alert, Delta, PositionRecord, RiderView, Snapshot};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -33,6 +33,14 @@ pub trait FramePublisher: Send + Sync + 'static {
     /// keeps one; the API answers delayed races from it.
     fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
         None
+    }
+    /// One rider's state as published so far, without copying the whole field (a track request
+    /// needs only this).
+    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
+        self.published_snapshot(race_id)?
+            .states
+            .into_iter()
+            .find(|v| v.rider_id == rider_id)
     }
     /// Whether [`FramePublisher::published_snapshot`] answers at all: `None` from a publisher
     /// that keeps the published state means "nothing published yet", from one that keeps none

@@ -385,10 +385,42 @@ fn off_course_inside_a_privacy_zone_is_announced_only_once_outside_it() {
     let private = run(true);
     let first = course_alerts(&private, 1);
     assert!(
-        !first.is_empty() && first.iter().all(|m| m.is_some_and(|m| m > 900.0)),
+        first.len() == 1 && first[0].is_some_and(|m| m > 900.0),
         "{first:?}"
     );
     assert_eq!(course_alerts(&private, 2), vec![]);
+}
+
+#[test]
+fn a_rider_back_on_the_course_inside_a_zone_is_not_announced_on_leaving_it() {
+    // Rider 1 rides 200 m east of the course from km 1.01 to 1.40, inside a zone that covers the
+    // course up to km 1.45, then back on the course: out of the zone at about km 1.45, before
+    // being judged back (10 s within 40 m). Nothing is announced: not off course, not back.
+    let (index, mut config) = two_riders();
+    config
+        .privacy_zones
+        .push(flevum_engine::core::race::PrivacyZone {
+            lat: 45.0 + 1.2 * 0.008_993,
+            lon: 7.0 + 150.0 / 78_715.0,
+            radius_m: 290.0,
+        });
+    let mut race = Race::new(config, index, 1).unwrap();
+    let mut outputs = Vec::new();
+    for s in 0..=240i64 {
+        let km = s as f64 * 0.01;
+        let east = if (101..=140).contains(&s) { 200.0 } else { 0.0 };
+        race.handle_fix(
+            1_750_000_000_000 + s * 1000,
+            1,
+            &fix_east(s as u32 + 1, s, km, east),
+        )
+        .unwrap();
+        race.handle_tick(1_750_000_000_000 + s * 1000 + 3000);
+        while let Some(o) = race.poll_output() {
+            outputs.push(o);
+        }
+    }
+    assert_eq!(course_alerts(&outputs, 1), vec![]);
 }
 
 #[test]

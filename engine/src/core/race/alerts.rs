@@ -165,9 +165,12 @@ impl Race {
                 self.announced[slot].status = Some(status);
             } else if status == RiderStatus::OffCourse
                 && !hidden
+                && lateral > self.matcher.off_course_exit_m
                 && std::mem::take(&mut self.announced[slot].off_course_held)
             {
-                // Left the privacy zone still off course: announced now, measured out here.
+                // Left the privacy zone still off course: announced now, measured out here. A
+                // rider who came back to the course inside the zone and rides out of it before
+                // being judged back is near the course, not off it: still held.
                 off_course = true;
             }
             if off_course {

@@ -105,9 +105,9 @@ pub(super) struct RiderFacts {
     pub tail_len: usize,
     /// Distance of the last fix from the course, metres (for the off-course alert).
     pub lateral_m: f64,
-    /// The last fix lies off the course inside a privacy zone: its raw position is replaced by
-    /// the course point, and nothing measured from it (the off-course alert's offset) is
-    /// published.
+    /// The last fix was not placed on the course (judged off it, or matched nowhere) and lies
+    /// inside a privacy zone: its raw position is replaced by the course point, and nothing
+    /// measured from it (the off-course alert's offset) is published.
     pub in_privacy_zone: bool,
 }
 
