@@ -51,11 +51,8 @@ pub trait Bus: Send + Sync + 'static {
         None
     }
     /// One rider's state as published so far, without copying the whole field.
-    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
-        self.published_snapshot(race_id)?
-            .states
-            .into_iter()
-            .find(|v| v.rider_id == rider_id)
+    fn published_rider(&self, _race_id: &str, _rider_id: u32) -> Option<RiderView> {
+        None
     }
     /// Whether this bus keeps the published state, so that `None` from
     /// [`Bus::published_snapshot`] means "nothing published yet".

@@ -12,6 +12,19 @@ use crate::support::{
     setup_server, start_server, track_times, wait_ready,
 };
 
+/// Race `id` of [`race_toml`] (one rider) behind a publish delay of `delay_s`, its rider on
+/// device `{id}-dev-1` with token `{id}-token-1` (so that it shares no device with the others).
+fn delayed_race(id: &str, start_ms: i64, delay_s: u32) -> String {
+    race_toml(id, "Delayed race", start_ms, 1000, 1)
+        // A top-level key goes before the `[[riders]]` tables.
+        .replacen("\n", &format!("\npublish_delay_s = {delay_s}\n"), 1)
+        .replace("dev-1", &format!("{id}-dev-1"))
+        .replace(
+            &TokenStore::sha256_hex("token-1"),
+            &TokenStore::sha256_hex(&format!("{id}-token-1")),
+        )
+}
+
 /// The race's `status` on `GET /v1/races/{race}`.
 fn status(port: u16, race: &str) -> String {
     let (code, body) = http_get(port, &format!("/v1/races/{race}")).expect("the race answers");
@@ -49,27 +62,11 @@ fn a_delayed_race_is_not_called_finished_before_its_feed_shows_the_finish() {
     // Started two hours ago: live for an undelayed feed and for one an hour behind.
     let start_ms = flevum_engine::shard::wall_ms() - 2 * 3_600_000;
     let (config, _pin) = setup_server(dir.path(), http_port, quic_port, start_ms, "direct", 2);
-    // The same race an hour behind (a top-level key goes before the `[[riders]]` tables).
-    let delayed = race_toml("delayed", "Delayed race", start_ms, 1000, 2).replacen(
-        "\n",
-        "\npublish_delay_s = 3600\n",
-        1,
-    );
+    // The same race an hour behind.
+    let delayed = delayed_race("delayed", start_ms, 3600);
     std::fs::write(dir.path().join("races/delayed.toml"), delayed).unwrap();
     // Started half an hour ago, an hour behind: its feed still shows the race before the start.
-    let recent = race_toml(
-        "recent",
-        "Recent race",
-        flevum_engine::shard::wall_ms() - 1_800_000,
-        1000,
-        1,
-    )
-    .replacen("\n", "\npublish_delay_s = 3600\n", 1)
-    .replace("dev-1", "recent-dev-1")
-    .replace(
-        &TokenStore::sha256_hex("token-1"),
-        &TokenStore::sha256_hex("recent-token-1"),
-    );
+    let recent = delayed_race("recent", flevum_engine::shard::wall_ms() - 1_800_000, 3600);
     std::fs::write(dir.path().join("races/recent.toml"), recent).unwrap();
     let _server = Proc(start_server(&config));
     wait_ready(http_port);
@@ -113,13 +110,7 @@ fn a_delayed_track_shows_a_fix_only_once_the_delayed_feed_has() {
     let start_ms = now - 3 * 3_600_000;
     let (config, _pin) = setup_server(dir.path(), http_port, quic_port, start_ms, "direct", 1);
     // The same race 10 s behind, its rider on another device and token.
-    let delayed = race_toml("delayed", "Delayed race", start_ms, 1000, 1)
-        .replacen("\n", "\npublish_delay_s = 10\n", 1)
-        .replace("dev-1", "late-dev-1")
-        .replace(
-            &TokenStore::sha256_hex("token-1"),
-            &TokenStore::sha256_hex("late-token-1"),
-        );
+    let delayed = delayed_race("delayed", start_ms, 10);
     std::fs::write(dir.path().join("races/delayed.toml"), delayed).unwrap();
     let _server = Proc(start_server(&config));
     wait_ready(http_port);
@@ -127,7 +118,7 @@ fn a_delayed_track_shows_a_fix_only_once_the_delayed_feed_has() {
     // A device whose clock runs two hours behind: its fix of now says "two hours ago", far older
     // than the delay. Sent to both races through the OsmAnd ingest, at the course's start.
     let stamped = flevum_engine::shard::wall_ms() - 2 * 3_600_000;
-    for token in ["token-1", "late-token-1"] {
+    for token in ["token-1", "delayed-token-1"] {
         let path = format!("/v1/ingest/osmand?id={token}&lat=52.52&lon=5.43&timestamp={stamped}");
         let (code, body) = http(http_port, "POST", &path, None, None).expect("the ingest answers");
         assert_eq!(code, 200, "{token}: {body}");
