@@ -8,6 +8,7 @@
 pub mod metrics;
 mod seq;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -233,6 +234,8 @@ pub struct RaceRecovery {
     started: std::time::Instant,
     /// The race config, kept for the handle.
     race_config: RaceConfig,
+    /// The delayed feed being rebuilt (for a race with a publish delay).
+    feed: DelayedReplay,
 }
 
 impl RaceRecovery {
@@ -246,7 +249,9 @@ impl RaceRecovery {
         let mut race = Race::new(race_config.clone(), course, epoch)?;
         let tick_ms = config.tick_interval.as_millis().max(1) as Millis;
         race.set_tick_interval(tick_ms);
+        let delay_ms = Millis::from(race_config.publish_delay_s) * 1000;
         Ok(RaceRecovery {
+            feed: DelayedReplay::new(delay_ms, config.clock.now_ms() - delay_ms),
             race,
             durable: Arc::new(DashMap::new()),
             report: RecoveryReport::default(),
@@ -271,7 +276,13 @@ impl RaceRecovery {
                 rider_id,
                 record,
             } => {
-                replay_ticks(race, &mut self.next_tick, arrival_ms, self.tick_ms);
+                replay_ticks(
+                    race,
+                    &mut self.next_tick,
+                    arrival_ms,
+                    self.tick_ms,
+                    &mut self.feed,
+                );
                 self.durable.entry(rider_id).or_default().mark(record.seq);
                 let _ = race.handle_fix(arrival_ms, rider_id, &record);
                 self.report.fixes += 1;
@@ -280,7 +291,13 @@ impl RaceRecovery {
                 at_ms,
                 command_json,
             } => {
-                replay_ticks(race, &mut self.next_tick, at_ms, self.tick_ms);
+                replay_ticks(
+                    race,
+                    &mut self.next_tick,
+                    at_ms,
+                    self.tick_ms,
+                    &mut self.feed,
+                );
                 if let Ok(cmd) = serde_json::from_str::<AdminCommand>(&command_json) {
                     let _ = race.handle_admin(at_ms, cmd);
                 }
@@ -310,12 +327,17 @@ impl RaceRecovery {
             next_tick,
             started,
             race_config,
+            mut feed,
             ..
         } = self;
-        // Catch the replayed race up to now, then forget the replay's outputs: fans of the new
-        // epoch start from the snapshot; the alert history stays in the race's ring.
+        // Catch the replayed race up to now. Without a delay the replay's outputs are forgotten:
+        // fans of the new epoch start from the snapshot, and the alert history stays in the
+        // race's ring.
         if let Some(t) = next_tick {
-            race.handle_tick(t.max(config.clock.now_ms()));
+            let at = t.max(config.clock.now_ms());
+            feed.before_tick(&race, at);
+            race.handle_tick(at);
+            feed.after_tick(&mut race, at);
         }
         while race.poll_output().is_some() {}
         report.elapsed = started.elapsed();
@@ -330,19 +352,12 @@ impl RaceRecovery {
                 "race recovered from its journal"
             );
         }
-        // Behind a publish delay the opening snapshot waits like every frame: published at
-        // once, it would show fans the race as it is now, not as it was `delay` ago.
-        let snapshot = race.snapshot();
-        let delay_ms = Millis::from(race_config.publish_delay_s) * 1000;
-        let first = if delay_ms > 0 {
-            Some((
-                config.clock.now_ms() + delay_ms,
-                Published::Snapshot(snapshot),
-            ))
-        } else {
-            publisher.snapshot(snapshot);
-            None
-        };
+        // Behind a publish delay the delayed feed resumes where it was: at once the race as it
+        // was `delay` ago (published as it is now, it would show fans the live race), then the
+        // replayed ticks since, each at its time plus the delay, as the live shard would have.
+        let snapshot = feed.opening.take().unwrap_or_else(|| race.snapshot());
+        publisher.snapshot(snapshot);
+        let queued = std::mem::take(&mut feed.queued);
 
         let (tx, rx) = mpsc::channel(config.command_queue.max(1));
         let handle = RaceHandle {
@@ -359,7 +374,7 @@ impl RaceRecovery {
                 race,
                 rx,
                 publisher,
-                first,
+                queued,
                 config.tick_interval,
                 config.clock,
                 shutdown,
@@ -376,9 +391,58 @@ impl RaceRecovery {
 /// and the alerts its skipped ticks would have raised are not in the replayed history.
 const MAX_REPLAY_GAP_MS: Millis = 7 * 24 * 3_600_000;
 
+/// The delayed feed of a race with a publish delay, rebuilt while its journal is replayed: the
+/// state as it was `delay` ago, and the outputs of the ticks since, each due at its time plus the
+/// delay. Without a delay it keeps nothing.
+struct DelayedReplay {
+    /// The race's publish delay, ms (0: none).
+    delay_ms: Millis,
+    /// Ticks after this time (now - delay) are still in the delayed feed's future.
+    cutoff_ms: Millis,
+    /// The race as of the last tick at or before the cutoff, taken before the first tick after it.
+    opening: Option<Snapshot>,
+    /// Outputs of the ticks after the cutoff, with when the live shard publishes them.
+    queued: VecDeque<(Millis, RaceOutput)>,
+}
+
+impl DelayedReplay {
+    fn new(delay_ms: Millis, cutoff_ms: Millis) -> DelayedReplay {
+        DelayedReplay {
+            delay_ms,
+            cutoff_ms,
+            opening: None,
+            queued: VecDeque::new(),
+        }
+    }
+
+    /// Before the tick at `at`: the first tick past the cutoff takes the opening snapshot.
+    fn before_tick(&mut self, race: &Race, at: Millis) {
+        if self.delay_ms > 0 && at > self.cutoff_ms && self.opening.is_none() {
+            self.opening = Some(race.snapshot());
+        }
+    }
+
+    /// After the tick at `at`: its outputs are queued once past the cutoff, else dropped.
+    fn after_tick(&mut self, race: &mut Race, at: Millis) {
+        while let Some(out) = race.poll_output() {
+            if self.opening.is_some() {
+                self.queued
+                    .push_back((at.saturating_add(self.delay_ms), out));
+            }
+        }
+    }
+}
+
 /// Replays the ticks the live shard would have run before `t`, so time-based state (statuses,
-/// groups, alerts) is rebuilt in the same order as it was lived.
-fn replay_ticks(race: &mut Race, next_tick: &mut Option<Millis>, t: Millis, tick_ms: Millis) {
+/// groups, alerts) is rebuilt in the same order as it was lived; `feed` keeps what a delayed
+/// feed still has to publish.
+fn replay_ticks(
+    race: &mut Race,
+    next_tick: &mut Option<Millis>,
+    t: Millis,
+    tick_ms: Millis,
+    feed: &mut DelayedReplay,
+) {
     let last_before = t - t.rem_euclid(tick_ms);
     let mut next = next_tick.unwrap_or(last_before.saturating_add(tick_ms));
     if t.saturating_sub(next) > MAX_REPLAY_GAP_MS {
@@ -390,8 +454,9 @@ fn replay_ticks(race: &mut Race, next_tick: &mut Option<Millis>, t: Millis, tick
         next = last_before;
     }
     while next <= t {
+        feed.before_tick(race, next);
         race.handle_tick(next);
-        while race.poll_output().is_some() {}
+        feed.after_tick(race, next);
         match next.checked_add(tick_ms) {
             Some(n) => next = n,
             // At the end of time: nothing comes after this tick.
@@ -401,19 +466,11 @@ fn replay_ticks(race: &mut Race, next_tick: &mut Option<Millis>, t: Millis, tick
     *next_tick = Some(next);
 }
 
-/// What a shard hands its publisher, held back by the race's publish delay.
-enum Published {
-    /// The opening snapshot (only queued when the race has a publish delay).
-    Snapshot(Snapshot),
-    /// A tick's delta or an alert.
-    Output(RaceOutput),
-}
-
 async fn run_shard(
     mut race: Race,
     mut rx: mpsc::Receiver<Command>,
     publisher: Arc<dyn FramePublisher>,
-    first: Option<(Millis, Published)>,
+    queued: VecDeque<(Millis, RaceOutput)>,
     tick_interval: Duration,
     clock: ShardClock,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -421,7 +478,8 @@ async fn run_shard(
     let race_id = race.config().id.clone();
     // The organiser's publish delay: frames wait this long before fans see them.
     let delay_ms = Millis::from(race.config().publish_delay_s) * 1000;
-    let mut delayed: std::collections::VecDeque<(Millis, Published)> = first.into_iter().collect();
+    // Outputs waiting for the delay, due time first (the recovery's replayed ticks first).
+    let mut delayed = queued;
     let mut fix_seen = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -434,17 +492,16 @@ async fn run_shard(
                 let now = clock.now_ms();
                 race.handle_tick(now);
                 while let Some(out) = race.poll_output() {
-                    delayed.push_back((now + delay_ms, Published::Output(out)));
+                    delayed.push_back((now + delay_ms, out));
                 }
                 while delayed.front().is_some_and(|(at, _)| *at <= now) {
                     let Some((_, out)) = delayed.pop_front() else { break };
                     match out {
-                        Published::Snapshot(snapshot) => publisher.snapshot(snapshot),
-                        Published::Output(RaceOutput::Delta(d)) => {
+                        RaceOutput::Delta(d) => {
                             metrics::record_fix_to_frame(&race_id, clock.now_ms(), &d, &mut fix_seen);
                             publisher.delta(d)
                         }
-                        Published::Output(RaceOutput::Alert(a)) => {
+                        RaceOutput::Alert(a) => {
                             metrics::record_alert(&race_id);
                             publisher.alert(&race_id, a);
                         }
@@ -634,21 +691,52 @@ mod tests {
     #[test]
     fn replay_runs_every_tick_of_a_normal_gap() {
         let mut race = race();
-        let mut next = None;
-        replay_ticks(&mut race, &mut next, 1_800_000_000_000, 500);
-        replay_ticks(&mut race, &mut next, 1_800_000_060_000, 500);
+        let (mut next, mut feed) = (None, DelayedReplay::new(0, 0));
+        replay_ticks(&mut race, &mut next, 1_800_000_000_000, 500, &mut feed);
+        replay_ticks(&mut race, &mut next, 1_800_000_060_000, 500, &mut feed);
         assert_eq!(race.snapshot().tick, 120, "a minute of 500 ms ticks");
+        assert!(
+            feed.opening.is_none() && feed.queued.is_empty(),
+            "no delay, nothing kept"
+        );
+    }
+
+    #[test]
+    fn a_delayed_replay_keeps_the_state_of_delay_ago_and_the_outputs_since() {
+        let mut race = race();
+        // Ten seconds behind, replayed up to 60 s after the first tick: the feed's now is 50 s.
+        let t0 = 1_800_000_000_000;
+        let (mut next, mut feed) = (None, DelayedReplay::new(10_000, t0 + 50_000));
+        replay_ticks(&mut race, &mut next, t0, 500, &mut feed);
+        replay_ticks(&mut race, &mut next, t0 + 60_000, 500, &mut feed);
+        let opening = feed.opening.as_ref().expect("an opening snapshot");
+        // The first tick follows the first entry: t0 + 500 … t0 + 50 000 are at or before the
+        // cutoff, 100 of them.
+        assert_eq!(opening.tick, 100);
+        assert_eq!(opening.time_ms, t0 + 50_000);
+        // One delta for each of the 20 ticks after it, due at its time plus the delay.
+        let deltas: Vec<(Millis, u64)> = feed
+            .queued
+            .iter()
+            .filter_map(|(at, o)| match o {
+                RaceOutput::Delta(d) => Some((*at, d.tick)),
+                RaceOutput::Alert(_) => None,
+            })
+            .collect();
+        assert_eq!(deltas.len(), 20);
+        assert_eq!(deltas[0], (t0 + 50_500 + 10_000, 101));
+        assert_eq!(deltas[19], (t0 + 60_000 + 10_000, 120));
     }
 
     #[test]
     fn replay_jumps_a_gap_no_live_race_has_and_stops_at_the_end_of_time() {
         let mut race = race();
-        let mut next = None;
-        replay_ticks(&mut race, &mut next, 1_800_000_000_000, 500);
+        let (mut next, mut feed) = (None, DelayedReplay::new(0, 0));
+        replay_ticks(&mut race, &mut next, 1_800_000_000_000, 500, &mut feed);
         // A forged entry thirty years later: one tick, not two billion.
-        replay_ticks(&mut race, &mut next, 2_746_000_000_000, 500);
+        replay_ticks(&mut race, &mut next, 2_746_000_000_000, 500, &mut feed);
         assert_eq!(race.snapshot().tick, 1);
-        replay_ticks(&mut race, &mut next, Millis::MAX, 500);
+        replay_ticks(&mut race, &mut next, Millis::MAX, 500, &mut feed);
         assert_eq!(race.snapshot().tick, 2);
     }
 }

@@ -182,56 +182,102 @@ async fn shard_applies_durable_fixes_and_recovers_the_same_state_after_restart()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_a_publish_delay_the_opening_snapshot_waits_like_every_frame() {
+async fn behind_a_publish_delay_a_reopened_race_resumes_its_delayed_feed() {
+    const DELAY_MS: i64 = 2_000;
     let dir = tempfile::tempdir().unwrap();
     let config = shard_config(dir.path());
-    let now = wall_ms();
-    let sim = Simulation::new(
+    let mut sim = Simulation::new(
         demo_course(),
         SimConfig {
             riders: 3,
-            start_ms: now - 60_000,
+            start_ms: wall_ms() - 60_000,
             ..SimConfig::default()
         },
     );
     let mut race_config = sim.race_config("delayed", "Delayed");
-    race_config.publish_delay_s = 1;
-    let collector = Arc::new(Collector::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let opened_at = std::time::Instant::now();
-    let (_race, _report, task) = open_race(
-        &config,
-        race_config,
-        sim.course().clone(),
-        collector.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    )
-    .unwrap();
-    assert!(
-        collector.snapshots.lock().unwrap().is_empty(),
-        "published at once, the snapshot would show fans the undelayed race"
-    );
-    let deadline = opened_at + Duration::from_secs(10);
-    while collector.snapshots.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    race_config.publish_delay_s = (DELAY_MS / 1000) as u32;
+    let course = sim.course().clone();
+    let open = |collector: Arc<Collector>| {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (race, _report, task) = open_race(
+            &config,
+            race_config.clone(),
+            course.clone(),
+            collector,
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .unwrap();
+        (race, stop, task)
+    };
+
+    // Three seconds of live fixes, journaled as they come.
+    let first = Arc::new(Collector::default());
+    let (race, stop, task) = open(first.clone());
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        for e in sim.step_until(wall_ms()) {
+            race.submit(e.rider_id, vec![e.record]).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let waited = opened_at.elapsed();
-    assert_eq!(collector.snapshots.lock().unwrap().len(), 1);
+    let _ = stop.send(());
+    task.await.unwrap();
+    drop(race);
+
+    // Reopened from the journal: fans see at once the race as it was the delay ago (published
+    // as it is now, it would show them the live race), not nothing for the length of the delay.
+    let second = Arc::new(Collector::default());
+    let reopened_ms = wall_ms();
+    let reopened = std::time::Instant::now();
+    let (_race, stop, task) = open(second.clone());
+    let opening = {
+        let snapshots = second.snapshots.lock().unwrap();
+        assert_eq!(snapshots.len(), 1, "one snapshot, published at open");
+        snapshots[0].clone()
+    };
     assert!(
-        waited >= Duration::from_millis(950),
-        "the snapshot came {waited:?} after the open, before the 1 s delay"
+        opening.time_ms <= reopened_ms - DELAY_MS + 100,
+        "the opening snapshot is of {} ms before the reopening, not the delay ago",
+        reopened_ms - opening.time_ms
     );
-    // The deltas published so far all follow the snapshot's tick.
-    let snapshot_tick = collector.snapshots.lock().unwrap()[0].tick;
     assert!(
-        collector
+        opening.states.iter().any(|v| v.last_fix_ms > 0),
+        "the replayed race had moved by then"
+    );
+    // Then the replayed ticks since, in order and without a gap, and the live ticks after them,
+    // a live tick only once the delay has passed.
+    let deadline = reopened + Duration::from_secs(10);
+    loop {
+        let live = second
             .deltas
             .lock()
             .unwrap()
             .iter()
-            .all(|d| d.tick > snapshot_tick)
+            .any(|d| d.time_ms >= reopened_ms);
+        if live {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no live delta came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        reopened.elapsed() >= Duration::from_millis(DELAY_MS as u64 - 50),
+        "a live tick was published {:?} after the reopening, before the delay",
+        reopened.elapsed()
+    );
+    let ticks: Vec<u64> = second
+        .deltas
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| d.tick)
+        .collect();
+    let expected: Vec<u64> = (opening.tick + 1..).take(ticks.len()).collect();
+    assert_eq!(
+        ticks, expected,
+        "every tick after the opening snapshot, in order"
     );
     let _ = stop.send(());
     task.await.unwrap();
