@@ -16,7 +16,7 @@ use flevum_engine::ingest::{IngestConfig, IngestServer, IngestSink, TlsConfig, T
 use flevum_engine::journal::JournalConfig;
 use flevum_engine::shard::{FramePublisher, ShardConfig, wall_ms};
 use flevum_gateway::engine_control::{AdminError, AdminRequest, EngineControl, SubmitError};
-use flevum_protocol::{Alert, Delta, PositionRecord, RiderView, Snapshot};
+use flevum_protocol::{Alert, Delta, PositionRecord, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -39,11 +39,8 @@ impl FramePublisher for BusPublisher {
     fn alert(&self, race_id: &str, alert: Alert) {
         self.0.publish_alert(race_id, alert);
     }
-    fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
-        self.0.published_snapshot(race_id)
-    }
-    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
-        self.0.published_rider(race_id, rider_id)
+    fn read_published(&self, race_id: &str, read: &mut dyn FnMut(&Snapshot)) -> bool {
+        self.0.read_published(race_id, read)
     }
     fn keeps_published(&self) -> bool {
         self.0.keeps_published()

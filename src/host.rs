@@ -73,11 +73,8 @@ impl FramePublisher for HubPublisher {
     fn alert(&self, race_id: &str, alert: Alert) {
         self.0.publish_alert(race_id, alert);
     }
-    fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
-        self.0.snapshot(race_id)
-    }
-    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
-        self.0.rider(race_id, rider_id)
+    fn read_published(&self, race_id: &str, read: &mut dyn FnMut(&Snapshot)) -> bool {
+        self.0.read_snapshot(race_id, read).is_some()
     }
     fn keeps_published(&self) -> bool {
         true
@@ -619,6 +616,18 @@ fn publish_delay_ms(handle: &RaceHandle) -> i64 {
     i64::from(handle.config().publish_delay_s) * 1000
 }
 
+/// What `read` takes from a race's published state (see `FramePublisher::read_published`), if
+/// anything of it is published.
+fn published<R>(
+    publisher: &dyn FramePublisher,
+    race_id: &str,
+    read: impl FnOnce(&Snapshot) -> R,
+) -> Option<R> {
+    let (mut read, mut out) = (Some(read), None);
+    publisher.read_published(race_id, &mut |s| out = read.take().map(|r| r(s)));
+    out
+}
+
 /// What of each rider's record a race's public may see: everything up to now, or, behind a
 /// publish delay, up to the last fix of each rider that the delayed feed has shown (its
 /// published snapshot's `lastFixMs`). Judging by fix times alone would show at once the fixes of
@@ -635,18 +644,21 @@ impl Visible {
     /// For every rider of the race (splits, finish times).
     fn of(handle: &RaceHandle, publisher: &dyn FramePublisher) -> Visible {
         Visible::with(handle, publisher, |p| {
-            p.published_snapshot(handle.race_id())
-                .map(|s| Visible::shown_in(&s.states))
-                .unwrap_or_default()
+            published(p, handle.race_id(), |s| Visible::shown_in(&s.states)).unwrap_or_default()
         })
     }
 
     /// For one rider (a track): reads that rider's published state only.
     fn for_rider(handle: &RaceHandle, publisher: &dyn FramePublisher, rider: u32) -> Visible {
         Visible::with(handle, publisher, |p| {
-            p.published_rider(handle.race_id(), rider)
-                .map(|v| HashMap::from([(v.rider_id, v.last_fix_ms)]))
-                .unwrap_or_default()
+            published(p, handle.race_id(), |s| {
+                s.states
+                    .iter()
+                    .filter(|v| v.rider_id == rider)
+                    .map(|v| (v.rider_id, v.last_fix_ms))
+                    .collect()
+            })
+            .unwrap_or_default()
         })
     }
 
@@ -709,9 +721,7 @@ async fn status_of(handle: &RaceHandle, publisher: &dyn FramePublisher) -> RaceS
         state.unwrap_or((false, handle.config().start_ms, None, false));
     let done = if delay_ms > 0 {
         closed_at.is_some_and(|t| t <= visible_until)
-            || publisher
-                .published_snapshot(handle.race_id())
-                .is_some_and(|s| all_done(&s.states))
+            || published(publisher, handle.race_id(), |s| all_done(&s.states)).unwrap_or(false)
     } else {
         closed_at.is_some() || done_live
     };
@@ -795,9 +805,7 @@ impl EngineControl for Control {
                 .ok()?;
             if delay_ms > 0 {
                 // A delayed race shows what its delayed live feed shows, not the live state.
-                views = publisher
-                    .published_snapshot(handle.race_id())
-                    .map(|s| s.states)
+                views = published(publisher.as_ref(), handle.race_id(), |s| s.states.clone())
                     .unwrap_or_default();
             }
             // Finish times as far as the feed has shown each rider (not by their time stamps).
@@ -835,9 +843,7 @@ impl EngineControl for Control {
             let handle = handle?;
             if publish_delay_ms(&handle) > 0 {
                 return Some(
-                    publisher
-                        .published_snapshot(handle.race_id())
-                        .map(|s| s.groups)
+                    published(publisher.as_ref(), handle.race_id(), |s| s.groups.clone())
                         .unwrap_or_default(),
                 );
             }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use flevum_protocol::{Alert, Delta, FanFrame, RiderView, Snapshot, encode_frame_binary};
+use flevum_protocol::{Alert, Delta, FanFrame, Snapshot, encode_frame_binary};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -160,21 +160,14 @@ impl NatsEngineBus {
 }
 
 impl Bus for NatsEngineBus {
-    fn published_snapshot(&self, race_id: &str) -> Option<Snapshot> {
-        lock(&self.inner.races)
-            .get(race_id)
-            .map(|r| r.merger.snapshot().clone())
-    }
-
-    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
-        lock(&self.inner.races).get(race_id).and_then(|r| {
-            r.merger
-                .snapshot()
-                .states
-                .iter()
-                .find(|v| v.rider_id == rider_id)
-                .cloned()
-        })
+    fn read_published(&self, race_id: &str, read: &mut dyn FnMut(&Snapshot)) -> bool {
+        match lock(&self.inner.races).get(race_id) {
+            Some(r) => {
+                read(r.merger.snapshot());
+                true
+            }
+            None => false,
+        }
     }
 
     fn keeps_published(&self) -> bool {

@@ -22,7 +22,7 @@ mod nats_tests;
 
 use std::sync::Arc;
 
-use flevum_protocol::{Alert, Delta, RiderView, Snapshot};
+use flevum_protocol::{Alert, Delta, Snapshot};
 
 /// The NATS client this bus is built on, for the binary's JetStream adapter (one copy).
 pub use async_nats;
@@ -45,17 +45,13 @@ pub trait Bus: Send + Sync + 'static {
     fn publish_delta(&self, delta: Delta);
     /// One alert of a race, for the commentators' feed.
     fn publish_alert(&self, race_id: &str, alert: Alert);
-    /// The race's state as published so far (behind its publish delay: what its fans see), if
-    /// this bus keeps it.
-    fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
-        None
+    /// Reads the race's state as published so far (behind its publish delay: what its fans
+    /// see) in place, if this bus keeps it: `read` runs once with it and true is returned.
+    fn read_published(&self, _race_id: &str, _read: &mut dyn FnMut(&Snapshot)) -> bool {
+        false
     }
-    /// One rider's state as published so far, without copying the whole field.
-    fn published_rider(&self, _race_id: &str, _rider_id: u32) -> Option<RiderView> {
-        None
-    }
-    /// Whether this bus keeps the published state, so that `None` from
-    /// [`Bus::published_snapshot`] means "nothing published yet".
+    /// Whether this bus keeps the published state, so that false from
+    /// [`Bus::read_published`] means "nothing published yet".
     fn keeps_published(&self) -> bool {
         false
     }

@@ -14,8 +14,7 @@ use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use dashmap::DashMap;
 use flevum_protocol::{
-    Alert, Delta, FanFrame, RiderView, Snapshot, SnapshotMerger, encode_frame_binary,
-    encode_frame_json,
+    Alert, Delta, FanFrame, Snapshot, SnapshotMerger, encode_frame_binary, encode_frame_json,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -333,21 +332,15 @@ impl LiveHub {
 
     /// A copy of the race's current merged snapshot.
     pub fn snapshot(&self, race_id: &str) -> Option<Snapshot> {
-        self.race_handle(race_id)
-            .and_then(|r| r.0.lock().merged.as_ref().map(|m| m.snapshot().clone()))
+        self.read_snapshot(race_id, Snapshot::clone)
     }
 
-    /// One rider's state in the race's merged snapshot, without copying the others.
-    pub fn rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
+    /// What `read` takes from the race's current merged snapshot, read in place (under the
+    /// race's lock: keep it short) rather than copied whole.
+    pub fn read_snapshot<R>(&self, race_id: &str, read: impl FnOnce(&Snapshot) -> R) -> Option<R> {
         let race = self.race_handle(race_id)?;
         let st = race.0.lock();
-        st.merged
-            .as_ref()?
-            .snapshot()
-            .states
-            .iter()
-            .find(|v| v.rider_id == rider_id)
-            .cloned()
+        Some(read(st.merged.as_ref()?.snapshot()))
     }
 
     /// Forgets a race (after it is archived) so its state is freed once no client holds it;
@@ -651,9 +644,15 @@ pub(crate) mod tests {
         assert_eq!(s.tick, 2);
         assert_eq!(s.states.len(), 3);
         assert_eq!(s.states[1], moved);
-        assert_eq!(hub.rider("r", 2), Some(moved.clone()), "one rider, merged");
-        assert_eq!(hub.rider("r", 9), None);
-        assert_eq!(hub.rider("other", 2), None);
+        let one = |race: &str, id: u32| {
+            hub.read_snapshot(race, |s| {
+                s.states.iter().find(|v| v.rider_id == id).cloned()
+            })
+            .flatten()
+        };
+        assert_eq!(one("r", 2), Some(moved.clone()), "one rider, merged");
+        assert_eq!(one("r", 9), None);
+        assert_eq!(one("other", 2), None);
         assert_eq!(s.groups.len(), 1, "groups kept when a later delta has None");
         // stale and foreign-epoch deltas are dropped
         hub.publish_delta(delta("r", 1, 2, vec![rider(9, 0.0, 0.0)]));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use flevum_protocol::{Alert, Delta, PositionRecord, RiderView, Snapshot};
+use flevum_protocol::{Alert, Delta, PositionRecord, Snapshot};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -30,22 +30,16 @@ pub trait FramePublisher: Send + Sync + 'static {
     fn delta(&self, delta: Delta);
     /// One alert, for the commentators' feed.
     fn alert(&self, race_id: &str, alert: Alert);
-    /// The state as published so far (behind the race's publish delay), when the publisher
-    /// keeps one; the API answers delayed races from it.
-    fn published_snapshot(&self, _race_id: &str) -> Option<Snapshot> {
-        None
+    /// Reads the state as published so far (behind the race's publish delay: what its fans
+    /// see) in place, when the publisher keeps one: `read` runs once with it and true is
+    /// returned; false when nothing is published (yet). The API answers delayed races from it,
+    /// taking only what each answer needs (one rider's state, the statuses) instead of a copy.
+    fn read_published(&self, _race_id: &str, _read: &mut dyn FnMut(&Snapshot)) -> bool {
+        false
     }
-    /// One rider's state as published so far, without copying the whole field (a track request
-    /// needs only this).
-    fn published_rider(&self, race_id: &str, rider_id: u32) -> Option<RiderView> {
-        self.published_snapshot(race_id)?
-            .states
-            .into_iter()
-            .find(|v| v.rider_id == rider_id)
-    }
-    /// Whether [`FramePublisher::published_snapshot`] answers at all: `None` from a publisher
-    /// that keeps the published state means "nothing published yet", from one that keeps none
-    /// it means "not known here".
+    /// Whether [`FramePublisher::read_published`] answers at all: false from a publisher that
+    /// keeps the published state means "nothing published yet", from one that keeps none it
+    /// means "not known here".
     fn keeps_published(&self) -> bool {
         false
     }
