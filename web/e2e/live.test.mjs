@@ -1,11 +1,13 @@
 // End-to-end browser test of the page (node --test, playwright-core driving /usr/bin/chromium).
 // Server under test: FLEVUM_URL if set; else `$FLEVUM_BIN serve --demo` with FLEVUM_GATEWAY_LISTEN and
-// FLEVUM_INGEST_LISTEN on free local ports (waits for /readyz); else the mock server (mock/server.mjs).
+// FLEVUM_INGEST_LISTEN on free local ports (waits for /readyz), a temporary journal folder and an
+// organiser token of the test's own, with which it makes the finished race for the replay case;
+// else the mock server (mock/server.mjs).
 // Screenshots go to e2e/artifacts/ (gitignored). CHROMIUM overrides the browser path.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -23,6 +25,8 @@ let startServer; // () => child process, when the test owns the server (for the 
 let allowNetErrors = false; // set while the server is deliberately down
 let context;
 let userDataDir;
+let dataDir; // the owned server's journal and uploads, removed at the end
+let adminToken; // the owned server's organiser token (set through FLEVUM_ADMIN_TOKEN)
 const consoleErrors = [];
 
 function freePort() {
@@ -64,9 +68,17 @@ before(async () => {
   } else if (process.env.FLEVUM_BIN) {
     const http = await freePort();
     const ingest = await freePort();
+    dataDir = mkdtempSync(join(tmpdir(), 'flevum-e2e-data-'));
+    adminToken = `e2e-admin-${process.pid}-${Date.now()}`;
     startServer = () => {
       const child = spawn(process.env.FLEVUM_BIN, ['serve', '--demo'], {
-        env: { ...process.env, FLEVUM_GATEWAY_LISTEN: `127.0.0.1:${http}`, FLEVUM_INGEST_LISTEN: `127.0.0.1:${ingest}` },
+        env: {
+          ...process.env,
+          FLEVUM_GATEWAY_LISTEN: `127.0.0.1:${http}`,
+          FLEVUM_INGEST_LISTEN: `127.0.0.1:${ingest}`,
+          FLEVUM_JOURNAL_DIR: join(dataDir, 'journal'),
+          FLEVUM_ADMIN_TOKEN: adminToken,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       pipeLog(child, 'flevum');
@@ -110,6 +122,7 @@ after(async () => {
   await context?.close();
   if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   await stopServer();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 async function newPage(viewport) {
@@ -257,10 +270,87 @@ test('live view reconnects after a server restart without a page reload', { skip
   await page.close();
 });
 
+/** POSTs an organiser command as JSON; returns the parsed answer, throws on an HTTP error. */
+async function admin(path, body) {
+  const r = await fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.equal(r.status, 200, `${path}: ${text}`);
+  return JSON.parse(text);
+}
+
+/**
+ * Makes a finished race on the owned server the way an organiser and riders would: creates it
+ * through the organiser API on the demo course (started an hour ago), issues each rider a device
+ * token, sends 40 fixes a rider through the OsmAnd ingest (riders at different speeds), waits
+ * until the tracks hold them, then finishes the race. Returns the race id.
+ */
+async function makeFinishedRace() {
+  const gpx = readFileSync(join(here, '..', '..', 'configs', 'courses', 'flevum_demo.gpx'), 'utf8');
+  const points = [...gpx.matchAll(/<trkpt lat="([-0-9.]+)" lon="([-0-9.]+)"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+  assert.ok(points.length > 100, 'demo course has a track');
+  const id = `e2e-finished-${Date.now()}`;
+  const start = Date.now() - 3_600_000;
+  const riders = [1, 2, 3];
+  const toml = [
+    `id = "${id}"`, 'name = "E2E Finished"', 'sport = "road_cycling"', `start_ms = ${start}`, `course = "${id}.gpx"`,
+    ...riders.flatMap((r) => ['', '[[riders]]', `id = ${r}`, `bib = "${r}"`, `name = "Rider ${r}"`, `device_id = "e2e-${r}"`]),
+  ].join('\n');
+  await admin('/v1/admin/races', { action: 'create_race', config_toml: toml, gpx });
+  // Positions along the course: cumulative distances of the track points, then interpolation.
+  const rad = Math.PI / 180;
+  const dist = (a, b) => {
+    const x = (b[1] - a[1]) * rad * Math.cos(((a[0] + b[0]) / 2) * rad);
+    return 6371000 * Math.hypot(x, (b[0] - a[0]) * rad);
+  };
+  const cum = [0];
+  for (let i = 1; i < points.length; i++) cum.push(cum[i - 1] + dist(points[i - 1], points[i]));
+  const at = (d) => {
+    let i = 1;
+    while (i < points.length - 1 && cum[i] < d) i++;
+    const f = Math.min(1, Math.max(0, (d - cum[i - 1]) / (cum[i] - cum[i - 1] || 1)));
+    return [points[i - 1][0] + f * (points[i][0] - points[i - 1][0]), points[i - 1][1] + f * (points[i][1] - points[i - 1][1])];
+  };
+  for (const r of riders) {
+    const { token } = await admin(`/v1/admin/races/${id}/tokens`, { rider_id: r });
+    const speed = 8 + r; // m/s
+    for (let k = 0; k < 40; k++) {
+      const [lat, lon] = at(speed * 10 * k);
+      const q = new URLSearchParams({ id: token, lat: lat.toFixed(6), lon: lon.toFixed(6), timestamp: String(Math.floor(start / 1000) + 10 * k), speed: String(speed / 0.514444), accuracy: '5' });
+      const res = await fetch(`${base}/v1/ingest/osmand?${q}`, { method: 'POST' });
+      assert.equal(res.status, 200, `fix ${k} of rider ${r}: ${await res.text()}`);
+    }
+  }
+  // The fixes are acknowledged once journaled; a tick applies them.
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const counts = await Promise.all(
+      riders.map(async (r) => {
+        const track = await (await fetch(`${base}/v1/races/${id}/riders/${r}/track`)).json();
+        return track.geometry?.coordinates?.length ?? 0;
+      }),
+    );
+    if (counts.every((c) => c >= 40)) break;
+    assert.ok(Date.now() < until, `tracks not filled: ${counts}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  await admin(`/v1/admin/races/${id}`, { action: 'finish' });
+  return id;
+}
+
 test('finished race: replay slider scrubs rider positions', async (t) => {
   const races = await (await fetch(`${base}/v1/races`)).json();
-  const fin = races.find((r) => r.status === 'finished');
-  if (!fin) return t.skip('no finished race on this server');
+  let fin = races.find((r) => r.status === 'finished');
+  if (!fin && adminToken) {
+    const id = await makeFinishedRace();
+    const listed = await (await fetch(`${base}/v1/races`)).json();
+    fin = listed.find((r) => r.id === id);
+    assert.equal(fin?.status, 'finished', `the race list shows ${id} finished`);
+  }
+  if (!fin) return t.skip('no finished race on this server, and no organiser token to make one');
   const page = await newPage();
   await page.goto(`${base}/races/${encodeURIComponent(fin.id)}`);
   await page.locator('[data-testid="rider-dot"]').first().waitFor({ timeout: 30_000 });
