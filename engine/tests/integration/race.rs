@@ -128,6 +128,43 @@ fn golden_ragbrai_race_tells_the_story_and_is_deterministic() {
         }
     }
 
+    // The finisher alerts come in finish order, each position once and as the standings have it
+    // (a finish seen later may have happened earlier: its alert waits until the order settled).
+    let announced: Vec<(u32, u32)> = alerts
+        .iter()
+        .filter_map(|a| match a.kind {
+            AlertKind::Finisher { position, .. } => Some((position, a.riders[0])),
+            _ => None,
+        })
+        .collect();
+    let standings: Vec<(u32, u32)> = (1..).zip(order.iter().map(|(id, _)| *id)).collect();
+    assert_eq!(
+        announced, standings,
+        "finisher alerts against the finish order"
+    );
+
+    // A breakaway's gap is announced growing as it reaches a threshold (within the few seconds
+    // one tick's fixes can add), not only once it is well past it.
+    let crossings: Vec<(i64, i64)> = alerts
+        .iter()
+        .filter_map(|a| match a.kind {
+            AlertKind::GapChanged {
+                threshold_ms,
+                gap_ms,
+                growing: true,
+                ..
+            } => Some((threshold_ms, gap_ms)),
+            _ => None,
+        })
+        .collect();
+    assert!(!crossings.is_empty(), "no gap threshold crossed");
+    for (threshold_ms, gap_ms) in crossings {
+        assert!(
+            (threshold_ms..threshold_ms + 10_000).contains(&gap_ms),
+            "gap {gap_ms} ms announced for the {threshold_ms} ms threshold"
+        );
+    }
+
     // Gaps within 1 s of the truth for 95 % of samples.
     let accuracy = run.gap_accuracy(1000);
     assert!(accuracy >= 0.95, "gap accuracy {:.1} %", accuracy * 100.0);

@@ -48,27 +48,43 @@ impl Race {
         true
     }
 
-    pub(super) fn update_finishers(&mut self, now: Millis) {
+    /// Enters the finishes seen this tick in the finish order, and announces the held ones that
+    /// have settled, in order of finish time.
+    pub(super) fn update_finishers(&mut self, now: Millis, watermark: Millis) {
         let mut new: Vec<(Millis, u32, usize)> = Vec::new();
         for (slot, status) in self.work.statuses.iter().enumerate() {
             if *status == RiderStatus::Finished
-                && self.announced[slot].finished.is_none()
+                && !self.announced[slot].finish_seen
                 && let Some(t) = self.facts[slot].finish_time
             {
                 new.push((t, self.slots.id(slot), slot));
             }
         }
-        new.sort_unstable();
-        let length_km = self.index.course().length_m() / 1000.0;
+        // The standings take a finish at once, in order of finish time.
         for (t, id, slot) in new {
-            // Riders report at different moments, so a finish seen later may have happened
-            // earlier: the order is by finish time; the alert carries the position known now.
             let at = self
                 .finish_order
                 .partition_point(|(other, ft)| (*ft, *other) < (t, id));
             self.finish_order.insert(at, (id, t));
-            let position = at as u32 + 1;
-            self.announced[slot].finished = Some(position);
+            self.announced[slot].finish_seen = true;
+            let held = self.finishers_held.partition_point(|h| *h < (t, id));
+            self.finishers_held.insert(held, (t, id));
+        }
+        // The alerts wait until every rider who finished earlier has reported since.
+        let settle = self.finish_settle_ms();
+        let ready = self
+            .finishers_held
+            .partition_point(|(t, _)| t.saturating_add(settle) <= watermark);
+        if ready == 0 {
+            return;
+        }
+        let length_km = self.index.course().length_m() / 1000.0;
+        let announce: Vec<(Millis, u32)> = self.finishers_held.drain(..ready).collect();
+        for (t, id) in announce {
+            let position =
+                self.finish_order
+                    .partition_point(|(other, ft)| (*ft, *other) < (t, id)) as u32
+                    + 1;
             let severity = if position <= 3 {
                 Severity::Notable
             } else {
@@ -86,6 +102,13 @@ impl Race {
                 None,
             );
         }
+    }
+
+    /// How long after a finish time every rider who finished before it has reported a fix past
+    /// the line: two reporting intervals (a device reports within one; the second covers a late
+    /// or lost fix).
+    fn finish_settle_ms(&self) -> Millis {
+        2 * Millis::from(self.config.report_interval_ms.max(1_000))
     }
 
     /// Status and battery alerts. Only riders whose status changed or whose last fix changed can
@@ -416,7 +439,9 @@ impl Race {
                 self.breakaways.insert(id, succ.riders.clone());
             }
         }
-        // Gap thresholds, with 5 s of hysteresis.
+        // Gap thresholds: announced growing when the gap reaches the threshold, shrinking when it
+        // falls a tenth (at least 5 s) below it, so a gap hovering at a threshold is not news
+        // twice.
         let thresholds = self.config.alerts.gap_thresholds_s.clone();
         for (gi, g) in groups.iter().enumerate() {
             if !self.breakaways.contains_key(&g.id) || racing_finale {
@@ -432,7 +457,7 @@ impl Race {
                 let above = match self.gap_sides.get(&key) {
                     None => gap >= th_ms,
                     Some(true) => gap > th_ms - hysteresis,
-                    Some(false) => gap >= th_ms + hysteresis,
+                    Some(false) => gap >= th_ms,
                 };
                 let before = self.gap_sides.insert(key, above);
                 if before.is_some_and(|b| b != above) {

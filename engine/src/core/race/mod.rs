@@ -195,8 +195,8 @@ struct RiderAnnouncements {
     battery_low: bool,
     /// A stop (or crash) alert covers the current stop.
     stop_announced: bool,
-    /// Finish position, once announced.
-    finished: Option<u32>,
+    /// The finish was seen and entered in the finish order (its alert may still be held).
+    finish_seen: bool,
     /// The big group the rider belonged to and since when the rider has been out of it.
     dropped_from: Option<(u32, Millis)>,
     /// The group the rider was in last tick, with its size.
@@ -271,6 +271,11 @@ pub struct Race {
     checkpoints_announced: BTreeSet<String>,
     /// Finishers in order of finishing.
     finish_order: Vec<(u32, Millis)>,
+    /// Finishes seen but not yet announced, by (finish time, rider): riders report at different
+    /// moments, so a finish seen later may have happened earlier. A finish is announced once every
+    /// rider who crossed the line before it has had time to report (`finish_settle_ms`), so the
+    /// positions come in order and each position once.
+    finishers_held: Vec<(Millis, u32)>,
     /// Crash sites announced: (distance, time).
     crash_sites: Vec<(f64, Millis)>,
     /// Riders seen stopping and not yet announced: rider → when first seen stopped.
@@ -462,6 +467,7 @@ impl Race {
             gap_sides: BTreeMap::new(),
             checkpoints_announced: BTreeSet::new(),
             finish_order: Vec::new(),
+            finishers_held: Vec::new(),
             crash_sites: Vec::new(),
             pending_splits: BTreeMap::new(),
             pending_stops: BTreeMap::new(),
@@ -658,7 +664,7 @@ impl Race {
                 None,
             );
         }
-        self.update_finishers(now);
+        self.update_finishers(now, watermark);
         self.update_road();
         let threshold_ms = (self.config.group_gap_s * 1000.0).round() as i64;
         let slots = &self.slots;
