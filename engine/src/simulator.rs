@@ -816,7 +816,14 @@ impl std::fmt::Display for OfflineRun {
                 AlertKind::CheckpointLeader { checkpoint } => {
                     format!("{checkpoint}: first over, {}", who())
                 }
-                AlertKind::Finisher { position, .. } => format!("finisher #{position}: {}", who()),
+                AlertKind::Finisher {
+                    position,
+                    race_time_ms,
+                } => format!(
+                    "finisher #{position} in {}: {}",
+                    clock(*race_time_ms),
+                    who()
+                ),
                 AlertKind::Sos => format!("SOS from {}", who()),
             };
             writeln!(

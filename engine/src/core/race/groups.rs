@@ -30,6 +30,12 @@ pub struct TrackedGroup {
     pub since_ms: Millis,
 }
 
+/// How long a rider must stay split from the rider ahead, in their group of the last update,
+/// before the group is shown split, ms. Inside a big bunch, GPS noise and the order's reshuffles
+/// open gaps of a few seconds for a tick or two; shown at once, they made a 70-rider "breakaway"
+/// for four ticks and handed the peloton's id to another group when the halves merged again.
+pub const SPLIT_CONFIRM_MS: Millis = 5_000;
+
 /// Keeps group ids stable across ticks.
 #[derive(Debug, Clone, Default)]
 pub struct GroupTracker {
@@ -50,6 +56,9 @@ pub struct GroupTracker {
     olds: Vec<usize>,
     /// Rider lists of dropped groups, reused for new ones.
     spare_riders: Vec<Vec<u32>>,
+    /// Riders split from the rider ahead in their group, not yet for [`SPLIT_CONFIRM_MS`]: rider
+    /// → (since when, update that last saw the split). Few riders at a time.
+    splitting: BTreeMap<u32, (Millis, u64)>,
 }
 
 /// One rider in road order with the gap to the rider ahead.
@@ -86,7 +95,8 @@ impl GroupTracker {
     ///
     /// GPS noise makes gaps inside a bunch flicker around the threshold, so splitting has
     /// hysteresis: two riders who were together last tick part only when the gap exceeds the
-    /// threshold by a further threshold (at least 1 s); riders apart join again at the threshold.
+    /// threshold by a further threshold (at least 1 s) for [`SPLIT_CONFIRM_MS`]; riders apart
+    /// join again at the threshold.
     pub fn update(&mut self, now: Millis, road: &[RoadPosition], threshold_ms: i64) {
         let mut slots: BTreeMap<u32, usize> = BTreeMap::new();
         let ids = road
@@ -128,22 +138,34 @@ impl GroupTracker {
         };
         let split_margin = threshold_ms.max(1000);
         let formed = &mut self.formed;
+        let splitting = &mut self.splitting;
         formed.clear();
         for (i, p) in road.iter().enumerate() {
             let together_before = |last: &RoadPosition| {
                 let before = previous_of(last.rider_id);
                 before.is_some() && before == previous_of(p.rider_id)
             };
-            match (formed.last_mut(), p.gap_to_ahead_ms) {
-                (Some(g), Some(gap))
-                    if gap <= threshold_ms
-                        || (together_before(&road[g.1 - 1])
-                            && gap <= threshold_ms + split_margin) =>
-                {
-                    g.1 = i + 1
+            let joins = match (formed.last(), p.gap_to_ahead_ms) {
+                (Some(_), Some(gap)) if gap <= threshold_ms => true,
+                (Some(g), Some(gap)) if together_before(&road[g.1 - 1]) => {
+                    if gap <= threshold_ms + split_margin {
+                        true
+                    } else {
+                        let since = splitting.entry(p.rider_id).or_insert((now, stamp));
+                        since.1 = stamp;
+                        now - since.0 < SPLIT_CONFIRM_MS
+                    }
                 }
+                _ => false,
+            };
+            match formed.last_mut() {
+                Some(g) if joins => g.1 = i + 1,
                 _ => formed.push((i, i + 1)),
             }
+        }
+        // A split not seen this update (the gap closed, or the rider parted) starts over.
+        if !splitting.is_empty() {
+            splitting.retain(|_, (_, seen)| *seen == stamp);
         }
         // Overlap of every (new, old) pair; greedily give each old id to its best new group.
         let pairs = &mut self.pairs;
@@ -271,25 +293,60 @@ mod tests {
         assert_eq!(g[0].kind, GroupKind::Breakaway);
         assert_eq!(g[1].kind, GroupKind::Peloton);
         let (bid, pid) = (g[0].id, g[1].id);
-        // Rider 3 is dropped from the breakaway; the peloton keeps its id.
-        t.update(
-            1000,
-            &road(&[
-                (1, 0),
-                (2, 500),
-                (3, 5000),
-                (4, 30_000),
-                (5, 300),
-                (6, 300),
-                (7, 200),
-            ]),
-            1000,
-        );
+        // Rider 3 is dropped from the breakaway: shown once the gap has lasted
+        // SPLIT_CONFIRM_MS; the peloton keeps its id.
+        let dropped = road(&[
+            (1, 0),
+            (2, 500),
+            (3, 5000),
+            (4, 30_000),
+            (5, 300),
+            (6, 300),
+            (7, 200),
+        ]);
+        for t_ms in (1000..=SPLIT_CONFIRM_MS).step_by(1000) {
+            t.update(t_ms, &dropped, 1000);
+            assert_eq!(t.groups().len(), 2, "split shown at {t_ms} ms");
+            assert_eq!(t.groups()[0].riders, vec![1, 2, 3]);
+        }
+        t.update(SPLIT_CONFIRM_MS + 1000, &dropped, 1000);
         let g = t.groups();
         assert_eq!(g.len(), 3);
         assert_eq!((g[0].id, g[2].id), (bid, pid));
         assert_ne!(g[1].id, bid);
-        assert_eq!(g[1].since_ms, 1000);
+        assert_eq!(g[1].since_ms, SPLIT_CONFIRM_MS + 1000);
         assert_eq!(g[1].kind, GroupKind::Chasers);
+    }
+
+    #[test]
+    fn a_split_shows_only_after_lasting_the_confirmation() {
+        let mut t = GroupTracker::default();
+        let bunch = road(&[(1, 0), (2, 300), (3, 300), (4, 300)]);
+        t.update(0, &bunch, 1000);
+        let id = t.groups()[0].id;
+        // A 3 s hole opens behind rider 2 for four ticks, closes, and opens again: each
+        // opening counts from its own start.
+        let holed = road(&[(1, 0), (2, 300), (3, 3000), (4, 300)]);
+        for (t_ms, bunched) in [
+            (1000, false),
+            (2000, false),
+            (3000, false),
+            (4000, false),
+            (5000, true),
+            (6000, false),
+            (7000, false),
+            (8000, false),
+            (9000, false),
+            (10_000, false),
+        ] {
+            t.update(t_ms, if bunched { &bunch } else { &holed }, 1000);
+            assert_eq!(t.groups().len(), 1, "split at {t_ms} ms");
+            assert_eq!(t.groups()[0].id, id);
+        }
+        // The second opening has lasted SPLIT_CONFIRM_MS: now it splits, the front keeps the id.
+        t.update(6000 + SPLIT_CONFIRM_MS, &holed, 1000);
+        let g = t.groups();
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].id, g[0].riders.clone()), (id, vec![1, 2]));
     }
 }
