@@ -144,6 +144,25 @@ fn a_delayed_track_shows_a_fix_only_once_the_delayed_feed_has() {
         Some(vec![]),
         "the delayed track showed a fix its feed has not"
     );
+    // Meanwhile the rider's new state waits in the delayed feed, and the gauge counts it; an
+    // undelayed race holds nothing back and has no such gauge.
+    let (code, metrics) = http_get(http_port, "/metrics").expect("the metrics answer");
+    assert_eq!(code, 200, "{metrics}");
+    let held = |race: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("flevum_shard_delayed_rider_states{")
+                    && l.contains(&format!("race=\"{race}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(
+        held("delayed").is_some_and(|n| n >= 1.0),
+        "rider states held for the delayed race: {:?}",
+        held("delayed")
+    );
+    assert_eq!(held("direct"), None);
     // Once the delayed feed has shown it, the track has it.
     let deadline = Instant::now() + Duration::from_secs(30);
     while track_times(http_port, "delayed", 1).unwrap_or_default() != vec![stamped] {

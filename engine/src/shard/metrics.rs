@@ -16,6 +16,9 @@ pub const DURABLE_SECONDS: &str = "flevum_shard_durable_seconds";
 /// Seconds from a fix's device timestamp to the delta frame that first carries it (GPS time to
 /// fans, including the reorder window), labelled `race`.
 pub const FIX_TO_FRAME_SECONDS: &str = "flevum_shard_fix_to_frame_seconds";
+/// Rider states held back by the race's publish delay (in the deltas waiting for it), labelled
+/// `race`: the delayed feed's memory grows with it (104 bytes a rider state, and the vectors).
+pub const DELAYED_RIDER_STATES: &str = "flevum_shard_delayed_rider_states";
 /// Journal entries replayed at open, labelled `race`.
 pub const RECOVERED_ENTRIES_TOTAL: &str = "flevum_shard_recovered_entries_total";
 /// Seconds recovery took, labelled `race`.
@@ -36,6 +39,10 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Device fix time to the delta frame carrying it"
     );
+    metrics::describe_gauge!(
+        DELAYED_RIDER_STATES,
+        "Rider states in deltas waiting for the race's publish delay"
+    );
     metrics::describe_counter!(RECOVERED_ENTRIES_TOTAL, "Journal entries replayed at open");
     metrics::describe_histogram!(RECOVERY_SECONDS, metrics::Unit::Seconds, "Recovery time");
 }
@@ -47,6 +54,10 @@ pub(super) fn record_fix(race: &str, rejected: Option<&'static str>) {
 
 pub(super) fn record_tick(race: &str, took: Duration) {
     metrics::histogram!(TICK_SECONDS, "race" => race.to_string()).record(took.as_secs_f64());
+}
+
+pub(super) fn record_delayed(race: &str, rider_states: usize) {
+    metrics::gauge!(DELAYED_RIDER_STATES, "race" => race.to_string()).set(rider_states as f64);
 }
 
 pub(super) fn record_alert(race: &str) {

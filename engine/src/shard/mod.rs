@@ -474,6 +474,12 @@ async fn run_shard(
     let delay_ms = Millis::from(race.config().publish_delay_s) * 1000;
     // Outputs waiting for the delay, due time first (the recovery's replayed ticks first).
     let mut delayed = queued;
+    // Rider states in the deltas of `delayed` (the delayed feed's memory, for the gauge).
+    let states_of = |out: &RaceOutput| match out {
+        RaceOutput::Delta(d) => d.states.len(),
+        RaceOutput::Alert(_) => 0,
+    };
+    let mut delayed_states: usize = delayed.iter().map(|(_, out)| states_of(out)).sum();
     let mut fix_seen = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -486,10 +492,12 @@ async fn run_shard(
                 let now = clock.now_ms();
                 race.handle_tick(now);
                 while let Some(out) = race.poll_output() {
+                    delayed_states += states_of(&out);
                     delayed.push_back((now + delay_ms, out));
                 }
                 while delayed.front().is_some_and(|(at, _)| *at <= now) {
                     let Some((_, out)) = delayed.pop_front() else { break };
+                    delayed_states -= states_of(&out);
                     match out {
                         RaceOutput::Delta(d) => {
                             metrics::record_fix_to_frame(&race_id, clock.now_ms(), &d, &mut fix_seen);
@@ -500,6 +508,9 @@ async fn run_shard(
                             publisher.alert(&race_id, a);
                         }
                     }
+                }
+                if delay_ms > 0 {
+                    metrics::record_delayed(&race_id, delayed_states);
                 }
                 metrics::record_tick(&race_id, started.elapsed());
             }
