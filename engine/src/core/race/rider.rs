@@ -97,6 +97,9 @@ pub struct RiderTrack {
     tail_len: usize,
     /// How many of `recent_times` are valid.
     recent_len: usize,
+    /// How many of the last gaps between `recent_times` equal the very last one (0 with fewer
+    /// than two times): when it is every gap, that gap is the reporting interval, with no sort.
+    equal_gaps: usize,
     /// Applied fixes in time order.
     fixes: Vec<StoredFix>,
     /// Passage log: (distance along course, time), distance non-decreasing.
@@ -122,6 +125,7 @@ impl RiderTrack {
             last_fix: None,
             recent_times: [0; RECENT_FIXES],
             recent_len: 0,
+            equal_gaps: 0,
             tail: [(0.0, 0); TAIL],
             tail_len: 0,
         }
@@ -194,12 +198,7 @@ impl RiderTrack {
             };
             self.fixes.push(stored);
             self.last_fix = Some(stored);
-            if self.recent_len == RECENT_FIXES {
-                self.recent_times.copy_within(1.., 0);
-                self.recent_len -= 1;
-            }
-            self.recent_times[self.recent_len] = record.time_ms;
-            self.recent_len += 1;
+            self.push_recent_time(record.time_ms);
             self.push_passage(matched);
         } else {
             self.fixes.insert(at, placeholder);
@@ -210,8 +209,33 @@ impl RiderTrack {
             for (slot, f) in self.recent_times.iter_mut().zip(&self.fixes[from..]) {
                 *slot = f.record.time_ms;
             }
+            self.equal_gaps = equal_gaps_at_end(&self.recent_times[..self.recent_len]);
         }
         Ok(())
+    }
+
+    /// Appends the time of a fix applied at the end to `recent_times` (dropping the oldest when
+    /// full) and keeps `equal_gaps` up to date.
+    fn push_recent_time(&mut self, time_ms: Millis) {
+        let n = self.recent_len;
+        if n > 0 {
+            let gap = time_ms - self.recent_times[n - 1];
+            // `equal_gaps > 0` implies at least two times.
+            self.equal_gaps = if self.equal_gaps > 0
+                && gap == self.recent_times[n - 1] - self.recent_times[n - 2]
+            {
+                self.equal_gaps + 1
+            } else {
+                1
+            };
+        }
+        if self.recent_len == RECENT_FIXES {
+            self.recent_times.copy_within(1.., 0);
+            self.recent_len -= 1;
+        }
+        self.recent_times[self.recent_len] = time_ms;
+        self.recent_len += 1;
+        self.equal_gaps = self.equal_gaps.min(self.recent_len - 1);
     }
 
     /// Re-runs the matcher from the last checkpoint at or before `from`.
@@ -384,22 +408,37 @@ impl RiderTrack {
         if self.fixes.len() < 3 {
             return None;
         }
+        // A device reporting steadily (the usual case), known without looking at every gap:
+        // every gap is the median.
+        let n = self.recent_len;
+        if self.equal_gaps + 1 == n {
+            return Some(self.recent_times[n - 1] - self.recent_times[n - 2]);
+        }
         let mut gaps = [0 as Millis; RECENT_FIXES - 1];
         let mut k = 0;
-        let mut all_equal = true;
-        for w in self.recent_times[..self.recent_len].windows(2) {
+        for w in self.recent_times[..n].windows(2) {
             gaps[k] = w[1] - w[0];
-            all_equal &= gaps[k] == gaps[0];
             k += 1;
-        }
-        // A device reporting steadily: every gap is the median.
-        if all_equal {
-            return Some(gaps[k / 2]);
         }
         let gaps = &mut gaps[..k];
         gaps.sort_unstable();
         Some(gaps[k / 2])
     }
+}
+
+/// How many of the gaps between consecutive `times`, counted back from the last one, equal the
+/// last one (0 with fewer than two times).
+fn equal_gaps_at_end(times: &[Millis]) -> usize {
+    let n = times.len();
+    if n < 2 {
+        return 0;
+    }
+    let last = times[n - 1] - times[n - 2];
+    let mut m = 1;
+    while m < n - 1 && times[n - 1 - m] - times[n - 2 - m] == last {
+        m += 1;
+    }
+    m
 }
 
 /// `slice::partition_point` (`pred` holds for a prefix) searched by galloping out from `hint`
@@ -499,7 +538,10 @@ fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{SeenSeqs, partition_point_from_end, partition_point_near, surely_within};
+    use super::{
+        RECENT_FIXES, SeenSeqs, equal_gaps_at_end, partition_point_from_end, partition_point_near,
+        surely_within,
+    };
     use crate::core::geodesy::geodesic_distance_m;
     use proptest::prelude::*;
 
@@ -566,6 +608,28 @@ mod tests {
             let (mut seen, mut set) = (SeenSeqs::default(), std::collections::BTreeSet::new());
             for seq in all {
                 prop_assert_eq!(seen.insert(seq), set.insert(seq), "{}", seq);
+            }
+        }
+
+        #[test]
+        fn equal_gaps_kept_while_pushing_is_the_count_of_the_times(
+            gaps in proptest::collection::vec(prop_oneof![Just(1000i64), Just(5000), 0i64..3000], 0..40),
+        ) {
+            let mut track = super::RiderTrack::new(super::RiderConfig {
+                id: 1,
+                bib: "1".into(),
+                name: "r".into(),
+                team: String::new(),
+                device_id: "d".into(),
+                device_token_sha256: None,
+            });
+            let mut t = 1_700_000_000_000i64;
+            for g in gaps {
+                t += g;
+                track.push_recent_time(t);
+                let times = &track.recent_times[..track.recent_len];
+                prop_assert!(track.recent_len <= RECENT_FIXES);
+                prop_assert_eq!(track.equal_gaps, equal_gaps_at_end(times));
             }
         }
 
