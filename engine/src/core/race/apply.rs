@@ -307,9 +307,14 @@ impl Race {
             for i in 0..slots {
                 starts[i + 1] += starts[i];
             }
+            // Every place of `sorted` is written below (the counting sort is a permutation), so
+            // it is only sized, not filled: last tick's fixes in it are overwritten, and a copy
+            // of `due` as the filler would cost a pass over it.
             let sorted = &mut work.due_scratch;
-            sorted.clear();
-            sorted.extend_from_slice(&due);
+            if sorted.len() < due.len() {
+                sorted.resize(due.len(), due[0]);
+            }
+            sorted.truncate(due.len());
             for q in &due {
                 let at = &mut starts[q.slot as usize];
                 sorted[*at as usize] = *q;
