@@ -12,7 +12,7 @@ use super::{
     RUNS_PER_APPLY_THREAD, Race, RaceConfig, WARM_BATCH, parallel,
 };
 
-/// The race-wide inputs of [`RiderFacts::of`].
+/// The race-wide inputs of [`RiderFacts::refresh`].
 fn fact_inputs<'a>(config: &'a RaceConfig, index: &'a CourseIndex) -> FactInputs<'a> {
     FactInputs {
         course: index.course(),
@@ -178,7 +178,7 @@ fn apply_run(
         }
         // The rider's facts, while the data they are read from is still in the cache.
         if changed_tick[local] == tick {
-            facts[local] = RiderFacts::of(rider, &inputs.facts);
+            facts[local].refresh(rider, &inputs.facts);
         }
     }
     if inputs.refresh_all {
@@ -189,7 +189,7 @@ fn apply_run(
             .zip(facts.iter_mut())
             .zip(changed_tick.iter_mut())
         {
-            *facts = RiderFacts::of(rider, &inputs.facts);
+            facts.refresh(rider, &inputs.facts);
             *changed = tick;
         }
     }

@@ -111,7 +111,7 @@ pub(super) struct RiderFacts {
     pub in_privacy_zone: bool,
 }
 
-/// Race-wide inputs of [`RiderFacts::of`].
+/// Race-wide inputs of [`RiderFacts::refresh`].
 pub(super) struct FactInputs<'a> {
     /// The course (length, positions).
     pub course: &'a Course,
@@ -132,8 +132,9 @@ pub(super) struct FactInputs<'a> {
 }
 
 impl RiderFacts {
-    /// Facts of a rider from their logs.
-    pub(super) fn of(rider: &RiderTrack, inputs: &FactInputs<'_>) -> RiderFacts {
+    /// Sets the facts of a rider from their logs, field by field in place (building a new value
+    /// and moving it in cost a 280-byte copy per rider and busy tick).
+    pub(super) fn refresh(&mut self, rider: &RiderTrack, inputs: &FactInputs<'_>) {
         let course = inputs.course;
         let last = rider.last();
         let last_passage = rider.last_passage();
@@ -191,32 +192,35 @@ impl RiderFacts {
             None => (course.position_at(0.0), false),
         };
         let remaining = length - distance_m;
-        let mut tail = [(0.0, 0); 8];
         let recent = rider.tail();
-        let tail_len = recent.len().min(tail.len());
-        tail[..tail_len].copy_from_slice(&recent[recent.len() - tail_len..]);
-        RiderFacts {
-            last_time: last.map(|f| f.record.time_ms),
-            last_passage,
-            tail,
-            tail_len,
-            speed_mps: speed,
-            off_course: last.is_some_and(|f| f.matched.off_course),
-            lateral_m: last.map_or(0.0, |f| f.matched.lateral_m),
-            in_privacy_zone,
-            battery_pct: last.map(|f| f.record.battery_pct).filter(|&b| b <= 100),
-            finish_time,
-            lost_after_ms,
-            stopped,
-            view_lat: round(lat * 1e6) / 1e6,
-            view_lon: round(lon * 1e6) / 1e6,
-            view_distance_m: round(distance_m),
-            view_speed_kmh: (round(speed * 3.6 * 10.0) / 10.0) as f32,
-            last_fix_ms,
-            eta_if_racing: (speed > 1.0)
-                .then(|| last_fix_ms + (remaining / speed * 1000.0) as Millis)
-                .map(|t| t / 1000 * 1000),
+        let tail_len = recent.len().min(self.tail.len());
+        if let Ok(full) = <&[(f64, Millis); 8]>::try_from(recent) {
+            // The usual case, a full tail: a copy of fixed size (inlined, no `memcpy` call).
+            self.tail = *full;
+        } else {
+            self.tail[..tail_len].copy_from_slice(&recent[recent.len() - tail_len..]);
+            // Entries beyond `tail_len` are never read; zeroed as a new value would have them.
+            self.tail[tail_len..].fill((0.0, 0));
         }
+        self.last_time = last.map(|f| f.record.time_ms);
+        self.last_passage = last_passage;
+        self.tail_len = tail_len;
+        self.speed_mps = speed;
+        self.off_course = last.is_some_and(|f| f.matched.off_course);
+        self.lateral_m = last.map_or(0.0, |f| f.matched.lateral_m);
+        self.in_privacy_zone = in_privacy_zone;
+        self.battery_pct = last.map(|f| f.record.battery_pct).filter(|&b| b <= 100);
+        self.finish_time = finish_time;
+        self.lost_after_ms = lost_after_ms;
+        self.stopped = stopped;
+        self.view_lat = round(lat * 1e6) / 1e6;
+        self.view_lon = round(lon * 1e6) / 1e6;
+        self.view_distance_m = round(distance_m);
+        self.view_speed_kmh = (round(speed * 3.6 * 10.0) / 10.0) as f32;
+        self.last_fix_ms = last_fix_ms;
+        self.eta_if_racing = (speed > 1.0)
+            .then(|| last_fix_ms + (remaining / speed * 1000.0) as Millis)
+            .map(|t| t / 1000 * 1000);
     }
 
     /// Reads a word from every part of the facts (see [`RiderTrack::warm`]).
