@@ -300,23 +300,26 @@ impl RiderFacts {
 }
 
 /// `f64::round` (half away from zero, the sign of zero kept), without the libm call the
-/// baseline x86-64 target makes for it: exact, since below 2^52 the integer part and the
-/// fraction of a double are both representable.
+/// baseline x86-64 target makes for it, and without a float → integer conversion (Rust's
+/// saturating `as` costs a dozen instructions): below 2^52, adding and subtracting 2^52 rounds
+/// the magnitude to the nearest integer, ties to even, exactly; a tie that went down (to an even
+/// integer, `rounded - a == -0.5`, exact by Sterbenz's lemma) is taken up instead.
 pub(super) fn round(x: f64) -> f64 {
-    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
-        // NaN, infinities and doubles of 2^52 or more (all integers) round to themselves.
-        return x;
-    }
-    let whole = (x as i64) as f64;
-    let fraction = x - whole;
-    let rounded = if fraction >= 0.5 {
-        whole + 1.0
-    } else if fraction <= -0.5 {
-        whole - 1.0
+    /// 2^52: from here on every double is an integer.
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    let a = x.abs();
+    if a < TWO_52 {
+        let nearest = (a + TWO_52) - TWO_52;
+        let rounded = if nearest - a == -0.5 {
+            nearest + 1.0
+        } else {
+            nearest
+        };
+        rounded.copysign(x)
     } else {
-        whole
-    };
-    rounded.copysign(x)
+        // NaN, infinities and doubles of 2^52 or more (all integers) round to themselves.
+        x
+    }
 }
 
 /// [`Course::position_at`] with the segment search starting at segment `near` (the same
@@ -403,6 +406,29 @@ mod tests {
         b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
     }
 
+    #[test]
+    fn round_is_f64_round_at_the_edges() {
+        for x in [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_eq!(round(x).to_bits(), x.round().to_bits(), "{x:?}");
+        }
+        assert!(round(f64::NAN).is_nan());
+    }
+
     proptest! {
         #[test]
         fn round_is_f64_round(bits in any::<u64>(), small in -1e7f64..1e7) {
@@ -412,6 +438,16 @@ mod tests {
                     got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
                     "round({x:?}) = {got:?}, want {want:?}"
                 );
+            }
+        }
+
+        #[test]
+        fn round_is_f64_round_near_halves(whole in 0u64..(1 << 53), below in any::<bool>()) {
+            // Halves and the doubles next to them, up to 2^53.
+            let half = whole as f64 + 0.5;
+            let x = if below { f64::from_bits(half.to_bits() - 1) } else { half };
+            for x in [x, -x, f64::from_bits(x.to_bits() + 1)] {
+                prop_assert_eq!(round(x).to_bits(), x.round().to_bits(), "{:?}", x);
             }
         }
 
