@@ -272,7 +272,12 @@ impl RiderFacts {
         if !tail.first().is_some_and(|p| p.0 < distance_m) {
             return None;
         }
-        let k = tail.partition_point(|p| p.0 < distance_m);
+        // The partition point, found from the end: the rider behind is usually only a few
+        // passages back in the tail (`tail[0]` is before `distance_m`, so `k` stays >= 1).
+        let mut k = tail.len();
+        while tail[k - 1].0 >= distance_m {
+            k -= 1;
+        }
         Some(
             tail.get(k)
                 .map(|&b| interpolate(tail[k - 1], b, distance_m)),
@@ -330,9 +335,18 @@ pub(super) fn position_near(course: &Course, distance_m: f64, near: usize) -> (f
     if points.len() < 2 {
         return course.position_at(distance_m);
     }
-    let i = partition_point_near(points, near + 1, |p| p.distance_m <= distance_m)
-        .saturating_sub(1)
-        .min(points.len() - 2);
+    // Usually the distance lies on segment `near` itself: two comparisons decide it (the
+    // partition point is then `near + 1`).
+    let on_near = near + 1 < points.len()
+        && points[near].distance_m <= distance_m
+        && points[near + 1].distance_m > distance_m;
+    let i = if on_near {
+        near
+    } else {
+        partition_point_near(points, near + 1, |p| p.distance_m <= distance_m)
+            .saturating_sub(1)
+            .min(points.len() - 2)
+    };
     let (a, b) = (&points[i], &points[i + 1]);
     let t = ((distance_m - a.distance_m) / (b.distance_m - a.distance_m)).clamp(0.0, 1.0);
     (a.lat + (b.lat - a.lat) * t, a.lon + (b.lon - a.lon) * t)
@@ -449,6 +463,28 @@ mod tests {
             for x in [x, -x, f64::from_bits(x.to_bits() + 1)] {
                 prop_assert_eq!(round(x).to_bits(), x.round().to_bits(), "{:?}", x);
             }
+        }
+
+        #[test]
+        fn tail_search_from_the_end_is_the_partition_point(
+            steps in proptest::collection::vec((0u8..4, 1i64..3000), 1..=8),
+            probe in -5.0f64..40.0,
+        ) {
+            // A passage tail: distances non-decreasing (repeats included), times increasing.
+            let mut facts = RiderFacts::default();
+            let (mut d, mut t) = (0.0, 1_000_000);
+            for (i, &(step, dt)) in steps.iter().enumerate() {
+                d += f64::from(step) * 2.5;
+                t += dt;
+                facts.tail[i] = (d, t);
+            }
+            facts.tail_len = steps.len();
+            let tail = &facts.tail[..facts.tail_len];
+            let want = (tail[0].0 < probe).then(|| {
+                let k = tail.partition_point(|p| p.0 < probe);
+                tail.get(k).map(|&b| interpolate(tail[k - 1], b, probe))
+            });
+            prop_assert_eq!(facts.time_at_from_tail(probe), want);
         }
 
         #[test]
