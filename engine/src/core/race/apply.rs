@@ -5,7 +5,7 @@
 
 use flevum_protocol::{AlertKind, RecordFlags, RiderStatus, Severity};
 
-use super::live::{FactInputs, RiderFacts, RoadEntry, sort_road};
+use super::live::{FactInputs, RiderFacts, RoadEntry, RoadSortScratch, sort_road};
 use super::rider::{ApplyError, RiderTrack};
 use super::{
     CourseIndex, FINISH_TOLERANCE_M, FixRejection, MatcherConfig, Millis, QueuedFix,
@@ -37,6 +37,8 @@ pub(super) struct ApplyOutcome {
     sos: Vec<(u32, f64)>,
     /// The run's riders on the road this tick, in road order (the runs' lists are merged).
     road: Vec<RoadEntry>,
+    /// Buffers of the run's road sort.
+    road_sort: RoadSortScratch,
 }
 
 impl ApplyOutcome {
@@ -228,7 +230,7 @@ fn apply_run(
                 .push(RoadEntry::new(projected_m, riders[local].info.id, slot));
         }
     }
-    sort_road(&mut out.road);
+    sort_road(&mut out.road, &mut out.road_sort);
 }
 
 /// Merges the runs' road lists, each in road order, into one (`road`, emptied first): road
