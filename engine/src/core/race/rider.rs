@@ -490,6 +490,14 @@ fn surely_within(lat1: f64, lon1: f64, lat2: f64, lon2: f64, limit_m: f64) -> Op
     if !(dphi.is_finite() && dlambda.is_finite() && limit_m.is_finite()) || dlambda.abs() > 0.05 {
         return None;
     }
+    // The estimate below is at most R (|dlambda| + |dphi|) (cos <= 1, and a hypotenuse is at
+    // most the sum of its legs; the wider margins cover rounding): when even that bound is well
+    // within the limit, the estimate is too, and the series and the square root are skipped
+    // (between fixes a second apart, always).
+    let bound = R * (dlambda.abs() + dphi.abs());
+    if bound <= 19_000.0 && bound * 1.03 + 0.02 < limit_m {
+        return Some(true);
+    }
     // cos of the mean latitude, by a few terms of its series (|x| <= pi/2): no libm call.
     let m = (p1 + p2) * 0.5;
     let x2 = m * m;
