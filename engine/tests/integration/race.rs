@@ -243,6 +243,71 @@ fn time_gap_is_when_the_leader_passed_not_distance_over_speed() {
 }
 
 #[test]
+fn a_finish_seen_later_but_made_earlier_is_announced_first_and_each_position_once() {
+    let (index, config) = two_riders();
+    let start = config.start_ms;
+    let length = index.course().length_m();
+    let mut race = Race::new(config, index, 1).unwrap();
+    // A sprint at 20 m/s, rider 2 20 m (1 s) ahead, each reporting every 5 s. Rider 1's first
+    // fix past the line comes 0.5 s after it crosses; rider 2's 4 s after (its fix before was
+    // 20 m short, beyond the finish tolerance): rider 1's finish is seen first, 2.5 s earlier.
+    let t1_ms = (length / 20.0 * 1000.0) as i64;
+    let t2_ms = t1_ms - 1000;
+    let at = |t_ms: i64, ahead_m: f64| {
+        let d = (20.0 * t_ms as f64 / 1000.0 + ahead_m).min(length + 40.0);
+        (45.0 + d / 111_195.0, start + t_ms)
+    };
+    let mut fixes: Vec<(i64, u32, PositionRecord)> = Vec::new();
+    for (rider, ahead_m, last_ms) in [(1, 0.0, t1_ms + 500), (2, 20.0, t2_ms + 4000)] {
+        let times: Vec<i64> = (0..)
+            .map(|k| last_ms - 5000 * k)
+            .take_while(|&t| t >= 0)
+            .collect();
+        for (seq, &t_ms) in times.iter().rev().enumerate() {
+            let (lat, time_ms) = at(t_ms, ahead_m);
+            let record = PositionRecord::from_degrees(
+                seq as u32 + 1,
+                time_ms,
+                lat,
+                7.0,
+                None,
+                Some(20.0),
+                Some(0.0),
+                Some(5.0),
+            );
+            fixes.push((time_ms, rider, record));
+        }
+    }
+    fixes.sort_by_key(|f| (f.0, f.1));
+    let mut outputs = Vec::new();
+    let mut next = fixes.iter().peekable();
+    let mut now = start;
+    while now < start + t1_ms + 40_000 {
+        now += 1000;
+        while let Some((_, rider, record)) = next.next_if(|f| f.0 <= now) {
+            race.handle_fix(now, *rider, record).unwrap();
+        }
+        race.handle_tick(now);
+        while let Some(out) = race.poll_output() {
+            outputs.push(out);
+        }
+    }
+    let order: Vec<u32> = race.finish_order().iter().map(|(id, _)| *id).collect();
+    assert_eq!(order, vec![2, 1]);
+    let finishers: Vec<(u32, u32)> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            RaceOutput::Alert(a) => match a.kind {
+                AlertKind::Finisher { position, .. } => Some((position, a.riders[0])),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finishers, vec![(1, 2), (2, 1)]);
+}
+
+#[test]
 fn duplicates_future_and_impossible_fixes_are_rejected_and_counted() {
     let (index, config) = two_riders();
     let mut race = Race::new(config, index, 1).unwrap();
