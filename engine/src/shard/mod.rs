@@ -520,6 +520,10 @@ async fn run_shard(
             }
         }
     }
+    if delay_ms > 0 {
+        // The queue goes with the shard (a restart or another engine rebuilds it).
+        metrics::record_delayed(&race_id, 0);
+    }
     info!(race = %race_id, "race shard stopped");
 }
 

@@ -8,6 +8,10 @@ use flevum_protocol::{Alert, AlertKind, GroupKind, RiderStatus, Severity};
 
 use super::{Millis, RECENT_ALERTS, Race, RaceOutput, groups};
 
+/// Longest a finisher alert waits for the finish order to settle, ms: a race whose devices report
+/// every few minutes would otherwise hold its finishers for longer than commentators can wait.
+const MAX_FINISH_SETTLE_MS: Millis = 60_000;
+
 impl Race {
     /// Appends an alert to the log unless its (kind, subject) key is in cooldown.
     pub(super) fn raise(
@@ -71,6 +75,9 @@ impl Race {
             self.finishers_held.insert(held, (t, id));
         }
         // The alerts wait until every rider who finished earlier has reported since.
+        if self.finishers_held.is_empty() {
+            return;
+        }
         let settle = self.finish_settle_ms();
         let ready = self
             .finishers_held
@@ -106,9 +113,27 @@ impl Race {
 
     /// How long after a finish time every rider who finished before it has reported a fix past
     /// the line: two reporting intervals (a device reports within one; the second covers a late
-    /// or lost fix).
+    /// or lost fix), of the race's configured interval or of the slowest device still on the
+    /// road, whichever is longer (a phone app reports at its own setting), and at most
+    /// [`MAX_FINISH_SETTLE_MS`]. Read only while finishes are held, near the end of a race.
     fn finish_settle_ms(&self) -> Millis {
-        2 * Millis::from(self.config.report_interval_ms.max(1_000))
+        let configured = Millis::from(self.config.report_interval_ms.max(1_000));
+        let slowest = self
+            .riders
+            .iter()
+            .zip(&self.work.statuses)
+            .zip(&self.announced)
+            .filter(|((_, status), announced)| {
+                !announced.finish_seen
+                    && matches!(
+                        status,
+                        RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse
+                    )
+            })
+            .filter_map(|((rider, _), _)| rider.report_interval_ms())
+            .max()
+            .unwrap_or(0);
+        (2 * configured.max(slowest)).min(MAX_FINISH_SETTLE_MS)
     }
 
     /// Status and battery alerts. Only riders whose status changed or whose last fix changed can
