@@ -118,8 +118,9 @@ impl Race {
     /// [`MAX_FINISH_SETTLE_MS`]. Read only while finishes are held, near the end of a race.
     fn finish_settle_ms(&self) -> Millis {
         let configured = Millis::from(self.config.report_interval_ms.max(1_000));
+        // The interval each rider's facts already hold: no pass over the riders' fix logs.
         let slowest = self
-            .riders
+            .facts
             .iter()
             .zip(&self.work.statuses)
             .zip(&self.announced)
@@ -130,7 +131,7 @@ impl Race {
                         RiderStatus::Racing | RiderStatus::Stopped | RiderStatus::OffCourse
                     )
             })
-            .filter_map(|((rider, _), _)| rider.report_interval_ms())
+            .map(|((facts, _), _)| facts.report_interval_ms)
             .max()
             .unwrap_or(0);
         (2 * configured.max(slowest)).min(MAX_FINISH_SETTLE_MS)

@@ -105,6 +105,9 @@ pub(super) struct RiderFacts {
     pub tail_len: usize,
     /// Distance of the last fix from the course, metres (for the off-course alert).
     pub lateral_m: f64,
+    /// The device's own reporting interval (the race's until it is known), ms: read only while
+    /// finishes are held (see `Race::finish_settle_ms`).
+    pub report_interval_ms: Millis,
     /// The last fix was not placed on the course (judged off it, or matched nowhere) and lies
     /// inside a privacy zone: its raw position is replaced by the course point, and nothing
     /// measured from it (the off-course alert's offset) is published.
@@ -211,6 +214,7 @@ impl RiderFacts {
         self.in_privacy_zone = in_privacy_zone;
         self.battery_pct = last.map(|f| f.record.battery_pct).filter(|&b| b <= 100);
         self.finish_time = finish_time;
+        self.report_interval_ms = interval;
         self.lost_after_ms = lost_after_ms;
         self.stopped = stopped;
         self.view_lat = round(lat * 1e6) / 1e6;
