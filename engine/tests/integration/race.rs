@@ -6,7 +6,7 @@
 use flevum_engine::core::race::{AdminCommand, RaceConfig, RiderConfig};
 use flevum_engine::core::{Course, CourseIndex, Race, RaceOutput};
 use flevum_engine::simulator::{OfflineRun, SimConfig, Simulation, run_offline};
-use flevum_protocol::{AlertKind, FanFrame, PositionRecord, encode_frame_json};
+use flevum_protocol::{AlertKind, FanFrame, PositionRecord, RiderStatus, encode_frame_json};
 use sha2::{Digest, Sha256};
 
 use crate::support::real_data;
@@ -252,6 +252,59 @@ fn a_finish_seen_later_but_made_earlier_is_announced_first_and_each_position_onc
 }
 
 fn sprint_finish_is_announced_in_order(configured_ms: u32) {
+    let (race, outputs) = sprint_finish(configured_ms, None);
+    let order: Vec<u32> = race.finish_order().iter().map(|(id, _)| *id).collect();
+    assert_eq!(order, vec![2, 1]);
+    assert_eq!(
+        finisher_alerts(&outputs),
+        vec![(1, 2), (2, 1)],
+        "configured interval {configured_ms} ms"
+    );
+}
+
+#[test]
+fn a_finisher_abandoned_while_their_finish_is_held_is_not_announced_and_holds_no_place() {
+    // Rider 2 wins the sprint; the organiser disqualifies them (abandon) 1 s after their finish
+    // is seen, while its alert still waits for the finish to settle.
+    let (race, outputs) = sprint_finish(5000, Some(2));
+    let order: Vec<u32> = race.finish_order().iter().map(|(id, _)| *id).collect();
+    assert_eq!(order, vec![2, 1], "both crossed the line");
+    assert_eq!(finisher_alerts(&outputs), vec![(1, 1)]);
+    let view = |id: u32| {
+        race.views()
+            .iter()
+            .find(|v| v.rider_id == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(view(2).status, RiderStatus::Abandoned);
+    assert_eq!(view(2).rank, 0, "an abandoned finisher holds no place");
+    assert_eq!(view(1).status, RiderStatus::Finished);
+    assert_eq!(view(1).rank, 1);
+    assert_eq!(
+        view(1).gap_to_leader_ms,
+        Some(0),
+        "the winner is rider 1 now"
+    );
+}
+
+/// Finisher alerts as (position, rider).
+fn finisher_alerts(outputs: &[RaceOutput]) -> Vec<(u32, u32)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RaceOutput::Alert(a) => match a.kind {
+                AlertKind::Finisher { position, .. } => Some((position, a.riders[0])),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// A two-rider sprint (described below) ticked every second until 40 s after the line; with
+/// `abandon`, that rider is abandoned 1 s after their finish is seen.
+fn sprint_finish(configured_ms: u32, abandon: Option<u32>) -> (Race, Vec<RaceOutput>) {
     let (index, mut config) = two_riders();
     config.report_interval_ms = configured_ms;
     let start = config.start_ms;
@@ -291,6 +344,7 @@ fn sprint_finish_is_announced_in_order(configured_ms: u32) {
     let mut outputs = Vec::new();
     let mut next = fixes.iter().peekable();
     let mut now = start;
+    let mut abandon_at = None;
     while now < start + t1_ms + 40_000 {
         now += 1000;
         while let Some((_, rider, record)) = next.next_if(|f| f.0 <= now) {
@@ -300,24 +354,22 @@ fn sprint_finish_is_announced_in_order(configured_ms: u32) {
         while let Some(out) = race.poll_output() {
             outputs.push(out);
         }
+        if let Some(rider_id) = abandon {
+            let seen = race.finish_order().iter().any(|(id, _)| *id == rider_id);
+            if seen && abandon_at.is_none() {
+                abandon_at = Some(now + 1000);
+                assert!(
+                    finisher_alerts(&outputs).is_empty(),
+                    "the finish is still held when it is first seen"
+                );
+            }
+            if abandon_at == Some(now) {
+                race.handle_admin(now, AdminCommand::Abandon { rider_id })
+                    .unwrap();
+            }
+        }
     }
-    let order: Vec<u32> = race.finish_order().iter().map(|(id, _)| *id).collect();
-    assert_eq!(order, vec![2, 1]);
-    let finishers: Vec<(u32, u32)> = outputs
-        .iter()
-        .filter_map(|o| match o {
-            RaceOutput::Alert(a) => match a.kind {
-                AlertKind::Finisher { position, .. } => Some((position, a.riders[0])),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        finishers,
-        vec![(1, 2), (2, 1)],
-        "configured interval {configured_ms} ms"
-    );
+    (race, outputs)
 }
 
 #[test]

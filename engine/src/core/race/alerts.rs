@@ -87,11 +87,30 @@ impl Race {
         }
         let length_km = self.index.course().length_m() / 1000.0;
         let announce: Vec<(Millis, u32)> = self.finishers_held.drain(..ready).collect();
-        for (t, id) in announce {
-            let position =
-                self.finish_order
-                    .partition_point(|(other, ft)| (*ft, *other) < (t, id)) as u32
-                    + 1;
+        // Riders the organiser took out of the race are not announced and hold no position
+        // (the standings skip them too). Abandons are rare: without one, no pass is needed.
+        let any_abandoned = self.abandoned.contains(&true);
+        let (slots, abandoned) = (&self.slots, &self.abandoned);
+        let is_abandoned = |id: u32| slots.get(id).is_some_and(|s| abandoned[s]);
+        let positions: Vec<(Millis, u32, u32)> = announce
+            .into_iter()
+            .filter(|&(_, id)| !(any_abandoned && is_abandoned(id)))
+            .map(|(t, id)| {
+                let earlier = self
+                    .finish_order
+                    .partition_point(|(other, ft)| (*ft, *other) < (t, id));
+                let abandoned_earlier = if any_abandoned {
+                    self.finish_order[..earlier]
+                        .iter()
+                        .filter(|(other, _)| is_abandoned(*other))
+                        .count()
+                } else {
+                    0
+                };
+                (t, id, (earlier - abandoned_earlier) as u32 + 1)
+            })
+            .collect();
+        for (t, id, position) in positions {
             let severity = if position <= 3 {
                 Severity::Notable
             } else {

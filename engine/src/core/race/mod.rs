@@ -269,7 +269,9 @@ pub struct Race {
     gap_sides: BTreeMap<(u32, usize), bool>,
     /// Checkpoints whose first passage was announced.
     checkpoints_announced: BTreeSet<String>,
-    /// Finishers in order of finishing.
+    /// Every rider who crossed the line, in order of finishing. A finisher the organiser
+    /// abandons afterwards (a disqualification) stays here but holds no place in the standings
+    /// and is not announced.
     finish_order: Vec<(u32, Millis)>,
     /// Finishes seen but not yet announced, by (finish time, rider): riders report at different
     /// moments, so a finish seen later may have happened earlier. A finish is announced once every
@@ -802,7 +804,8 @@ impl Race {
             .collect()
     }
 
-    /// Finishers in order: (rider, finish time).
+    /// Every rider who crossed the line, in order: (rider, finish time). Riders the organiser
+    /// abandoned afterwards are listed too; their views say so (status, no rank).
     pub fn finish_order(&self) -> &[(u32, Millis)] {
         &self.finish_order
     }

@@ -124,9 +124,9 @@ impl Race {
         }
     }
 
-    /// Standings: finishers by finish time, then riders on the road by distance, then riders
-    /// whose signal is lost by their last distance. Fills the dense rank array (0 = unranked;
-    /// a rider listed twice keeps the later place).
+    /// Standings: finishers by finish time (less any the organiser abandoned), then riders on
+    /// the road by distance, then riders whose signal is lost by their last distance. Fills the
+    /// dense rank array (0 = unranked; a rider listed twice keeps the later place).
     pub(super) fn rank_riders(&mut self) {
         let tick = self.tick;
         let work = &mut self.work;
@@ -138,7 +138,10 @@ impl Race {
             work.placed[slot] = tick;
         };
         for &(id, _) in &self.finish_order {
-            if let Some(slot) = self.slots.get(id) {
+            // A finisher the organiser took out of the race (disqualified) holds no place.
+            if let Some(slot) = self.slots.get(id)
+                && !self.abandoned[slot]
+            {
                 put(slot, work);
             }
         }
@@ -207,7 +210,13 @@ impl Race {
 
     pub(super) fn publish(&mut self, now: Millis) {
         self.rank_riders();
-        let first_finish = self.finish_order.first().map(|(_, w)| *w);
+        // The winner's time, the reference of the finishers' gaps: the first finisher still
+        // in the race.
+        let first_finish = self
+            .finish_order
+            .iter()
+            .find(|(id, _)| self.slots.get(*id).is_none_or(|s| !self.abandoned[s]))
+            .map(|(_, w)| *w);
         let mut views = std::mem::take(&mut self.views);
         let mut states = std::mem::take(&mut self.work.changed_views);
         if views.len() == self.riders.len() {
