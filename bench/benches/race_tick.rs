@@ -8,6 +8,8 @@
 //! `accept_1hz`: the cost per fix of accepting the fixes that `tick_1hz` applies (`handle_fix`:
 //! the checks, deduplication and queueing; matching waits for the tick that applies the fix): a
 //! second of the race costs one tick plus one accept per rider.
+//! `delay_round_trip`: what a publish delay adds to each 1 Hz tick of the 5,000-rider race:
+//! holding the tick's delta in the delay queue (its rider states packed) and taking it out.
 //! The 5,000-rider ticks run with the race config's default apply threads; `tick_1hz_1thread` and
 //! `tick_5s_1thread` are the same ticks applied on one thread.
 //! Every bench cycles through the same ten minutes of race from a copy of the state at 20 min,
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use flevum_bench::RaceWindow;
+use flevum_engine::core::RaceOutput;
+use flevum_engine::shard::DelayedQueue;
 
 /// Seconds of race before measuring.
 const WARMUP_S: i64 = 1200;
@@ -71,6 +75,37 @@ fn accept_per_fix(w: &mut RaceWindow, iters: u64) -> Duration {
     total.mul_f64(iters as f64 / done as f64)
 }
 
+/// Deltas of the next `ticks` whole-second ticks of the window.
+fn deltas(w: &mut RaceWindow, ticks: usize) -> Vec<RaceOutput> {
+    let mut deltas = Vec::new();
+    for _ in 0..ticks {
+        let t = w.next_second();
+        w.race.handle_tick(t);
+        while let Some(out) = w.race.poll_output() {
+            if matches!(out, RaceOutput::Delta(_)) {
+                deltas.push(out);
+            }
+        }
+    }
+    deltas
+}
+
+/// Pushes each of `iters` deltas into a delay queue and takes it out again (the copy that
+/// stands for the tick's output is made outside the timing).
+fn delay_round_trip(deltas: &[RaceOutput], iters: u64) -> Duration {
+    let mut queue = DelayedQueue::new();
+    let mut total = Duration::ZERO;
+    for i in 0..iters {
+        let out = deltas[i as usize % deltas.len()].clone();
+        let started = Instant::now();
+        queue.push(0, out);
+        let back = queue.pop_due(0);
+        total += started.elapsed();
+        assert!(back.is_some(), "the delta comes back");
+    }
+    total
+}
+
 fn race_tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("race_tick");
     group.sample_size(20);
@@ -88,6 +123,12 @@ fn race_tick(c: &mut Criterion) {
             b.iter_custom(|iters| accept_per_fix(&mut w, iters))
         });
         if riders == 5000 {
+            let deltas = deltas(&mut w, 10);
+            group.bench_with_input(
+                BenchmarkId::new("delay_round_trip", riders),
+                &riders,
+                |b, _| b.iter_custom(|iters| delay_round_trip(&deltas, iters)),
+            );
             // The same ticks with every fix applied on the tick's own thread.
             w.set_apply_threads(NonZeroUsize::MIN);
             group.bench_with_input(

@@ -5,10 +5,10 @@
 //! Owns the order "journal, then apply", recovery by replay on open and per-device durable
 //! sequence numbers. Does not speak QUIC or HTTP: ingest and the gateway reach it via [`RaceHandle`].
 
+mod delayed;
 pub mod metrics;
 mod seq;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +20,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::core::race::AdminError;
 use crate::core::{AdminCommand, CourseIndex, Millis, Race, RaceConfig, RaceOutput};
 use crate::journal::{Journal, JournalBackend, JournalConfig, JournalEntry, JournalError};
+pub use delayed::DelayedQueue;
 pub use seq::ContiguousSeq;
 
 /// Where a shard's frames go: the in-process hub of the gateway, or a NATS publisher.
@@ -396,7 +397,7 @@ struct DelayedReplay {
     /// The race as of the last tick at or before the cutoff, taken before the first tick after it.
     opening: Option<Snapshot>,
     /// Outputs of the ticks after the cutoff, with when the live shard publishes them.
-    queued: VecDeque<(Millis, RaceOutput)>,
+    queued: DelayedQueue,
 }
 
 impl DelayedReplay {
@@ -405,7 +406,7 @@ impl DelayedReplay {
             delay_ms,
             cutoff_ms,
             opening: None,
-            queued: VecDeque::new(),
+            queued: DelayedQueue::new(),
         }
     }
 
@@ -420,8 +421,7 @@ impl DelayedReplay {
     fn after_tick(&mut self, race: &mut Race, at: Millis) {
         while let Some(out) = race.poll_output() {
             if self.opening.is_some() {
-                self.queued
-                    .push_back((at.saturating_add(self.delay_ms), out));
+                self.queued.push(at.saturating_add(self.delay_ms), out);
             }
         }
     }
@@ -464,7 +464,7 @@ async fn run_shard(
     mut race: Race,
     mut rx: mpsc::Receiver<Command>,
     publisher: Arc<dyn FramePublisher>,
-    queued: VecDeque<(Millis, RaceOutput)>,
+    queued: DelayedQueue,
     tick_interval: Duration,
     clock: ShardClock,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -474,12 +474,6 @@ async fn run_shard(
     let delay_ms = Millis::from(race.config().publish_delay_s) * 1000;
     // Outputs waiting for the delay, due time first (the recovery's replayed ticks first).
     let mut delayed = queued;
-    // Rider states in the deltas of `delayed` (the delayed feed's memory, for the gauge).
-    let states_of = |out: &RaceOutput| match out {
-        RaceOutput::Delta(d) => d.states.len(),
-        RaceOutput::Alert(_) => 0,
-    };
-    let mut delayed_states: usize = delayed.iter().map(|(_, out)| states_of(out)).sum();
     let mut fix_seen = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -491,26 +485,28 @@ async fn run_shard(
                 let started = std::time::Instant::now();
                 let now = clock.now_ms();
                 race.handle_tick(now);
+                let mut publish = |out: RaceOutput| match out {
+                    RaceOutput::Delta(d) => {
+                        metrics::record_fix_to_frame(&race_id, clock.now_ms(), &d, &mut fix_seen);
+                        publisher.delta(d)
+                    }
+                    RaceOutput::Alert(a) => {
+                        metrics::record_alert(&race_id);
+                        publisher.alert(&race_id, a);
+                    }
+                };
                 while let Some(out) = race.poll_output() {
-                    delayed_states += states_of(&out);
-                    delayed.push_back((now + delay_ms, out));
-                }
-                while delayed.front().is_some_and(|(at, _)| *at <= now) {
-                    let Some((_, out)) = delayed.pop_front() else { break };
-                    delayed_states -= states_of(&out);
-                    match out {
-                        RaceOutput::Delta(d) => {
-                            metrics::record_fix_to_frame(&race_id, clock.now_ms(), &d, &mut fix_seen);
-                            publisher.delta(d)
-                        }
-                        RaceOutput::Alert(a) => {
-                            metrics::record_alert(&race_id);
-                            publisher.alert(&race_id, a);
-                        }
+                    if delay_ms > 0 {
+                        delayed.push(now + delay_ms, out);
+                    } else {
+                        publish(out);
                     }
                 }
+                while let Some(out) = delayed.pop_due(now) {
+                    publish(out);
+                }
                 if delay_ms > 0 {
-                    metrics::record_delayed(&race_id, delayed_states);
+                    metrics::record_delayed(&race_id, delayed.states());
                 }
                 metrics::record_tick(&race_id, started.elapsed());
             }
@@ -705,7 +701,7 @@ mod tests {
         replay_ticks(&mut race, &mut next, 1_800_000_060_000, 500, &mut feed);
         assert_eq!(race.snapshot().tick, 120, "a minute of 500 ms ticks");
         assert!(
-            feed.opening.is_none() && feed.queued.is_empty(),
+            feed.opening.is_none() && feed.queued.next_due().is_none(),
             "no delay, nothing kept"
         );
     }
@@ -724,14 +720,12 @@ mod tests {
         assert_eq!(opening.tick, 100);
         assert_eq!(opening.time_ms, t0 + 50_000);
         // One delta for each of the 20 ticks after it, due at its time plus the delay.
-        let deltas: Vec<(Millis, u64)> = feed
-            .queued
-            .iter()
-            .filter_map(|(at, o)| match o {
-                RaceOutput::Delta(d) => Some((*at, d.tick)),
-                RaceOutput::Alert(_) => None,
-            })
-            .collect();
+        let mut deltas: Vec<(Millis, u64)> = Vec::new();
+        while let Some(at) = feed.queued.next_due() {
+            if let Some(RaceOutput::Delta(d)) = feed.queued.pop_due(at) {
+                deltas.push((at, d.tick));
+            }
+        }
         assert_eq!(deltas.len(), 20);
         assert_eq!(deltas[0], (t0 + 50_500 + 10_000, 101));
         assert_eq!(deltas[19], (t0 + 60_000 + 10_000, 120));

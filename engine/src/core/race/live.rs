@@ -313,7 +313,7 @@ impl RiderFacts {
 /// saturating `as` costs a dozen instructions): below 2^52, adding and subtracting 2^52 rounds
 /// the magnitude to the nearest integer, ties to even, exactly; a tie that went down (to an even
 /// integer, `rounded - a == -0.5`, exact by Sterbenz's lemma) is taken up instead.
-pub(super) fn round(x: f64) -> f64 {
+pub(crate) fn round(x: f64) -> f64 {
     /// 2^52: from here on every double is an integer.
     const TWO_52: f64 = 4_503_599_627_370_496.0;
     let a = x.abs();

@@ -9,6 +9,7 @@ mod apply;
 pub mod config;
 pub mod groups;
 mod live;
+pub(crate) use live::round;
 mod parallel;
 pub mod rider;
 mod standings;
