@@ -339,8 +339,8 @@ struct TickWork {
     rank: Vec<u32>,
     /// (tick) of riders already placed in the ranking by finish or road order.
     placed: Vec<u64>,
-    /// Views that changed this tick, before they move into the delta.
-    changed_views: Vec<RiderView>,
+    /// Slots whose view changed this tick, ascending (their views are copied into the delta).
+    changed_slots: Vec<u32>,
 }
 
 /// An accepted fix in the race's queue.

@@ -218,29 +218,32 @@ impl Race {
             .find(|(id, _)| self.slots.get(*id).is_none_or(|s| !self.abandoned[s]))
             .map(|(_, w)| *w);
         let mut views = std::mem::take(&mut self.views);
-        let mut states = std::mem::take(&mut self.work.changed_views);
-        if views.len() == self.riders.len() {
-            // Every rider has a view (after the first tick): compare in place, in id order.
+        let changed = if views.len() == self.riders.len() {
+            // Every rider has a view (after the first tick): compare in place, in id order, and
+            // note the slots whose view changed (4 bytes each, where a copy of the view in a
+            // scratch list wrote 112 bytes a rider of a busy tick, copied again into the delta).
+            let mut slots = std::mem::take(&mut self.work.changed_slots);
+            slots.clear();
             for (slot, old) in views.iter_mut().enumerate() {
                 let view = self.view_of(slot, first_finish);
                 if *old != view {
-                    states.push(view.clone());
                     *old = view;
+                    slots.push(slot as u32);
                 }
             }
+            // The delta gets an exactly sized list, copied from the views just written.
+            let changed = slots.iter().map(|&s| views[s as usize].clone()).collect();
+            self.work.changed_slots = slots;
+            changed
         } else {
             views.clear();
             for slot in 0..self.riders.len() {
                 let view = self.view_of(slot, first_finish);
-                states.push(view.clone());
                 views.push(view);
             }
-        }
+            views.clone()
+        };
         self.views = views;
-        // The delta gets an exactly sized copy; the scratch keeps its capacity for next tick.
-        let mut changed = Vec::with_capacity(states.len());
-        changed.append(&mut states);
-        self.work.changed_views = states;
         let groups_changed = !self.group_views_current();
         if groups_changed {
             self.group_views = self
