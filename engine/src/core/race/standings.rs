@@ -221,7 +221,7 @@ impl Race {
         let changed = if views.len() == self.riders.len() {
             // Every rider has a view (after the first tick): compare in place, in id order, and
             // note the slots whose view changed (4 bytes each, where a copy of the view in a
-            // scratch list wrote 112 bytes a rider of a busy tick, copied again into the delta).
+            // scratch list wrote 104 bytes a rider of a busy tick, copied again into the delta).
             let mut slots = std::mem::take(&mut self.work.changed_slots);
             slots.clear();
             for (slot, old) in views.iter_mut().enumerate() {
