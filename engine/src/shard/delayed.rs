@@ -186,11 +186,11 @@ impl PackedState {
                 Some(g) if g != NO_U32 => g,
                 Some(_) => return None,
             },
-            last_fix_rel_ms: some_i32(last_fix_ms.checked_sub(base_ms))?,
-            eta_rel_ms: match eta_finish_ms {
-                None => NO_I32,
-                Some(t) => some_i32(t.checked_sub(base_ms))?,
-            },
+            last_fix_rel_ms: i32::try_from(last_fix_ms.checked_sub(base_ms)?).ok()?,
+            eta_rel_ms: some_i32(match eta_finish_ms {
+                None => None,
+                Some(t) => Some(t.checked_sub(base_ms)?),
+            })?,
             speed_dkmh: u16::try_from(whole_i32(f64::from(speed_kmh) * 10.0)?).ok()?,
             status: status_code(status),
             battery_pct: match battery_pct {
@@ -318,10 +318,11 @@ mod tests {
     #[test]
     fn states_that_do_not_pack_are_kept_whole_and_in_place() {
         let base = 1_750_000_001_000;
-        let mut odd = vec![view(1), view(2), view(3), view(4), view(5)];
+        let mut odd = vec![view(1), view(2), view(3), view(4), view(5), view(6)];
         odd[1].lat = 52.123_456_7; // finer than the engine rounds
         odd[3].distance_m = -0.0; // a sign the wire shows
         odd[4].eta_finish_ms = Some(i64::MAX);
+        odd[5].last_fix_ms = base - 30 * 86_400_000; // beyond 32 bits of ms from the delta
         let delta = Delta {
             race_id: "r".into(),
             epoch: 1,
@@ -339,9 +340,9 @@ mod tests {
         assert_eq!(held.packed.len(), 2);
         assert_eq!(
             held.whole.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            vec![1, 3, 4]
+            vec![1, 3, 4, 5]
         );
-        assert_eq!(queue.states(), 5);
+        assert_eq!(queue.states(), 6);
         assert!(queue.pop_due(base + 59_999).is_none(), "not due yet");
         let Some(RaceOutput::Delta(out)) = queue.pop_due(base + 60_000) else {
             panic!("the delta comes back");
