@@ -279,6 +279,7 @@ fn a_finisher_abandoned_while_their_finish_is_held_is_not_announced_and_holds_no
     };
     assert_eq!(view(2).status, RiderStatus::Abandoned);
     assert_eq!(view(2).rank, 0, "an abandoned finisher holds no place");
+    assert_eq!(view(2).gap_to_leader_ms, None, "nor a gap to the winner");
     assert_eq!(view(1).status, RiderStatus::Finished);
     assert_eq!(view(1).rank, 1);
     assert_eq!(

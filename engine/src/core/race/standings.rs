@@ -168,7 +168,11 @@ impl Race {
             (t, i) if t == self.tick => self.work.road.get(i as usize),
             _ => None,
         };
-        let finish_gap = facts.finish_time.and_then(|t| first_finish.map(|w| t - w));
+        // An abandoned finisher (disqualified) is not measured against the winner.
+        let finish_gap = facts
+            .finish_time
+            .filter(|_| status != RiderStatus::Abandoned)
+            .and_then(|t| first_finish.map(|w| t - w));
         RiderView {
             rider_id: self.slots.id(slot),
             lat: facts.view_lat,
