@@ -75,21 +75,6 @@ fn accept_per_fix(w: &mut RaceWindow, iters: u64) -> Duration {
     total.mul_f64(iters as f64 / done as f64)
 }
 
-/// Deltas of the next `ticks` whole-second ticks of the window.
-fn deltas(w: &mut RaceWindow, ticks: usize) -> Vec<RaceOutput> {
-    let mut deltas = Vec::new();
-    for _ in 0..ticks {
-        let t = w.next_second();
-        w.race.handle_tick(t);
-        while let Some(out) = w.race.poll_output() {
-            if matches!(out, RaceOutput::Delta(_)) {
-                deltas.push(out);
-            }
-        }
-    }
-    deltas
-}
-
 /// Pushes each of `iters` deltas into a delay queue and takes it out again (the copy that
 /// stands for the tick's output is made outside the timing).
 fn delay_round_trip(deltas: &[RaceOutput], iters: u64) -> Duration {
@@ -123,7 +108,7 @@ fn race_tick(c: &mut Criterion) {
             b.iter_custom(|iters| accept_per_fix(&mut w, iters))
         });
         if riders == 5000 {
-            let deltas = deltas(&mut w, 10);
+            let deltas = w.deltas(10);
             group.bench_with_input(
                 BenchmarkId::new("delay_round_trip", riders),
                 &riders,

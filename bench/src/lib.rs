@@ -144,6 +144,22 @@ impl RaceWindow {
         let spent = started.elapsed();
         (self.start_ms + self.next as i64 * 1000, events.len(), spent)
     }
+
+    /// The deltas of the next `ticks` whole-second ticks (the outputs a shard would publish or
+    /// hold behind a publish delay); alerts are left out.
+    pub fn deltas(&mut self, ticks: usize) -> Vec<flevum_engine::core::RaceOutput> {
+        let mut deltas = Vec::new();
+        for _ in 0..ticks {
+            let t = self.next_second();
+            self.race.handle_tick(t);
+            while let Some(out) = self.race.poll_output() {
+                if matches!(out, flevum_engine::core::RaceOutput::Delta(_)) {
+                    deltas.push(out);
+                }
+            }
+        }
+        deltas
+    }
 }
 
 /// Delivers every simulated fix due by `t` to the race; returns how many were delivered.

@@ -90,22 +90,21 @@ impl Race {
         // Riders the organiser took out of the race are not announced and hold no position
         // (the standings skip them too). Abandons are rare: without one, no pass is needed.
         let any_abandoned = self.abandoned.contains(&true);
-        let (slots, abandoned) = (&self.slots, &self.abandoned);
-        let is_abandoned = |id: u32| slots.get(id).is_some_and(|s| abandoned[s]);
+        let is_abandoned = |id: u32| any_abandoned && self.is_abandoned(id);
         let positions: Vec<(Millis, u32, u32)> = announce
             .into_iter()
-            .filter(|&(_, id)| !(any_abandoned && is_abandoned(id)))
+            .filter(|&(_, id)| !is_abandoned(id))
             .map(|(t, id)| {
                 let earlier = self
                     .finish_order
                     .partition_point(|(other, ft)| (*ft, *other) < (t, id));
-                let abandoned_earlier = if any_abandoned {
-                    self.finish_order[..earlier]
+                // Without an abandon, no pass over the earlier finishers.
+                let abandoned_earlier = match any_abandoned {
+                    false => 0,
+                    true => self.finish_order[..earlier]
                         .iter()
                         .filter(|(other, _)| is_abandoned(*other))
-                        .count()
-                } else {
-                    0
+                        .count(),
                 };
                 (t, id, (earlier - abandoned_earlier) as u32 + 1)
             })

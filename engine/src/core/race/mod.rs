@@ -508,6 +508,11 @@ impl Race {
         self.started
     }
 
+    /// Whether the organiser marked rider `id` abandoned (unknown riders are not).
+    fn is_abandoned(&self, id: u32) -> bool {
+        self.slots.get(id).is_some_and(|s| self.abandoned[s])
+    }
+
     /// Whether the organiser closed the race (`Finish`): later fixes are refused.
     pub fn is_closed(&self) -> bool {
         self.closed_at.is_some()

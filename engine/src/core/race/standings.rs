@@ -219,7 +219,7 @@ impl Race {
         let first_finish = self
             .finish_order
             .iter()
-            .find(|(id, _)| self.slots.get(*id).is_none_or(|s| !self.abandoned[s]))
+            .find(|(id, _)| !self.is_abandoned(*id))
             .map(|(_, w)| *w);
         let mut views = std::mem::take(&mut self.views);
         let changed = if views.len() == self.riders.len() {
