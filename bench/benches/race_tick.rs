@@ -6,8 +6,10 @@
 //! live case). `quiet`: a tick half a second later, when no fix has become due (nothing new).
 //! `tick_5s`: devices report every 5 s (a fifth of the riders move per tick; the earlier bench).
 //! `accept_1hz`: the cost per fix of accepting the fixes that `tick_1hz` applies (`handle_fix`:
-//! the checks, deduplication and queueing; matching waits for the tick that applies the fix): a
-//! second of the race costs one tick plus one accept per rider.
+//! the checks, deduplication and queueing; matching waits for the tick that applies the fix).
+//! `second_1hz`: a whole second of the race on the shard's task, both together: accepting the
+//! second's fixes (one per rider) and the tick that applies them (what moving work from the
+//! tick to the accepts has to be judged by: bench/TICK.md, ninth pass).
 //! `delay_round_trip`: what a publish delay adds to each 1 Hz tick of the 5,000-rider race:
 //! holding the tick's delta in the delay queue (its rider states packed) and taking it out.
 //! The 5,000-rider ticks run with the race config's default apply threads; `tick_1hz_1thread` and
@@ -75,6 +77,19 @@ fn accept_per_fix(w: &mut RaceWindow, iters: u64) -> Duration {
     total.mul_f64(iters as f64 / done as f64)
 }
 
+/// Accepts each of `iters` seconds' fixes and runs the second's tick, timing both.
+fn whole_second(w: &mut RaceWindow, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (t, _, accepting) = w.deliver_next();
+        let started = Instant::now();
+        w.race.handle_tick(t);
+        while w.race.poll_output().is_some() {}
+        total += accepting + started.elapsed();
+    }
+    total
+}
+
 /// Pushes each of `iters` deltas into a delay queue and takes it out again (the copy that
 /// stands for the tick's output is made outside the timing).
 fn delay_round_trip(deltas: &[RaceOutput], iters: u64) -> Duration {
@@ -106,6 +121,9 @@ fn race_tick(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("accept_1hz", riders), &riders, |b, _| {
             b.iter_custom(|iters| accept_per_fix(&mut w, iters))
+        });
+        group.bench_with_input(BenchmarkId::new("second_1hz", riders), &riders, |b, _| {
+            b.iter_custom(|iters| whole_second(&mut w, iters))
         });
         if riders == 5000 {
             let deltas = w.deltas(10);
