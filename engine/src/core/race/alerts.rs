@@ -99,12 +99,13 @@ impl Race {
                     .finish_order
                     .partition_point(|(other, ft)| (*ft, *other) < (t, id));
                 // Without an abandon, no pass over the earlier finishers.
-                let abandoned_earlier = match any_abandoned {
-                    false => 0,
-                    true => self.finish_order[..earlier]
+                let abandoned_earlier = if any_abandoned {
+                    self.finish_order[..earlier]
                         .iter()
-                        .filter(|(other, _)| is_abandoned(*other))
-                        .count(),
+                        .filter(|(other, _)| self.is_abandoned(*other))
+                        .count()
+                } else {
+                    0
                 };
                 (t, id, (earlier - abandoned_earlier) as u32 + 1)
             })
