@@ -1,5 +1,6 @@
 //! A race-tick workload for profilers (perf, callgrind): a simulated field mid-race, then a number
-//! of measured ticks; prints each phase's median wall time. Under callgrind, count only the ticks:
+//! of measured ticks; prints the busy ticks' median, p10, p90, p99 and slowest wall time. Under
+//! callgrind, count only the ticks:
 //!
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured_tick*'
 //!  target/release/examples/race_tick_profile 5000 1000 300 5`
@@ -103,13 +104,20 @@ fn main() -> anyhow::Result<()> {
     }
     busy.sort();
     quiet.sort();
-    let n = busy.len() / 2;
+    // The share `q` of the sorted times (0.5 the median, 1.0 the slowest).
+    let at = |times: &[std::time::Duration], q: f64| {
+        let i = ((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1));
+        times.get(i).copied().unwrap_or_default()
+    };
     println!(
-        "{riders} riders, {} apply threads, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?} (p10 {:?}), quiet tick median {:?}, {accepted} fixes accepted",
+        "{riders} riders, {} apply threads, fixes every {interval} ms, {ticks} ticks after {warmup} s: tick median {:?} (p10 {:?}, p90 {:?}, p99 {:?}, max {:?}), quiet tick median {:?}, {accepted} fixes accepted",
         race.config().apply_threads,
-        busy.get(n).copied().unwrap_or_default(),
-        busy.get(busy.len() / 10).copied().unwrap_or_default(),
-        quiet.get(n).copied().unwrap_or_default()
+        at(&busy, 0.5),
+        at(&busy, 0.1),
+        at(&busy, 0.9),
+        at(&busy, 0.99),
+        at(&busy, 1.0),
+        at(&quiet, 0.5),
     );
     Ok(())
 }

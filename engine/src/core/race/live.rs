@@ -347,9 +347,11 @@ pub(super) fn position_near(course: &Course, distance_m: f64, near: usize) -> (f
     let i = if on_near {
         near
     } else {
-        partition_point_near(points, near + 1, |p| p.distance_m <= distance_m)
-            .saturating_sub(1)
-            .min(points.len() - 2)
+        partition_point_near(points.len(), near + 1, |i| {
+            points[i].distance_m <= distance_m
+        })
+        .saturating_sub(1)
+        .min(points.len() - 2)
     };
     let (a, b) = (&points[i], &points[i + 1]);
     let t = ((distance_m - a.distance_m) / (b.distance_m - a.distance_m)).clamp(0.0, 1.0);

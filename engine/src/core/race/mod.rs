@@ -6,6 +6,7 @@
 
 mod alerts;
 mod apply;
+mod chunked_log;
 pub mod config;
 pub mod groups;
 mod live;
@@ -430,7 +431,8 @@ impl Race {
         registered.sort_by_key(|r| r.id);
         let riders: Vec<RiderTrack> = registered
             .iter()
-            .map(|r| RiderTrack::new((*r).clone()))
+            .enumerate()
+            .map(|(slot, r)| RiderTrack::new((*r).clone(), slot, registered.len()))
             .collect();
         let slots = RiderSlots::new(registered.iter().map(|r| r.id).collect());
         let devices = config
@@ -704,7 +706,6 @@ impl Race {
         Some(
             rider
                 .fixes()
-                .iter()
                 .filter(|f| !self.in_privacy_zone(f.record.lat_deg(), f.record.lon_deg()))
                 .map(|f| TrackSample {
                     time_ms: f.record.time_ms,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use flevum_protocol::PositionRecord;
 
+use super::chunked_log::{ChunkedLog, first_false};
 use super::config::RiderConfig;
 use super::live::round;
 use crate::core::geodesy::geodesic_distance_m;
@@ -19,6 +20,12 @@ const CHECKPOINT_EVERY: usize = 32;
 const TAIL: usize = 8;
 /// Latest fix times mirrored inline: the reporting interval is the median of their gaps.
 const RECENT_FIXES: usize = 9;
+/// Fixes in one chunk of the fix log (72 bytes each: 18 KiB).
+const FIX_CHUNK: usize = 256;
+/// Passages in one chunk of the passage log (16 bytes each: 16 KiB).
+const PASSAGE_CHUNK: usize = 1024;
+/// Matcher states in one chunk of the checkpoint log (one state per `CHECKPOINT_EVERY` fixes).
+const CHECKPOINT_CHUNK: usize = 32;
 
 /// An applied fix with its match.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,8 +82,9 @@ pub enum ApplyError {
 /// One rider's event-time state.
 ///
 /// `repr(C)` keeps the declaration order, and the fields a tick touches for every rider come
-/// first: applying a fix and deriving the rider's facts read the first 512 bytes, and the
-/// registration and the seen sequence numbers (read when a fix is accepted) come after them.
+/// first: applying a fix and deriving the rider's facts read the first 512 bytes (up to the
+/// passage log's open chunk), and the seen sequence numbers (read when a fix is accepted), the
+/// matcher checkpoints and the registration come after them.
 /// (Aligning the struct to cache lines as well cost more misses than it saved: bench/TICK.md.)
 #[derive(Debug, Clone)]
 #[repr(C)]
@@ -93,35 +101,44 @@ pub struct RiderTrack {
     tail: [(f64, Millis); TAIL],
     /// Event times of the last `RECENT_FIXES` applied fixes (fewer at first), oldest first.
     recent_times: [Millis; RECENT_FIXES],
+    // The three counters below are `u32` (at most 9) so that the logs' open chunks still fall
+    // within the first 512 bytes.
     /// How many of `tail` are valid.
-    tail_len: usize,
+    tail_len: u32,
     /// How many of `recent_times` are valid.
-    recent_len: usize,
+    recent_len: u32,
     /// How many of the last gaps between `recent_times` equal the very last one (0 with fewer
     /// than two times): when it is every gap, that gap is the reporting interval, with no sort.
-    equal_gaps: usize,
+    equal_gaps: u32,
+    // The logs grow in chunks, not by doubling: riders who report at one pace would otherwise
+    // all copy their logs in the same tick (see `chunked_log`).
     /// Applied fixes in time order.
-    fixes: Vec<StoredFix>,
+    fixes: ChunkedLog<StoredFix, FIX_CHUNK>,
     /// Passage log: (distance along course, time), distance non-decreasing.
-    passages: Vec<(f64, Millis)>,
-    /// Matcher state before fix `i`, for every `i` that is a multiple of `CHECKPOINT_EVERY`.
-    checkpoints: Vec<MatchState>,
+    passages: ChunkedLog<(f64, Millis), PASSAGE_CHUNK>,
     /// Sequence numbers seen (pending or applied): duplicates are dropped by them.
     seen: SeenSeqs,
+    /// Matcher state before fix `i`, for every `i` that is a multiple of `CHECKPOINT_EVERY`
+    /// (written once every `CHECKPOINT_EVERY` fixes and read only to re-match: kept out of the
+    /// lines a tick reads).
+    checkpoints: ChunkedLog<MatchState, CHECKPOINT_CHUNK>,
     /// Registration.
     pub info: RiderConfig,
 }
 
 impl RiderTrack {
-    /// A rider with no fixes.
-    pub fn new(info: RiderConfig) -> Self {
+    /// A rider with no fixes, the one in `slot` of a field of `riders`.
+    pub fn new(info: RiderConfig, slot: usize, riders: usize) -> Self {
+        // The field's logs open their chunks spread over the chunk length, neighbouring slots
+        // together: a field reporting at one pace allocates, and faults in, a few neighbours'
+        // fresh chunks a tick instead of every rider's at once (see `ChunkedLog::new`).
         RiderTrack {
             info,
-            fixes: Vec::new(),
-            checkpoints: Vec::new(),
+            fixes: ChunkedLog::new(slot, riders),
+            checkpoints: ChunkedLog::new(slot, riders),
             matcher: MatchState::default(),
             seen: SeenSeqs::default(),
-            passages: Vec::new(),
+            passages: ChunkedLog::new(slot, riders),
             last_fix: None,
             recent_times: [0; RECENT_FIXES],
             recent_len: 0,
@@ -151,7 +168,10 @@ impl RiderTrack {
             None => 0,
             Some(last) if (last.record.time_ms, last.record.seq) <= key => self.fixes.len(),
             Some(_) => {
-                partition_point_from_end(&self.fixes, |f| (f.record.time_ms, f.record.seq) <= key)
+                let fixes = &self.fixes;
+                partition_point_from_end(fixes.len(), |i| {
+                    (fixes[i].record.time_ms, fixes[i].record.seq) <= key
+                })
             }
         };
         let plausible = |other: &StoredFix| {
@@ -205,11 +225,11 @@ impl RiderTrack {
             self.rematch_from(index, matcher, at);
             self.last_fix = self.fixes.last().copied();
             let from = self.fixes.len().saturating_sub(RECENT_FIXES);
-            self.recent_len = self.fixes.len() - from;
-            for (slot, f) in self.recent_times.iter_mut().zip(&self.fixes[from..]) {
-                *slot = f.record.time_ms;
+            self.recent_len = (self.fixes.len() - from) as u32;
+            for (slot, i) in self.recent_times.iter_mut().zip(from..self.fixes.len()) {
+                *slot = self.fixes[i].record.time_ms;
             }
-            self.equal_gaps = equal_gaps_at_end(&self.recent_times[..self.recent_len]);
+            self.equal_gaps = equal_gaps_at_end(self.recent_times()) as u32;
         }
         Ok(())
     }
@@ -217,7 +237,7 @@ impl RiderTrack {
     /// Appends the time of a fix applied at the end to `recent_times` (dropping the oldest when
     /// full) and keeps `equal_gaps` up to date.
     fn push_recent_time(&mut self, time_ms: Millis) {
-        let n = self.recent_len;
+        let n = self.recent_len as usize;
         if n > 0 {
             let gap = time_ms - self.recent_times[n - 1];
             // `equal_gaps > 0` implies at least two times.
@@ -229,11 +249,11 @@ impl RiderTrack {
                 1
             };
         }
-        if self.recent_len == RECENT_FIXES {
+        if self.recent_len as usize == RECENT_FIXES {
             self.recent_times.copy_within(1.., 0);
             self.recent_len -= 1;
         }
-        self.recent_times[self.recent_len] = time_ms;
+        self.recent_times[self.recent_len as usize] = time_ms;
         self.recent_len += 1;
         self.equal_gaps = self.equal_gaps.min(self.recent_len - 1);
     }
@@ -253,11 +273,14 @@ impl RiderTrack {
         }
         // Rebuild the passage log from the first fix that changed.
         let first_time = self.fixes[start].record.time_ms;
-        let keep = self.passages.partition_point(|p| p.1 < first_time);
+        let passages = &self.passages;
+        let keep = first_false(0, passages.len(), |i| passages[i].1 < first_time);
         self.passages.truncate(keep);
         let from = keep.saturating_sub(TAIL);
-        self.tail_len = keep - from;
-        self.tail[..self.tail_len].copy_from_slice(&self.passages[from..]);
+        self.tail_len = (keep - from) as u32;
+        for (slot, i) in self.tail.iter_mut().zip(from..keep) {
+            *slot = self.passages[i];
+        }
         for i in start..self.fixes.len() {
             let m = self.fixes[i].matched;
             self.push_passage(m);
@@ -272,11 +295,11 @@ impl RiderTrack {
             .last_passage()
             .map_or(m.distance_m, |p| p.0.max(m.distance_m));
         self.passages.push((d, m.time_ms));
-        if self.tail_len == TAIL {
+        if self.tail_len as usize == TAIL {
             self.tail.copy_within(1.., 0);
             self.tail_len -= 1;
         }
-        self.tail[self.tail_len] = (d, m.time_ms);
+        self.tail[self.tail_len as usize] = (d, m.time_ms);
         self.tail_len += 1;
     }
 
@@ -291,20 +314,27 @@ impl RiderTrack {
                 .get(k)
                 .map(|&b| interpolate(tail[k - 1], b, distance_m));
         }
-        let i = partition_point_from_end(&self.passages, |p| p.0 < distance_m);
+        let passages = &self.passages;
+        let i = partition_point_from_end(passages.len(), |i| passages[i].0 < distance_m);
         self.time_at_index(distance_m, i)
     }
 
     /// The latest passages (up to eight), oldest first: the end of the passage log.
     pub fn tail(&self) -> &[(f64, Millis)] {
-        &self.tail[..self.tail_len]
+        &self.tail[..self.tail_len as usize]
+    }
+
+    /// Event times of the latest applied fixes (up to `RECENT_FIXES`), oldest first.
+    fn recent_times(&self) -> &[Millis] {
+        &self.recent_times[..self.recent_len as usize]
     }
 
     /// [`RiderTrack::time_at`] with the search starting at `hint`, the passage index an earlier
     /// query at a nearby distance ended at (updated): many queries at neighbouring distances,
     /// such as every rider's gap to the leader in road order, then cost a few probes each.
     pub fn time_at_near(&self, distance_m: f64, hint: &mut usize) -> Option<Millis> {
-        let i = partition_point_near(&self.passages, *hint, |p| p.0 < distance_m);
+        let passages = &self.passages;
+        let i = partition_point_near(passages.len(), *hint, |i| passages[i].0 < distance_m);
         *hint = i;
         self.time_at_index(distance_m, i)
     }
@@ -358,13 +388,14 @@ impl RiderTrack {
 
     /// Distance reached at time `t` (the passage log read the other way).
     pub fn distance_at(&self, t: Millis) -> Option<f64> {
-        let i = partition_point_from_end(&self.passages, |p| p.1 <= t);
+        let passages = &self.passages;
+        let i = partition_point_from_end(passages.len(), |i| passages[i].1 <= t);
         (i > 0).then(|| self.passages[i - 1].0)
     }
 
     /// Every applied fix, in event-time order.
-    pub fn fixes(&self) -> &[StoredFix] {
-        &self.fixes
+    pub fn fixes(&self) -> impl Iterator<Item = &StoredFix> + '_ {
+        self.fixes.iter()
     }
 
     /// The last applied fix.
@@ -392,8 +423,7 @@ impl RiderTrack {
     /// that their cold cache lines load in parallel instead of one rider after another.
     pub fn warm(&self) -> u64 {
         let ends = self.fixes.last().map_or(0, |f| f.record.time_ms as u64)
-            ^ self.passages.last().map_or(0, |p| p.1 as u64)
-            ^ self.checkpoints.len() as u64;
+            ^ self.passages.last().map_or(0, |p| p.1 as u64);
         let inline = self.recent_times[0] as u64
             ^ self.recent_times[RECENT_FIXES - 1] as u64
             ^ self.tail[0].1 as u64
@@ -410,8 +440,8 @@ impl RiderTrack {
         }
         // A device reporting steadily (the usual case), known without looking at every gap:
         // every gap is the median.
-        let n = self.recent_len;
-        if self.equal_gaps + 1 == n {
+        let n = self.recent_len as usize;
+        if self.equal_gaps as usize + 1 == n {
             return Some(self.recent_times[n - 1] - self.recent_times[n - 2]);
         }
         let mut gaps = [0 as Millis; RECENT_FIXES - 1];
@@ -441,19 +471,18 @@ fn equal_gaps_at_end(times: &[Millis]) -> usize {
     m
 }
 
-/// `slice::partition_point` (`pred` holds for a prefix) searched by galloping out from `hint`
-/// in whichever direction the answer lies: O(log distance) from the hint.
-pub(super) fn partition_point_near<T>(v: &[T], hint: usize, pred: impl Fn(&T) -> bool) -> usize {
-    let n = v.len();
+/// [`first_false`] over `0..n` (`holds` is true for a prefix), searched by galloping out from
+/// `hint` in whichever direction the answer lies: O(log distance) from the hint.
+pub(super) fn partition_point_near(n: usize, hint: usize, holds: impl Fn(usize) -> bool) -> usize {
     let h = hint.min(n);
-    if h > 0 && !pred(&v[h - 1]) {
+    if h > 0 && !holds(h - 1) {
         // The answer is at most h - 1: gallop down.
         let mut hi = h - 1;
         let mut step = 1usize;
         loop {
             let probe = hi.saturating_sub(step);
-            if pred(&v[probe]) {
-                return probe + 1 + v[probe + 1..hi].partition_point(&pred);
+            if holds(probe) {
+                return first_false(probe + 1, hi, &holds);
             }
             if probe == 0 {
                 return 0;
@@ -462,13 +491,13 @@ pub(super) fn partition_point_near<T>(v: &[T], hint: usize, pred: impl Fn(&T) ->
             step = step.saturating_mul(2);
         }
     }
-    // Everything before h satisfies `pred`: gallop up.
+    // Everything before h satisfies `holds`: gallop up.
     let mut lo = h;
     let mut step = 1usize;
     while lo < n {
         let probe = lo.saturating_add(step - 1).min(n - 1);
-        if !pred(&v[probe]) {
-            return lo + v[lo..probe].partition_point(&pred);
+        if !holds(probe) {
+            return first_false(lo, probe, &holds);
         }
         lo = probe + 1;
         step = step.saturating_mul(2);
@@ -527,16 +556,16 @@ pub(super) fn interpolate(a: (f64, Millis), b: (f64, Millis), distance_m: f64) -
     a.1 + round((b.1 - a.1) as f64 * t) as Millis
 }
 
-/// `slice::partition_point` (`pred` holds for a prefix) searched by galloping back from the end:
-/// live queries land on recent passages, so this touches a few cache lines of a long log instead
-/// of a full binary search over cold memory, and it is never worse than O(log n).
-fn partition_point_from_end<T>(v: &[T], pred: impl Fn(&T) -> bool) -> usize {
-    let mut hi = v.len();
+/// [`first_false`] over `0..n` (`holds` is true for a prefix), searched by galloping back from
+/// the end: live queries land on recent passages, so this touches a few cache lines of a long
+/// log instead of a full binary search over cold memory, and it is never worse than O(log n).
+fn partition_point_from_end(n: usize, holds: impl Fn(usize) -> bool) -> usize {
+    let mut hi = n;
     let mut step = 1usize;
     while hi > 0 {
         let probe = hi.saturating_sub(step);
-        if pred(&v[probe]) {
-            return probe + 1 + v[probe + 1..hi].partition_point(&pred);
+        if holds(probe) {
+            return first_false(probe + 1, hi, &holds);
         }
         hi = probe;
         step = step.saturating_mul(2);
@@ -557,8 +586,14 @@ mod tests {
     fn what_a_tick_reads_per_rider_comes_first() {
         use super::super::live::RiderFacts;
         use super::RiderTrack;
-        // The track: everything before the seen sequence numbers and the registration.
-        assert!(std::mem::offset_of!(RiderTrack, seen) <= 512);
+        // The track: everything before the seen sequence numbers, up to the passage log's open
+        // chunk (a `ChunkedLog` starts with it; its sealed chunks are read only by searches
+        // that the inline tail cannot answer).
+        let open_chunk = std::mem::size_of::<Vec<(f64, crate::core::Millis)>>();
+        assert!(std::mem::offset_of!(RiderTrack, passages) + open_chunk <= 512);
+        assert!(
+            std::mem::offset_of!(RiderTrack, checkpoints) >= std::mem::offset_of!(RiderTrack, seen)
+        );
         assert!(std::mem::offset_of!(RiderTrack, info) >= std::mem::offset_of!(RiderTrack, seen));
         // The facts every tick reads (status, road order, view) before the passage tail.
         assert!(std::mem::offset_of!(RiderFacts, eta_if_racing) + 16 <= 128);
@@ -573,8 +608,8 @@ mod tests {
             hint in 0usize..400,
         ) {
             v.sort_unstable();
-            prop_assert_eq!(partition_point_near(&v, hint, |&e| e < x), v.partition_point(|&e| e < x));
-            prop_assert_eq!(partition_point_near(&v, hint, |&e| e <= x), v.partition_point(|&e| e <= x));
+            prop_assert_eq!(partition_point_near(v.len(), hint, |i| v[i] < x), v.partition_point(|&e| e < x));
+            prop_assert_eq!(partition_point_near(v.len(), hint, |i| v[i] <= x), v.partition_point(|&e| e <= x));
         }
 
         #[test]
@@ -630,14 +665,14 @@ mod tests {
                 team: String::new(),
                 device_id: "d".into(),
                 device_token_sha256: None,
-            });
+            }, 0, 1);
             let mut t = 1_700_000_000_000i64;
             for g in gaps {
                 t += g;
                 track.push_recent_time(t);
-                let times = &track.recent_times[..track.recent_len];
-                prop_assert!(track.recent_len <= RECENT_FIXES);
-                prop_assert_eq!(track.equal_gaps, equal_gaps_at_end(times));
+                let times = track.recent_times();
+                prop_assert!(times.len() <= RECENT_FIXES);
+                prop_assert_eq!(track.equal_gaps as usize, equal_gaps_at_end(times));
             }
         }
 
@@ -647,8 +682,8 @@ mod tests {
             x in -5i64..1005,
         ) {
             v.sort_unstable();
-            prop_assert_eq!(partition_point_from_end(&v, |&e| e < x), v.partition_point(|&e| e < x));
-            prop_assert_eq!(partition_point_from_end(&v, |&e| e <= x), v.partition_point(|&e| e <= x));
+            prop_assert_eq!(partition_point_from_end(v.len(), |i| v[i] < x), v.partition_point(|&e| e < x));
+            prop_assert_eq!(partition_point_from_end(v.len(), |i| v[i] <= x), v.partition_point(|&e| e <= x));
         }
     }
 }
