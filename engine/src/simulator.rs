@@ -825,6 +825,14 @@ impl std::fmt::Display for OfflineRun {
                     who()
                 ),
                 AlertKind::Sos => format!("SOS from {}", who()),
+                AlertKind::RiderAbandoned { finish_position } => match finish_position {
+                    Some(p) => format!("out of the race, was finisher #{p}: {}", who()),
+                    None => format!("out of the race: {}", who()),
+                },
+                AlertKind::RiderReinstated { finish_position } => match finish_position {
+                    Some(p) => format!("back in the race, finisher #{p}: {}", who()),
+                    None => format!("back in the race: {}", who()),
+                },
             };
             writeln!(
                 f,

@@ -29,8 +29,8 @@ pub fn asset(path: &str) -> Option<(&'static [u8], &'static str)> {
             dist!("assets/index-B0qjBXTF.css"),
             "text/css; charset=utf-8",
         ),
-        "index-DRNgPSCZ.js" => (
-            dist!("assets/index-DRNgPSCZ.js"),
+        "index-CQOk_XYS.js" => (
+            dist!("assets/index-CQOk_XYS.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return None,

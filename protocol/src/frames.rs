@@ -287,6 +287,20 @@ pub enum AlertKind {
     },
     /// A rider pressed SOS.
     Sos,
+    /// The organiser took a rider out of the race (abandon, disqualification). A finisher's
+    /// place goes with them: every finisher behind moves up one place, and later finisher
+    /// alerts count without them.
+    RiderAbandoned {
+        /// The rider's place among the finishers when taken out, if their finish had been
+        /// announced.
+        finish_position: Option<u32>,
+    },
+    /// The organiser put an abandoned rider back in the race.
+    RiderReinstated {
+        /// The rider's place, if they had finished and their finish will not be announced
+        /// otherwise (it was passed over while they were out): the finishers behind move down.
+        finish_position: Option<u32>,
+    },
 }
 
 /// One entry of the alerts feed.

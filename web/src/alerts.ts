@@ -56,6 +56,14 @@ export function alertText(a: Alert, who: (id: number) => string): string {
       return `${r} finishes ${num(k, 'position') ?? ''}. in ${formatClock(num(k, 'race_time_ms') ?? 0)}`;
     case 'sos':
       return `SOS from ${r}`;
+    case 'rider_abandoned': {
+      const p = num(k, 'finish_position');
+      return `${r} out of the race${p !== undefined ? ` (was ${p}. at the finish: those behind move up)` : ''}`;
+    }
+    case 'rider_reinstated': {
+      const p = num(k, 'finish_position');
+      return `${r} back in the race${p !== undefined ? ` (finishes ${p}.: those behind move down)` : ''}`;
+    }
     default:
       return `${humanize(String(a.kind.type))}${riders ? `: ${riders}` : ''}`;
   }

@@ -81,6 +81,8 @@ export const ALERT_TYPES = [
   'checkpoint_leader',
   'finisher',
   'sos',
+  'rider_abandoned',
+  'rider_reinstated',
 ] as const;
 export type AlertType = (typeof ALERT_TYPES)[number];
 

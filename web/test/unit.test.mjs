@@ -9,12 +9,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const src = join(dirname(fileURLToPath(import.meta.url)), '..', 'src');
-let format, storeMod, tracks;
+let format, storeMod, tracks, alerts;
 
 before(async () => {
   const out = mkdtempSync(join(tmpdir(), 'flevum-unit-'));
   await build({
-    entryPoints: ['format.ts', 'store.ts', 'tracks.ts'].map((f) => join(src, f)),
+    entryPoints: ['format.ts', 'store.ts', 'tracks.ts', 'alerts.ts'].map((f) => join(src, f)),
     outdir: out,
     bundle: true,
     format: 'esm',
@@ -24,6 +24,24 @@ before(async () => {
   format = await import(pathToFileURL(join(out, 'format.js')).href);
   storeMod = await import(pathToFileURL(join(out, 'store.js')).href);
   tracks = await import(pathToFileURL(join(out, 'tracks.js')).href);
+  alerts = await import(pathToFileURL(join(out, 'alerts.js')).href);
+});
+
+test('alertText: an organiser taking a finisher out, and putting them back', () => {
+  const who = (id) => `#${id}`;
+  const alert = (kind) => ({
+    seq: 1, epoch: 1, timeMs: 0, raceTimeMs: 0, courseKm: 128, riders: [7], severity: 'notable', kind,
+  });
+  assert.equal(
+    alerts.alertText(alert({ type: 'rider_abandoned', finish_position: 3 }), who),
+    '#7 out of the race (was 3. at the finish: those behind move up)',
+  );
+  assert.equal(alerts.alertText(alert({ type: 'rider_abandoned', finish_position: null }), who), '#7 out of the race');
+  assert.equal(
+    alerts.alertText(alert({ type: 'rider_reinstated', finish_position: 2 }), who),
+    '#7 back in the race (finishes 2.: those behind move down)',
+  );
+  assert.equal(alerts.alertText(alert({ type: 'rider_reinstated', finish_position: null }), who), '#7 back in the race');
 });
 
 test('formatGap', () => {

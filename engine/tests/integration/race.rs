@@ -289,6 +289,112 @@ fn a_finisher_abandoned_while_their_finish_is_held_is_not_announced_and_holds_no
     );
 }
 
+#[test]
+fn taking_out_an_announced_finisher_tells_the_feed_their_place_and_putting_them_back_too() {
+    // Rider 2 wins the sprint and rider 1 is second; both finishes are announced.
+    let (mut race, outputs) = sprint_finish(5000, None);
+    assert_eq!(finisher_alerts(&outputs), vec![(1, 2), (2, 1)]);
+    let mut now = race.poll_timeout().unwrap();
+    let mut admin = |race: &mut Race, command: AdminCommand| {
+        now += 1000;
+        race.handle_admin(now, command).unwrap();
+        std::iter::from_fn(|| race.poll_output()).collect::<Vec<_>>()
+    };
+    // The winner is disqualified: the feed hears who and which place goes.
+    let out = admin(&mut race, AdminCommand::Abandon { rider_id: 2 });
+    assert_eq!(
+        standing_alerts(&out),
+        vec![(
+            AlertKind::RiderAbandoned {
+                finish_position: Some(1)
+            },
+            2
+        )]
+    );
+    let length_km = race.course().course().length_m() / 1000.0;
+    assert!(matches!(&out[0], RaceOutput::Alert(a) if (a.course_km - length_km).abs() < 1e-9));
+    // Taking them out twice tells nothing new.
+    assert!(admin(&mut race, AdminCommand::Abandon { rider_id: 2 }).is_empty());
+    // Rider 1 is now first: taken out too, the feed says so.
+    let out = admin(&mut race, AdminCommand::Abandon { rider_id: 1 });
+    assert_eq!(
+        standing_alerts(&out),
+        vec![(
+            AlertKind::RiderAbandoned {
+                finish_position: Some(1)
+            },
+            1
+        )]
+    );
+    // Put back, each gets their place among those in the race.
+    let out = admin(&mut race, AdminCommand::Reinstate { rider_id: 1 });
+    assert_eq!(
+        standing_alerts(&out),
+        vec![(
+            AlertKind::RiderReinstated {
+                finish_position: Some(1)
+            },
+            1
+        )]
+    );
+    let out = admin(&mut race, AdminCommand::Reinstate { rider_id: 2 });
+    assert_eq!(
+        standing_alerts(&out),
+        vec![(
+            AlertKind::RiderReinstated {
+                finish_position: Some(1)
+            },
+            2
+        )]
+    );
+    assert!(admin(&mut race, AdminCommand::Reinstate { rider_id: 2 }).is_empty());
+}
+
+#[test]
+fn a_finisher_put_back_after_their_finish_was_passed_over_is_announced_by_the_reinstatement() {
+    // Rider 2's finish was held when they were taken out, so no finisher alert named them.
+    let (mut race, outputs) = sprint_finish(5000, Some(2));
+    assert_eq!(finisher_alerts(&outputs), vec![(1, 1)]);
+    assert_eq!(
+        standing_alerts(&outputs),
+        vec![(
+            AlertKind::RiderAbandoned {
+                finish_position: None
+            },
+            2
+        )]
+    );
+    let now = race.poll_timeout().unwrap();
+    race.handle_admin(now, AdminCommand::Reinstate { rider_id: 2 })
+        .unwrap();
+    let out: Vec<RaceOutput> = std::iter::from_fn(|| race.poll_output()).collect();
+    assert_eq!(
+        standing_alerts(&out),
+        vec![(
+            AlertKind::RiderReinstated {
+                finish_position: Some(1)
+            },
+            2
+        )]
+    );
+}
+
+/// The organiser's standing changes in `outputs`, as (kind, rider).
+fn standing_alerts(outputs: &[RaceOutput]) -> Vec<(AlertKind, u32)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RaceOutput::Alert(a) => match a.kind {
+                AlertKind::RiderAbandoned { .. } | AlertKind::RiderReinstated { .. } => {
+                    Some((a.kind.clone(), a.riders[0]))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// Finisher alerts as (position, rider).
 fn finisher_alerts(outputs: &[RaceOutput]) -> Vec<(u32, u32)> {
     outputs

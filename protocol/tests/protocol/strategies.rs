@@ -215,6 +215,10 @@ fn alert_kind() -> impl Strategy<Value = AlertKind> {
             race_time_ms
         }),
         Just(AlertKind::Sos),
+        proptest::option::of(any::<u32>())
+            .prop_map(|finish_position| AlertKind::RiderAbandoned { finish_position }),
+        proptest::option::of(any::<u32>())
+            .prop_map(|finish_position| AlertKind::RiderReinstated { finish_position }),
     ]
 }
 

@@ -130,6 +130,43 @@ impl Race {
         }
     }
 
+    /// The place of the rider in `slot` (id `id`) among the finishers, if their finish has been
+    /// told to the feed or was passed over while they were out of the race (it is entered in
+    /// the finish order and no longer held): 1 + the finishers before them still in the race.
+    pub(super) fn told_finish_position(&self, slot: usize, id: u32) -> Option<u32> {
+        if !self.announced[slot].finish_seen || self.finishers_held.iter().any(|h| h.1 == id) {
+            return None;
+        }
+        let at = self
+            .finish_order
+            .iter()
+            .position(|(other, _)| *other == id)?;
+        let before = self.finish_order[..at]
+            .iter()
+            .filter(|(other, _)| !self.is_abandoned(*other))
+            .count();
+        u32::try_from(before + 1).ok()
+    }
+
+    /// Raises an organiser's change of a rider's standing (`RiderAbandoned`, `RiderReinstated`)
+    /// at once, without a cooldown: at the rider's last position on the course (the finish for a
+    /// finisher).
+    pub(super) fn raise_standing_change(
+        &mut self,
+        now: Millis,
+        slot: usize,
+        id: u32,
+        kind: AlertKind,
+    ) {
+        let facts = &self.facts[slot];
+        let course_km = match (facts.finish_time, facts.last_passage) {
+            (Some(_), _) => self.index.course().length_m() / 1000.0,
+            (None, Some((distance_m, _))) => distance_m / 1000.0,
+            (None, None) => 0.0,
+        };
+        self.raise(now, kind, vec![id], course_km, Severity::Notable, None);
+    }
+
     /// How long after a finish time every rider who finished before it has reported a fix past
     /// the line: two reporting intervals (a device reports within one; the second covers a late
     /// or lost fix), of the race's configured interval or of the slowest device still on the

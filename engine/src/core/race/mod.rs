@@ -612,13 +612,33 @@ impl Race {
                 return Err(AdminError::UnknownRider(rider_id));
             }
             AdminCommand::Abandon { rider_id } => {
-                if let Some(slot) = self.slots.get(rider_id) {
+                if let Some(slot) = self.slots.get(rider_id)
+                    && !self.abandoned[slot]
+                {
+                    // The place an announced finish gave, counted before the rider leaves.
+                    let finish_position = self.told_finish_position(slot, rider_id);
                     self.abandoned[slot] = true;
+                    self.raise_standing_change(
+                        now,
+                        slot,
+                        rider_id,
+                        AlertKind::RiderAbandoned { finish_position },
+                    );
                 }
             }
             AdminCommand::Reinstate { rider_id } => {
-                if let Some(slot) = self.slots.get(rider_id) {
+                if let Some(slot) = self.slots.get(rider_id)
+                    && self.abandoned[slot]
+                {
                     self.abandoned[slot] = false;
+                    // A finish passed over while the rider was out is announced here.
+                    let finish_position = self.told_finish_position(slot, rider_id);
+                    self.raise_standing_change(
+                        now,
+                        slot,
+                        rider_id,
+                        AlertKind::RiderReinstated { finish_position },
+                    );
                 }
             }
             AdminCommand::MoveCheckpoint { name, distance_m } => {
