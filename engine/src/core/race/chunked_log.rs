@@ -38,8 +38,9 @@ impl<T, const CHUNK: usize> ChunkedLog<T, CHUNK> {
     /// grow at the same pace. The members form [`PHASE_GROUPS`] runs of neighbours; each run
     /// opens its chunks `CHUNK / PHASE_GROUPS` items after the run before it, so the group's
     /// chunk openings (an allocation, and a page fault at the first write) are spread over every
-    /// `CHUNK` items, and a run's chunks, allocated together, lie together in memory.
-    pub const fn new(member: usize, members: usize) -> Self {
+    /// `CHUNK` items, and a run's chunks, allocated together, lie together in memory. `shift`
+    /// items more move the whole group's openings, away from those of another log kind.
+    pub const fn new(member: usize, members: usize, shift: usize) -> Self {
         const { assert!(CHUNK > 0) };
         let skew = if member < members {
             // `member < members` keeps the run below PHASE_GROUPS and the skew below CHUNK; the
@@ -49,6 +50,7 @@ impl<T, const CHUNK: usize> ChunkedLog<T, CHUNK> {
         } else {
             0
         };
+        let skew = (skew + shift % CHUNK) % CHUNK;
         ChunkedLog {
             open: Vec::new(),
             full: Vec::new(),
@@ -275,7 +277,7 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_as_a_vec(member in 0usize..8, steps in proptest::collection::vec(step(), 0..200)) {
-            let mut log: ChunkedLog<u32, 4> = ChunkedLog::new(member, 8);
+            let mut log: ChunkedLog<u32, 4> = ChunkedLog::new(member, 8, member / 3);
             let mut model: Vec<u32> = Vec::new();
             for s in steps {
                 match s {
@@ -314,7 +316,7 @@ mod tests {
 
     #[test]
     fn appending_never_moves_a_stored_item() {
-        let mut log: ChunkedLog<u64, 8> = ChunkedLog::new(3, 8);
+        let mut log: ChunkedLog<u64, 8> = ChunkedLog::new(3, 8, 0);
         log.push(0);
         let first: *const u64 = &log[0];
         for v in 1..1000 {
@@ -326,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_clone_appends_without_regrowing_its_open_chunk() {
-        let mut log: ChunkedLog<u64, 8> = ChunkedLog::new(0, 1);
+        let mut log: ChunkedLog<u64, 8> = ChunkedLog::new(0, 1, 0);
         for v in 0..11 {
             log.push(v);
         }
@@ -340,16 +342,20 @@ mod tests {
     fn a_group_opens_its_chunks_spread_over_the_chunk_length() {
         // The length at which each member of a group of 16 opens its second chunk (its first
         // allocation after the first): neighbours in pairs, the pairs at all 8 lengths.
-        let opened_at = |member: usize| {
-            let mut log: ChunkedLog<u32, 8> = ChunkedLog::new(member, 16);
+        let opened_at = |member: usize, shift: usize| {
+            let mut log: ChunkedLog<u32, 8> = ChunkedLog::new(member, 16, shift);
             (1..=20usize).find(|_| {
                 log.push(0);
                 log.full.len() == 1
             })
         };
         // 16 members in 64 runs: member m is in run 4m, so its first chunk holds 8 - m / 2.
-        let lengths: Vec<_> = (0..16).map(opened_at).collect();
+        let lengths: Vec<_> = (0..16).map(|m| opened_at(m, 0)).collect();
         let expected: Vec<_> = (0..16).map(|m| Some(9 - m / 2)).collect();
         assert_eq!(lengths, expected);
+        // A shift of 1 opens every member's chunk one item earlier (the last pair wraps round).
+        let shifted: Vec<_> = (0..16).map(|m| opened_at(m, 1)).collect();
+        let expected: Vec<_> = (0..16).map(|m| Some(9 - (m / 2 + 1) % 8)).collect();
+        assert_eq!(shifted, expected);
     }
 }
