@@ -98,16 +98,7 @@ impl Race {
                 let earlier = self
                     .finish_order
                     .partition_point(|(other, ft)| (*ft, *other) < (t, id));
-                // Without an abandon, no pass over the earlier finishers.
-                let abandoned_earlier = if any_abandoned {
-                    self.finish_order[..earlier]
-                        .iter()
-                        .filter(|(other, _)| self.is_abandoned(*other))
-                        .count()
-                } else {
-                    0
-                };
-                (t, id, (earlier - abandoned_earlier) as u32 + 1)
+                (t, id, self.finish_place(earlier, any_abandoned))
             })
             .collect();
         for (t, id, position) in positions {
@@ -141,11 +132,22 @@ impl Race {
             .finish_order
             .iter()
             .position(|(other, _)| *other == id)?;
-        let before = self.finish_order[..at]
-            .iter()
-            .filter(|(other, _)| !self.is_abandoned(*other))
-            .count();
-        u32::try_from(before + 1).ok()
+        Some(self.finish_place(at, self.abandoned.contains(&true)))
+    }
+
+    /// The place of the finisher at index `at` of the finish order: 1 + the finishers before it
+    /// still in the race. `any_abandoned` is whether anyone is out of the race; without an
+    /// abandon (the usual case) no pass over the earlier finishers is needed.
+    fn finish_place(&self, at: usize, any_abandoned: bool) -> u32 {
+        let abandoned_earlier = if any_abandoned {
+            self.finish_order[..at]
+                .iter()
+                .filter(|(other, _)| self.is_abandoned(*other))
+                .count()
+        } else {
+            0
+        };
+        (at - abandoned_earlier) as u32 + 1
     }
 
     /// Raises an organiser's change of a rider's standing (`RiderAbandoned`, `RiderReinstated`)

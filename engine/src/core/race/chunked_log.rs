@@ -64,13 +64,10 @@ impl<T, const CHUNK: usize> ChunkedLog<T, CHUNK> {
         self.sealed() + self.open.len()
     }
 
-    /// Items in the sealed chunks.
+    /// Items in the sealed chunks: where the open chunk starts.
     #[inline]
     fn sealed(&self) -> usize {
-        match self.full.len() {
-            0 => 0,
-            n => n * CHUNK - self.skew,
-        }
+        self.start(self.full.len())
     }
 
     /// Capacity of chunk number `k`.
